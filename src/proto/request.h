@@ -1,0 +1,52 @@
+/* request: a decoded frame checked against the op table (docs/protocol.md "Requests"). */
+#ifndef PARLEY_PROTO_REQUEST_H
+#define PARLEY_PROTO_REQUEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "proto/errors.h"
+
+#define OP_MAP(X)                                                                                  \
+  X(HELLO, "hello")                                                                                \
+  X(JOIN, "join")                                                                                  \
+  X(LEAVE, "leave")                                                                                \
+  X(SEND, "send")                                                                                  \
+  X(PING, "ping")
+
+enum op {
+#define X(name, str) OP_##name,
+  OP_MAP(X)
+#undef X
+      OP__COUNT
+};
+
+const char *op_name(enum op op);
+
+#define ROOM_NAME_MAX 128
+#define CMID_MAX 64
+#define REQ_ID_MAX 64
+
+/* All pointers borrow from the json_t the request was parsed from: keep that alive while using it. */
+struct request {
+  enum op op;
+  json_t *id; /* integer or string; NULL if the frame had no usable id */
+  const char *room;
+  const char *token;
+  const char *client;
+  const char *cmid;
+  json_t *body;
+  int64_t since;
+  bool has_since;
+};
+
+/* Check doc against the op table. Returns PERR_OK or an error code with *msg set to a static,
+ * human-readable reason. req->id is set whenever doc is a map with a valid id, even on error, so the
+ * error reply can carry it. Unknown fields are ignored. Room names are checked (PERR_BAD_ROOM). */
+enum perr request_parse(json_t *doc, struct request *req, const char **msg);
+
+/* True if s (NUL-terminated) is a valid room name: 1..128 bytes of [A-Za-z0-9_.:@-]. */
+bool room_name_valid(const char *s);
+
+#endif
