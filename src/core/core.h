@@ -1,0 +1,67 @@
+/* core: connections, identities, rooms and the message path. All state is owned by the loop thread.
+ * The core never sees wire bytes beyond handing a payload to proto, nor any libwebsockets type: a
+ * transport (net/) plugs in through struct conn_tx and drives the core with the conn_* entry points. */
+#ifndef PARLEY_CORE_CORE_H
+#define PARLEY_CORE_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "core/metrics.h"
+#include "proto/codec.h"
+#include "util/frame.h"
+
+struct core;
+struct conn;
+
+/* What the core asks of a transport for one connection. */
+struct conn_tx {
+  /* Queue f (the callee takes its own reference if it keeps it). Returns 0, or -1 if the connection is
+   * closing / was closed for overflow: the caller must not touch the conn after a -1 other than to
+   * forget it (it will get core_conn_closed later). */
+  int (*send)(void *ctx, frame_t *f);
+  /* Close with a WebSocket close code and reason; core_conn_closed follows (later, from the loop). */
+  void (*close)(void *ctx, int code, const char *reason);
+};
+
+/* Close codes of docs/protocol.md. */
+enum close_code {
+  CLOSE_NORMAL = 1000,
+  CLOSE_GOING_AWAY = 1001,
+  CLOSE_PROTOCOL = 1002,
+  CLOSE_BAD_UTF8 = 1007,
+  CLOSE_TOO_BIG = 1009,
+  CLOSE_INTERNAL = 1011,
+  CLOSE_HELLO_TIMEOUT = 4001,
+  CLOSE_SLOW_CONSUMER = 4008,
+};
+
+/* cfg is borrowed and must outlive the core (server.c owns it; SIGHUP updates it in place). */
+struct core *core_new(const struct config *cfg);
+void core_free(struct core *core);
+
+struct metrics *core_metrics(struct core *core);
+size_t core_conn_count(const struct core *core);
+size_t core_room_count(const struct core *core);
+
+/* Accept a connection (after the handshake). peer is the remote address text. Returns NULL when out
+ * of memory. The core owns the returned conn until core_conn_closed. */
+struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_tx *tx, void *tx_ctx,
+                            const char *peer);
+/* One complete WebSocket message from the client. binary tells the frame type. */
+void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary);
+/* The transport is done with the connection: leave its rooms, free it. */
+void core_conn_closed(struct core *core, struct conn *c);
+
+/* Periodic housekeeping (hello timeouts); now_ms from a monotonic clock. */
+void core_tick(struct core *core, uint64_t now_ms);
+/* Close every connection with code (used by shutdown). */
+void core_close_all(struct core *core, int code, const char *reason);
+
+/* Time helpers: wall-clock ms (timestamps on the wire) and monotonic ms. */
+uint64_t core_now_ms(void);
+uint64_t core_mono_ms(void);
+
+#endif

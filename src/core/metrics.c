@@ -1,0 +1,33 @@
+#include "core/metrics.h"
+
+#include <inttypes.h>
+
+#include "core/core.h"
+
+#define COUNTER(name, help, value)                                                                 \
+  buf_printf(out, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 "\n",     \
+             (uint64_t)(value))
+#define GAUGE(name, help, value)                                                                   \
+  buf_printf(out, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %" PRIu64 "\n",       \
+             (uint64_t)(value))
+
+int metrics_render(const struct core *core, buf_t *out) {
+  const struct metrics *m = core_metrics((struct core *)core);
+  GAUGE("parley_connections", "Open WebSocket connections.", core_conn_count(core));
+  GAUGE("parley_rooms", "Rooms in memory.", core_room_count(core));
+  COUNTER("parley_connections_total", "WebSocket connections accepted.", m->connections_total);
+  COUNTER("parley_connections_refused_total", "WebSocket handshakes refused.", m->connections_refused);
+  COUNTER("parley_frames_in_total", "WebSocket messages received.", m->frames_in);
+  COUNTER("parley_bytes_in_total", "WebSocket payload bytes received.", m->bytes_in);
+  COUNTER("parley_frames_out_total", "Frames queued to clients.", m->frames_out);
+  COUNTER("parley_bytes_out_total", "Bytes queued to clients, framing included.", m->bytes_out);
+  COUNTER("parley_messages_total", "Messages accepted.", m->messages_total);
+  COUNTER("parley_deliveries_total", "Message events queued to connections.", m->deliveries_total);
+  COUNTER("parley_queue_drops_total", "Ephemeral frames dropped under outbound pressure.", m->queue_drops);
+  COUNTER("parley_slow_consumer_closes_total", "Connections closed with 4008 (slow consumer).",
+          m->slow_closes);
+  buf_printf(out, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
+  for (int e = 1; e < PERR__COUNT; e++)
+    buf_printf(out, "parley_errors_total{code=\"%s\"} %" PRIu64 "\n", perr_name((enum perr)e), m->errors[e]);
+  return 0;
+}

@@ -1,0 +1,53 @@
+/* room: membership and sequence of one room. A room holds its members in a dense array so fan-out is a
+ * linear walk; each membership (struct member) is owned by the room and referenced by the connection. */
+#ifndef PARLEY_CORE_ROOM_H
+#define PARLEY_CORE_ROOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uthash.h>
+
+struct conn;
+struct room;
+
+struct member {
+  struct conn *conn;
+  struct room *room;
+  uint32_t room_idx; /* position in room->members, kept current by swap-removal */
+};
+
+struct room_user {
+  char *user_id;  /* owned */
+  uint32_t conns; /* connections of this user in the room */
+  UT_hash_handle hh;
+};
+
+struct room {
+  char *name;   /* owned */
+  uint64_t seq; /* head: seq of the last accepted message (0: none); the seq allocation seam */
+  struct member **members;
+  uint32_t nmembers, cap;
+  struct room_user *users; /* uthash by user_id: one entry per user with connections in the room */
+  UT_hash_handle hh;
+};
+
+struct room_set {
+  struct room *by_name; /* uthash */
+};
+
+/* Find a room; with create, make it when missing. NULL when missing (or out of memory). */
+struct room *room_get(struct room_set *set, const char *name, bool create);
+/* Add a membership of c (whose user is user_id). *first_of_user tells whether this is the user's first
+ * connection in the room. Returns the membership (owned by the room) or NULL when out of memory. */
+struct member *room_add(struct room *r, struct conn *c, const char *user_id, bool *first_of_user);
+/* Remove and free m. *last_of_user tells whether it was the user's last connection in the room. */
+void room_remove(struct room *r, struct member *m, const char *user_id, bool *last_of_user);
+/* Allocate the next seq of the room (gapless, starting at 1). */
+static inline uint64_t room_seq_next(struct room *r) { return ++r->seq; }
+/* Free the room when nothing needs it any more (no members and no history to keep numbering). */
+void room_release_if_unused(struct room_set *set, struct room *r);
+size_t room_set_count(const struct room_set *set);
+void room_set_free(struct room_set *set);
+
+#endif

@@ -1,0 +1,441 @@
+/* net: libwebsockets server on a foreign libuv loop (see net.h for the write discipline). */
+#include <uv.h> /* before libwebsockets.h, as its libuv glue needs */
+
+#include <libwebsockets.h>
+
+#include "net/net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/buf.h"
+#include "util/log.h"
+
+#define WRITE_BATCH_MAX (256 * 1024) /* bytes gathered into one lws_write */
+
+struct wsconn;
+
+struct net {
+  struct lws_context *ctx;
+  struct core *core;
+  const struct config *cfg;
+  uv_loop_t *loop;
+  uv_check_t flush_check;
+  struct wsconn *dirty_head; /* connections with frames to write this iteration */
+  buf_t scratch;             /* LWS_PRE + gathered frames */
+  bool draining;
+  char *web_root; /* owned */
+  struct lws_http_mount mounts[3];
+};
+
+/* Per-connection state; lws allocates it zeroed (per_session_data_size) and frees it after CLOSED. */
+struct wsconn {
+  struct lws *wsi;
+  struct net *net;
+  struct conn *conn;
+  frame_t **q; /* ring of queued frames, each holding one reference */
+  uint32_t qhead, qlen, qcap;
+  size_t qbytes;
+  buf_t rx; /* reassembly of a fragmented message */
+  bool in_message;
+  bool dirty;
+  struct wsconn *dirty_prev, *dirty_next;
+  int close_code; /* nonzero: close at the next WRITEABLE */
+  char close_reason[64];
+};
+
+enum { PROTO_HTTP = 0, PROTO_JSON = 1, PROTO_MSGPACK = 2 };
+
+/* ---- outbound queue -------------------------------------------------------------------------------- */
+
+static void dirty_unlink(struct wsconn *w) {
+  if (!w->dirty) return;
+  if (w->dirty_prev) w->dirty_prev->dirty_next = w->dirty_next;
+  else w->net->dirty_head = w->dirty_next;
+  if (w->dirty_next) w->dirty_next->dirty_prev = w->dirty_prev;
+  w->dirty_prev = w->dirty_next = NULL;
+  w->dirty = false;
+}
+
+static void dirty_mark(struct wsconn *w) {
+  if (w->dirty) return;
+  w->dirty = true;
+  w->dirty_prev = NULL;
+  w->dirty_next = w->net->dirty_head;
+  if (w->dirty_next) w->dirty_next->dirty_prev = w;
+  w->net->dirty_head = w;
+}
+
+static void q_clear(struct wsconn *w) {
+  for (uint32_t i = 0; i < w->qlen; i++) frame_unref(w->q[(w->qhead + i) % w->qcap]);
+  w->qhead = w->qlen = 0;
+  w->qbytes = 0;
+}
+
+/* Drop every ephemeral frame still queued, keeping the order of the rest. */
+static void q_drop_ephemeral(struct wsconn *w) {
+  uint32_t kept = 0;
+  for (uint32_t i = 0; i < w->qlen; i++) {
+    frame_t *f = w->q[(w->qhead + i) % w->qcap];
+    if (f->flags & FRAME_EPHEMERAL) {
+      w->qbytes -= f->len;
+      core_metrics(w->net->core)->queue_drops++;
+      frame_unref(f);
+    } else {
+      w->q[(w->qhead + kept) % w->qcap] = f;
+      kept++;
+    }
+  }
+  w->qlen = kept;
+}
+
+static void request_close(struct wsconn *w, int code, const char *reason) {
+  if (w->close_code) return;
+  w->close_code = code;
+  snprintf(w->close_reason, sizeof w->close_reason, "%s", reason);
+  lws_callback_on_writable(w->wsi);
+}
+
+static int tx_send(void *ctx, frame_t *f) {
+  struct wsconn *w = ctx;
+  if (w->close_code) return -1;
+  struct metrics *m = core_metrics(w->net->core);
+  size_t bound = (size_t)w->net->cfg->limits_out_queue_bytes;
+  if (w->qbytes + f->len > bound) {
+    if (f->flags & FRAME_EPHEMERAL) {
+      m->queue_drops++;
+      return 0;
+    }
+    q_drop_ephemeral(w);
+    if (w->qbytes + f->len > bound) {
+      q_clear(w);
+      m->slow_closes++;
+      log_info("closing a slow consumer: outbound queue over %zu bytes", bound);
+      request_close(w, CLOSE_SLOW_CONSUMER, "slow consumer");
+      return -1;
+    }
+  }
+  if (w->qlen == w->qcap) {
+    uint32_t cap = w->qcap ? w->qcap * 2 : 8;
+    frame_t **q = malloc(cap * sizeof *q);
+    if (!q) {
+      request_close(w, CLOSE_INTERNAL, "out of memory");
+      return -1;
+    }
+    for (uint32_t i = 0; i < w->qlen; i++) q[i] = w->q[(w->qhead + i) % w->qcap];
+    free(w->q);
+    w->q = q;
+    w->qhead = 0;
+    w->qcap = cap;
+  }
+  w->q[(w->qhead + w->qlen++) % w->qcap] = frame_ref(f);
+  w->qbytes += f->len;
+  m->frames_out++;
+  m->bytes_out += f->len;
+  dirty_mark(w);
+  return 0;
+}
+
+static void tx_close(void *ctx, int code, const char *reason) { request_close(ctx, code, reason); }
+
+static const struct conn_tx ws_tx = {tx_send, tx_close};
+
+/* Write as much of w's queue as one lws_write takes. Returns -1 if the connection failed. */
+static int flush(struct wsconn *w) {
+  if (!w->qlen) return 0;
+  if (lws_send_pipe_choked(w->wsi)) {
+    lws_callback_on_writable(w->wsi);
+    return 0;
+  }
+  buf_t *s = &w->net->scratch;
+  s->len = 0;
+  if (buf_reserve(s, LWS_PRE)) return -1;
+  s->len = LWS_PRE;
+  uint32_t n = 0;
+  while (n < w->qlen) {
+    frame_t *f = w->q[(w->qhead + n) % w->qcap];
+    if (n && s->len - LWS_PRE + f->len > WRITE_BATCH_MAX) break;
+    if (buf_append(s, f->data, f->len)) break;
+    n++;
+  }
+  if (!n) return -1; /* out of memory for even one frame */
+  size_t len = s->len - LWS_PRE;
+  int wr = lws_write(w->wsi, s->data + LWS_PRE, len, LWS_WRITE_RAW);
+  for (uint32_t i = 0; i < n; i++) {
+    frame_t *f = w->q[w->qhead];
+    w->qbytes -= f->len;
+    frame_unref(f);
+    w->qhead = (w->qhead + 1) % w->qcap;
+    w->qlen--;
+  }
+  if (wr < (int)len) {
+    log_debug("lws_write returned %d for %zu bytes", wr, len);
+    return -1;
+  }
+  if (w->qlen) lws_callback_on_writable(w->wsi);
+  return 0;
+}
+
+static void on_check(uv_check_t *h) {
+  struct net *net = h->data;
+  while (net->dirty_head) {
+    struct wsconn *w = net->dirty_head;
+    dirty_unlink(w);
+    if (w->close_code) continue; /* WRITEABLE finishes it */
+    if (flush(w)) request_close(w, CLOSE_INTERNAL, "write failed");
+  }
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------------------ */
+
+/* Send a complete small response. Returns what the callback should return. */
+static int http_respond(struct lws *wsi, unsigned status, const char *ctype, const void *body, size_t len) {
+  size_t cap = LWS_PRE + 1024 + len;
+  uint8_t *buf = malloc(cap);
+  if (!buf) return -1;
+  uint8_t *start = buf + LWS_PRE, *p = start, *end = buf + cap - 1;
+  if (lws_add_http_common_headers(wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)"no-store", 8,
+                                   &p, end) ||
+      lws_finalize_http_header(wsi, &p, end)) {
+    free(buf);
+    return -1;
+  }
+  memcpy(p, body, len);
+  p += len;
+  int wr = lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_FINAL);
+  free(buf);
+  if (wr < 0) return -1;
+  return lws_http_transaction_completed(wsi) ? -1 : 1;
+}
+
+static int http_text(struct lws *wsi, unsigned status, const char *text) {
+  return http_respond(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+static bool offers_known_subprotocol(struct lws *wsi) {
+  char hdr[256];
+  if (lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_PROTOCOL) <= 0) return false;
+  char *save = NULL;
+  for (char *t = strtok_r(hdr, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+    if (!strcmp(t, codec_subprotocol(CODEC_JSON)) || !strcmp(t, codec_subprotocol(CODEC_MSGPACK)))
+      return true;
+  return false;
+}
+
+static int confirm_upgrade(struct net *net, struct lws *wsi, const char *to) {
+  struct metrics *m = core_metrics(net->core);
+  char uri[256];
+  if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0) uri[0] = 0;
+  char *q = strchr(uri, '?');
+  if (q) *q = 0;
+  int rc = 0;
+  if (strcmp(to, "websocket")) rc = http_text(wsi, 400, "only WebSocket upgrades are supported\n");
+  else if (strcmp(uri, "/ws")) rc = http_text(wsi, 404, "WebSocket endpoint is /ws\n");
+  else if (net->draining) rc = http_text(wsi, 503, "server is shutting down\n");
+  else if (core_conn_count(net->core) >= (size_t)net->cfg->limits_max_connections)
+    rc = http_text(wsi, 503, "server is at limits.max_connections\n");
+  else if (!offers_known_subprotocol(wsi))
+    rc = http_text(wsi, 400,
+                   "offer a WebSocket subprotocol: parley.v1.json or parley.v1.msgpack "
+                   "(Sec-WebSocket-Protocol)\n");
+  if (rc) m->connections_refused++;
+  return rc;
+}
+
+static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+  struct net *net = lws_context_user(lws_get_context(wsi));
+  switch (reason) {
+  case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    return confirm_upgrade(net, wsi, in);
+  case LWS_CALLBACK_HTTP: {
+    char uri[256];
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0) return http_text(wsi, 405, "GET only\n");
+    char *q = strchr(uri, '?');
+    if (q) *q = 0;
+    if (!strcmp(uri, "/healthz"))
+      return net->draining ? http_text(wsi, 503, "draining\n") : http_text(wsi, 200, "ok\n");
+    if (!strcmp(uri, "/metrics")) {
+      buf_t b = BUF_INIT;
+      metrics_render(net->core, &b);
+      int rc = http_respond(wsi, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+      buf_free(&b);
+      return rc;
+    }
+    return http_text(wsi, 404, "not found\n");
+  }
+  default:
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+  }
+}
+
+/* ---- WebSocket --------------------------------------------------------------------------------------- */
+
+static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+  struct wsconn *w = user;
+  struct net *net = lws_context_user(lws_get_context(wsi));
+  switch (reason) {
+  case LWS_CALLBACK_ESTABLISHED: {
+    w->wsi = wsi;
+    w->net = net;
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    codec_t codec = strcmp(p->name, codec_subprotocol(CODEC_MSGPACK)) ? CODEC_JSON : CODEC_MSGPACK;
+    char peer[64];
+    lws_get_peer_simple(wsi, peer, sizeof peer);
+    w->conn = core_conn_open(net->core, codec, &ws_tx, w, peer);
+    return w->conn ? 0 : -1;
+  }
+  case LWS_CALLBACK_RECEIVE: {
+    if (!w->conn || w->close_code) return 0;
+    if (!w->in_message) {
+      w->rx.len = 0;
+      w->in_message = true;
+    }
+    if (w->rx.len + len > (size_t)net->cfg->limits_max_frame) {
+      const char *why = "frame larger than limits.max_frame";
+      lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, strlen(why));
+      return -1;
+    }
+    bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (final && w->rx.len == 0) { /* the whole message in one piece: no copy */
+      w->in_message = false;
+      core_conn_message(net->core, w->conn, in, len, lws_frame_is_binary(wsi));
+      return 0;
+    }
+    if (buf_append(&w->rx, in, len)) return -1;
+    if (final) {
+      w->in_message = false;
+      core_conn_message(net->core, w->conn, w->rx.data, w->rx.len, lws_frame_is_binary(wsi));
+      if (w->rx.cap > 64 * 1024) buf_free(&w->rx); /* don't keep a big buffer per idle connection */
+    }
+    return 0;
+  }
+  case LWS_CALLBACK_SERVER_WRITEABLE:
+    if (w->close_code) {
+      if (w->qlen && w->close_code != CLOSE_SLOW_CONSUMER) { /* say what is queued, then close */
+        if (flush(w)) return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
+      }
+      lws_close_reason(wsi, (enum lws_close_status)w->close_code, (unsigned char *)w->close_reason,
+                       strlen(w->close_reason));
+      return -1;
+    }
+    return flush(w) ? -1 : 0;
+  case LWS_CALLBACK_CLOSED:
+    dirty_unlink(w);
+    q_clear(w);
+    free(w->q);
+    w->q = NULL;
+    buf_free(&w->rx);
+    if (w->conn) core_conn_closed(net->core, w->conn);
+    w->conn = NULL;
+    return 0;
+  default:
+    return 0;
+  }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"http", cb_http, 0, 0, 0, NULL, 0},
+    {"parley.v1.json", cb_ws, sizeof(struct wsconn), 4096, 0, NULL, 0},
+    {"parley.v1.msgpack", cb_ws, sizeof(struct wsconn), 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static const struct lws_protocol_vhost_options mime_webmanifest = {NULL, NULL, ".webmanifest",
+                                                                   "application/manifest+json"};
+static const struct lws_protocol_vhost_options mime_map = {&mime_webmanifest, NULL, ".map",
+                                                           "application/json"};
+static const struct lws_protocol_vhost_options mime_wasm = {&mime_map, NULL, ".wasm", "application/wasm"};
+static const struct lws_protocol_vhost_options mime_mjs = {&mime_wasm, NULL, ".mjs", "text/javascript"};
+
+static void lws_log_bridge(int level, const char *line) {
+  size_t n = strlen(line);
+  while (n && line[n - 1] == '\n') n--;
+  log_write(level == LLL_ERR ? LOG_ERROR : level == LLL_WARN ? LOG_WARN : LOG_INFO, "lws: %.*s", (int)n,
+            line);
+}
+
+struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg, char *err,
+                    size_t errlen) {
+  struct net *net = calloc(1, sizeof *net);
+  if (!net) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  net->core = core;
+  net->cfg = cfg;
+  net->loop = loop;
+  lws_set_log_level(log_level_current >= LOG_DEBUG ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : (LLL_ERR | LLL_WARN),
+                    lws_log_bridge);
+
+  struct lws_context_creation_info info;
+  memset(&info, 0, sizeof info);
+  void *loops[] = {loop};
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                 LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+  info.foreign_loops = loops;
+  info.port = (int)cfg->server_port;
+  info.iface = cfg->server_host;
+  if (strchr(cfg->server_host, '.') && !strchr(cfg->server_host, ':'))
+    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* else iface is ignored (NOTES.md) */
+  info.protocols = protocols;
+  info.user = net;
+  info.max_http_header_data = 4096;
+  info.timeout_secs = 10;
+  info.fd_limit_per_thread = 0;
+  static lws_retry_bo_t retry;
+  uint64_t idle_s = (uint64_t)cfg->limits_idle_timeout / 1000;
+  retry.secs_since_valid_ping = (uint16_t)(idle_s ? idle_s : 1);
+  retry.secs_since_valid_hangup = (uint16_t)(idle_s ? idle_s * 2 : 2);
+  info.retry_and_idle_policy = &retry;
+
+  if (cfg->server_web_root && *cfg->server_web_root) {
+    net->web_root = config_path(cfg, cfg->server_web_root);
+    struct lws_http_mount *m = net->mounts;
+    for (int i = 0; i < 2; i++) {
+      m[i].mountpoint = i ? "/metrics" : "/healthz";
+      m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);
+      m[i].origin = "http";
+      m[i].origin_protocol = LWSMPRO_CALLBACK;
+      m[i].mount_next = &m[i + 1];
+    }
+    m[2].mountpoint = "/";
+    m[2].mountpoint_len = 1;
+    m[2].origin = net->web_root;
+    m[2].origin_protocol = LWSMPRO_FILE;
+    m[2].def = "index.html";
+    m[2].extra_mimetypes = &mime_mjs;
+    info.mounts = m;
+  }
+
+  info.pcontext = &net->ctx;
+  net->ctx = lws_create_context(&info);
+  if (!net->ctx) {
+    snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not available?)", cfg->server_host,
+             (long long)cfg->server_port);
+    free(net->web_root);
+    free(net);
+    return NULL;
+  }
+  uv_check_init(loop, &net->flush_check);
+  net->flush_check.data = net;
+  uv_check_start(&net->flush_check, on_check);
+  return net;
+}
+
+void net_stop_accepting(struct net *net) { net->draining = true; }
+
+void net_destroy_in_loop(struct net *net) {
+  if (net->ctx) lws_context_destroy(net->ctx);
+  if (!uv_is_closing((uv_handle_t *)&net->flush_check)) uv_close((uv_handle_t *)&net->flush_check, NULL);
+}
+
+void net_free(struct net *net) {
+  if (!net) return;
+  if (net->ctx) lws_context_destroy(net->ctx); /* second destroy after uv_run returned (NOTES.md) */
+  buf_free(&net->scratch);
+  free(net->web_root);
+  free(net);
+}
