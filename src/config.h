@@ -1,4 +1,4 @@
-/* config: parleyd's configuration, read from conf.d/*.conf.
+/* config: parleyd's configuration, read from the *.conf files of a conf directory (conf.d/).
  *
  * Every key is declared once, in the table in config.c, with its type, default, range, whether SIGHUP
  * can change it live, and a description; docs/configuration.md is generated from that table
@@ -11,7 +11,10 @@
  *   limits.out_queue_bytes = 1MiB      # sizes: B, KiB, MiB, GiB (also k, m, g = powers of 1024)
  *   limits.idle_timeout = 60s          # durations: ms, s, m, h (a bare number means seconds)
  *
- * Unknown keys and bad values are errors reported as "file:line: message". */
+ * A '#' at the start of a value or after a blank begins a comment; bare values are trimmed; bools are
+ * true/false/yes/no/on/off/1/0. Unknown keys and bad values are errors reported as "file:line: message",
+ * and loading stops at the first one. Functions return 0 or a negative errno code: -EINVAL (syntax, unknown
+ * key, bad value), -ERANGE (value outside the key's range), -ENOMEM, or the errno of a failed file call. */
 #ifndef PARLEY_CONFIG_H
 #define PARLEY_CONFIG_H
 
@@ -20,18 +23,29 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Per-room-pattern settings: `rooms.<pattern>.<key> = value`. The pattern is a glob ("*" any run of
+ * characters, "?" one) over room names. For each key, the last rule (in file order) that matches a
+ * room and sets that key decides; rooms no rule covers get the defaults. */
+struct room_rule {
+  char *pattern;     /* owned */
+  uint32_t set;      /* bit i: room_keys[i] was assigned in this rule */
+  bool history;      /* rooms.P.history: store messages (default true) */
+  int64_t max_age;   /* rooms.P.max_age: retention by age, ms (0: keep) */
+  int64_t max_count; /* rooms.P.max_count: retention by count (0: keep) */
+};
+
 /* Strings are owned by the struct (config_free releases them). Durations are in milliseconds, sizes in
  * bytes. Relative paths are resolved against base_dir. */
 struct config {
-  char *base_dir; /* directory relative paths are resolved against: the conf dir's parent */
+  char *base_dir; /* absolute parent of the conf dir; "" (the working directory) after config_defaults */
 
-  char *server_host;      /* server.host */
-  int64_t server_port;    /* server.port */
-  char *server_data_dir;  /* server.data_dir */
-  char *server_web_root;  /* server.web_root ("" = no static files) */
-  int64_t log_level;      /* log.level: enum log_level from util/log.h */
-  bool auth_allow_anonymous; /* auth.allow_anonymous */
-  char *auth_jwt_secret;  /* auth.jwt_secret (HS256) */
+  char *server_host;                 /* server.host */
+  int64_t server_port;               /* server.port */
+  char *server_data_dir;             /* server.data_dir */
+  char *server_web_root;             /* server.web_root ("" = no static files) */
+  int64_t log_level;                 /* log.level: enum log_level from util/log.h */
+  bool auth_allow_anonymous;         /* auth.allow_anonymous */
+  char *auth_jwt_secret;             /* auth.jwt_secret (HS256) */
   int64_t limits_max_frame;          /* limits.max_frame (bytes) */
   int64_t limits_max_body;           /* limits.max_body (bytes) */
   int64_t limits_max_rooms_per_conn; /* limits.max_rooms_per_conn */
@@ -39,36 +53,72 @@ struct config {
   int64_t limits_idle_timeout;       /* limits.idle_timeout (ms) */
   int64_t limits_hello_timeout;      /* limits.hello_timeout (ms) */
   int64_t limits_out_queue_bytes;    /* limits.out_queue_bytes (bytes) */
+
+  /* storage (docs/storage.md) */
+  int64_t store_backend;              /* store.backend: 0 = sqlite, 1 = mongo */
+  char *store_sqlite_path;            /* store.sqlite.path, relative to server.data_dir ("parley.db") */
+  int64_t store_sqlite_synchronous;   /* store.sqlite.synchronous: 0 = normal, 1 = full */
+  char *store_mongo_uri;              /* store.mongo.uri */
+  char *store_mongo_database;         /* store.mongo.database */
+  int64_t store_queue_max;            /* store.queue_max: appends waiting for the writer */
+  int64_t store_batch_max;            /* store.batch_max: appends per transaction */
+  int64_t history_ring_size;          /* history.ring_size: recent messages kept in memory per room */
+  int64_t history_max_limit;          /* history.max_limit: messages per history reply */
+  int64_t recovery_max_messages;      /* recovery.max_messages: replayed on join with since */
+  int64_t history_retention_interval; /* history.retention_interval: how often retention runs (ms) */
+
+  struct room_rule *rooms; /* owned, in order of first assignment */
+  size_t nrooms;
 };
 
-/* Fill c with the built-in defaults (every string allocated). Returns 0 or -ENOMEM. */
+/* Fill c with the built-in defaults (every string allocated). c is treated as uninitialized: its previous
+ * contents are overwritten, not freed. Returns 0 or -ENOMEM; c is then valid for config_free. */
 int config_defaults(struct config *c);
 
-/* Defaults, then every regular file matching *.conf in dir, in sorted order. An empty or missing
- * directory is an error only if dir does not exist. On error returns a negative errno-style code and
- * writes "file:line: message" (or "dir: message") into err. c is always left valid for config_free. */
+/* config_defaults, then every regular file in dir whose name ends in ".conf" (hidden files skipped), in
+ * strcmp order; errors name files as dir + "/" + name. An empty dir is fine, a missing one is an error
+ * ("dir: No such file or directory"). Sets base_dir. On error returns a negative code and writes
+ * "file:line: message" (or "path: message") into err. c is treated as uninitialized on entry and always
+ * left valid for config_free, also on error. */
 int config_load_dir(struct config *c, const char *dir, char *err, size_t errlen);
 
-/* Parse one file's text as if it were named `name` (used by config_load_dir and by tests). */
+/* Parse one file's text as if it were named `name`, on top of c (which holds defaults or earlier files);
+ * used by config_load_dir and by tests. */
 int config_load_text(struct config *c, const char *name, const char *text, char *err, size_t errlen);
 
-/* Assign one key from its textual value, exactly as a conf line would. "where" prefixes errors. */
+/* Assign one key from its value text, as a conf line would once quotes are removed: value is the decoded
+ * string (no quoting, no comment). "where" (e.g. "file:3", or NULL) prefixes errors. On error c is
+ * unchanged. */
 int config_set(struct config *c, const char *key, const char *value, const char *where, char *err,
                size_t errlen);
 
-/* Copy every reloadable field of fresh into live; log (info) each changed key that needs a restart
- * and keep the live value for those. */
+/* Copy every reloadable field of fresh into live (strings duplicated; fresh is left untouched); log
+ * (info) "config: KEY changed; restart to apply" for each changed key that needs a restart and keep the
+ * live value for those. The caller applies side effects, e.g. log_set_level(live->log_level). */
 void config_apply_reload(struct config *live, const struct config *fresh);
 
-/* Resolve a path from the config against base_dir; returns a malloc'd string (caller frees). */
+/* The rule deciding `key` ("history", "max_age", "max_count") for room name, or NULL (defaults). */
+const struct room_rule *config_room_rule(const struct config *c, const char *room, const char *key);
+/* Effective per-room values. */
+bool config_room_history(const struct config *c, const char *room);
+int64_t config_room_max_age(const struct config *c, const char *room);
+int64_t config_room_max_count(const struct config *c, const char *room);
+/* Glob match ("*" any run, "?" one byte). */
+bool config_glob_match(const char *pattern, const char *s);
+
+/* Resolve a path from the config against base_dir (absolute paths and "" are returned as they are);
+ * returns a malloc'd string (caller frees), NULL on allocation failure. */
 char *config_path(const struct config *c, const char *path);
 
 /* Write docs/configuration.md's content (Markdown) generated from the table. */
 void config_write_doc(FILE *f);
 
-/* Write the effective configuration as conf lines ("key = value"), one per key, in table order. */
+/* Write the effective configuration as conf lines ("key = value"), one per key, in table order, each value
+ * in canonical form (strings quoted, sizes/durations in their largest exact unit) that loads back to the
+ * same value. Secrets are included. */
 void config_dump(const struct config *c, FILE *f);
 
+/* Free every string and zero c; a zeroed c is fine. */
 void config_free(struct config *c);
 
 #endif

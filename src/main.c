@@ -8,38 +8,54 @@
 #include "parley/parley.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: parleyd [-c CONF_DIR] [--check] [--print-config]\n"
-          "       parleyd --config-doc | --version | --help\n"
-          "\n"
-          "  -c, --conf DIR    configuration directory (default: conf.d); *.conf files, sorted\n"
-          "      --check       validate the configuration and exit (0: valid, 1: errors on stderr)\n"
-          "      --print-config  print the effective configuration and exit\n"
-          "      --config-doc  print the configuration reference (docs/configuration.md)\n"
-          "  -v, --version     print the version\n"
-          "\n"
-          "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration.\n");
+  fprintf(f, "usage: parleyd [-c CONF_DIR] [--check] [--print-config]\n"
+             "       parleyd --config-doc | --version | --help\n"
+             "\n"
+             "  -c, --conf DIR    configuration directory (default: conf.d); *.conf files, sorted\n"
+             "      --check       validate the configuration and exit (0: valid, 1: errors on stderr)\n"
+             "      --print-config  print the effective configuration and exit\n"
+             "      --config-doc  print the configuration reference (docs/configuration.md)\n"
+             "  -v, --version     print the version\n"
+             "\n"
+             "Signals: SIGTERM/SIGINT drain and stop; SIGHUP reloads the configuration.\n");
 }
 
 int main(int argc, char **argv) {
   const char *conf = "conf.d";
   int check = 0, print = 0;
   static const struct option longopts[] = {
-      {"conf", required_argument, NULL, 'c'},     {"check", no_argument, NULL, 'k'},
-      {"print-config", no_argument, NULL, 'p'}, {"config-doc", no_argument, NULL, 'd'},
-      {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+      {"conf", required_argument, NULL, 'c'},
+      {"check", no_argument, NULL, 'k'},
+      {"print-config", no_argument, NULL, 'p'},
+      {"config-doc", no_argument, NULL, 'd'},
+      {"version", no_argument, NULL, 'v'},
+      {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   int opt;
   while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
     switch (opt) {
-    case 'c': conf = optarg; break;
-    case 'k': check = 1; break;
-    case 'p': print = 1; break;
-    case 'd': config_write_doc(stdout); return 0;
-    case 'v': printf("parleyd %s\n", parley_version()); return 0;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'c':
+      conf = optarg;
+      break;
+    case 'k':
+      check = 1;
+      break;
+    case 'p':
+      print = 1;
+      break;
+    case 'd':
+      config_write_doc(stdout);
+      return 0;
+    case 'v':
+      printf("parleyd %s\n", parley_version());
+      return 0;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   if (optind < argc) {
@@ -57,8 +73,10 @@ int main(int argc, char **argv) {
       config_free(&cfg);
       return 1;
     }
-    if (print) config_dump(&cfg, stdout);
-    else fprintf(stderr, "%s: configuration ok\n", conf);
+    if (print)
+      config_dump(&cfg, stdout);
+    else
+      fprintf(stderr, "%s: configuration ok\n", conf);
     config_free(&cfg);
     return 0;
   }

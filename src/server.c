@@ -11,16 +11,18 @@
 #include "config.h"
 #include "core/core.h"
 #include "net/net.h"
+#include "store/store.h"
 #include "util/log.h"
 #include "version.h"
 
-#define TICK_MS 100
+#define TICK_MS      100
 #define DRAIN_MAX_MS 3000
 
 struct parley_server {
   struct config cfg;
   char *conf_dir; /* owned; NULL: defaults only */
   uv_loop_t loop;
+  struct store *store; /* NULL until running */
   struct core *core;
   struct net *net;
   uv_timer_t tick;
@@ -37,6 +39,7 @@ const char *parley_strerror(int code) {
   if (code == -EINVAL) return "invalid argument or configuration";
   if (code == -ENOMEM) return "out of memory";
   if (code == -EADDRINUSE) return "cannot listen on the configured address";
+  if (code == -EIO) return "cannot open the message store";
   return strerror(-code);
 }
 
@@ -66,6 +69,7 @@ static void close_handle(uv_handle_t *h) {
 
 static void finish_stop(parley_server *s) {
   net_destroy_in_loop(s->net);
+  store_close(s->store); /* commits what is queued; its completions still find the core */
   close_handle((uv_handle_t *)&s->tick);
   if (s->signals) {
     close_handle((uv_handle_t *)&s->sig_term);
@@ -112,8 +116,10 @@ int parley_server_reload(parley_server *s) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   parley_server *s = h->data;
-  if (signum == SIGHUP) parley_server_reload(s);
-  else parley_server_stop(s);
+  if (signum == SIGHUP)
+    parley_server_reload(s);
+  else
+    parley_server_stop(s);
 }
 
 static void start_signal(parley_server *s, uv_signal_t *h, int signum) {
@@ -133,18 +139,31 @@ int parley_server_run(parley_server *s, int handle_signals) {
   int rc = uv_loop_init(&s->loop);
   if (rc) return rc;
   signal(SIGPIPE, SIG_IGN);
-  s->core = core_new(&s->cfg);
+  char err[512];
+  s->store = store_open(&s->loop, &s->cfg, err, sizeof err);
+  if (!s->store) {
+    log_error("cannot open the message store: %s", err);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    uv_loop_close(&s->loop);
+    return -EIO;
+  }
+  s->core = core_new(&s->cfg, s->store);
   if (!s->core) {
+    store_close(s->store);
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    store_free(s->store);
     uv_loop_close(&s->loop);
     return -ENOMEM;
   }
-  char err[256];
   s->net = net_new(&s->loop, s->core, &s->cfg, err, sizeof err);
   if (!s->net) {
     log_error("%s", err);
+    store_close(s->store);
     core_free(s->core);
     s->core = NULL;
     uv_run(&s->loop, UV_RUN_NOWAIT);
+    store_free(s->store);
+    s->store = NULL;
     uv_loop_close(&s->loop);
     return -EADDRINUSE;
   }
@@ -165,6 +184,8 @@ int parley_server_run(parley_server *s, int handle_signals) {
   s->net = NULL;
   core_free(s->core);
   s->core = NULL;
+  store_free(s->store);
+  s->store = NULL;
   if (uv_loop_close(&s->loop) == UV_EBUSY) {
     uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -8,45 +8,9 @@
 #include <time.h>
 #include <uthash.h>
 
-#include "auth/auth.h"
-#include "core/room.h"
-#include "proto/request.h"
+#include "core/internal.h"
 #include "util/log.h"
 #include "version.h"
-
-struct conn {
-  uint64_t id;
-  codec_t codec;
-  bool authed;
-  bool closing; /* the transport refused a frame or we asked it to close: send nothing more */
-  struct identity who;
-  const struct conn_tx *tx;
-  void *tx_ctx;
-  struct member **rooms; /* memberships (owned by their rooms) */
-  uint32_t nrooms, caprooms;
-  uint64_t opened_mono;
-  struct conn *pend_prev, *pend_next; /* awaiting hello, oldest first */
-  UT_hash_handle hh;
-  char peer[48];
-};
-
-struct core {
-  const struct config *cfg;
-  struct conn *conns; /* uthash by id */
-  struct conn *pend_head, *pend_tail;
-  struct room_set rooms;
-  struct metrics metrics;
-  uint64_t next_conn_id;
-  uint64_t next_guest;
-  uint32_t mid_counter;
-};
-
-/* An event on its way to many connections: encoded at most once per codec, lazily. */
-struct outev {
-  json_t *doc;
-  frame_t *enc[CODEC_COUNT];
-  uint32_t flags;
-};
 
 uint64_t core_now_ms(void) {
   struct timespec ts;
@@ -60,27 +24,31 @@ uint64_t core_mono_ms(void) {
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-struct core *core_new(const struct config *cfg) {
+struct core *core_new(const struct config *cfg, struct store *store) {
   struct core *core = calloc(1, sizeof *core);
   if (!core) return NULL;
   core->cfg = cfg;
+  core->store = store;
   core->next_conn_id = 1;
   core->next_guest = 1;
+  core->retention_last = core_mono_ms();
   return core;
 }
 
-struct metrics *core_metrics(struct core *core) { return &core->metrics; }
+struct metrics *core_metrics(struct core *core) {
+  return &core->metrics;
+}
 size_t core_conn_count(const struct core *core) { return HASH_COUNT(core->conns); }
 size_t core_room_count(const struct core *core) { return room_set_count(&core->rooms); }
 
 /* ---- sending ------------------------------------------------------------------------------------ */
 
-static void conn_send_frame(struct core *core, struct conn *c, frame_t *f) {
+void conn_send_frame(struct core *core, struct conn *c, frame_t *f) {
   if (c->closing || !f) return;
   if (c->tx->send(c->tx_ctx, f) < 0) c->closing = true;
 }
 
-static void conn_close(struct conn *c, int code, const char *reason) {
+void conn_close(struct conn *c, int code, const char *reason) {
   if (c->closing) return;
   c->closing = true;
   c->tx->close(c->tx_ctx, code, reason);
@@ -100,14 +68,14 @@ static void conn_send_doc(struct core *core, struct conn *c, json_t *doc) {
   frame_unref(f);
 }
 
-static void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok) {
+void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok) {
   json_t *doc = json_object();
   json_object_set_nocheck(doc, "re", id ? id : json_null());
   json_object_set_new_nocheck(doc, "ok", ok ? ok : json_object());
   conn_send_doc(core, c, doc);
 }
 
-static void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg) {
+void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg) {
   core->metrics.errors[code]++;
   json_t *doc = json_object();
   json_object_set_nocheck(doc, "re", id ? id : json_null());
@@ -115,18 +83,18 @@ static void reply_err(struct core *core, struct conn *c, json_t *id, enum perr c
   conn_send_doc(core, c, doc);
 }
 
-static frame_t *outev_frame(struct outev *e, codec_t codec) {
+frame_t *outev_frame(struct outev *e, codec_t codec) {
   if (!e->enc[codec]) e->enc[codec] = codec_frame(codec, e->doc, e->flags);
   return e->enc[codec];
 }
 
-static void outev_done(struct outev *e) {
+void outev_done(struct outev *e) {
   for (int i = 0; i < CODEC_COUNT; i++) frame_unref(e->enc[i]);
   json_decref(e->doc);
 }
 
 /* Queue e to every member of r, except the connections of user skip_user (when not NULL). */
-static void room_broadcast(struct core *core, struct room *r, struct outev *e, const char *skip_user) {
+void room_broadcast(struct core *core, struct room *r, struct outev *e, const char *skip_user) {
   for (uint32_t i = 0; i < r->nmembers; i++) {
     struct conn *c = r->members[i]->conn;
     if (skip_user && !strcmp(c->who.id, skip_user)) continue;
@@ -134,11 +102,11 @@ static void room_broadcast(struct core *core, struct room *r, struct outev *e, c
   }
 }
 
-static json_t *user_json(const struct identity *who) {
+json_t *user_json(const struct identity *who) {
   return json_pack("{s:s,s:s}", "id", who->id, "name", who->name);
 }
 
-static void room_notify(struct core *core, struct room *r, const char *ev, const struct identity *who) {
+void room_notify(struct core *core, struct room *r, const char *ev, const struct identity *who) {
   struct outev e = {.flags = FRAME_EPHEMERAL};
   e.doc = json_pack("{s:s,s:s,s:o}", "ev", ev, "room", r->name, "user", user_json(who));
   if (e.doc) room_broadcast(core, r, &e, who->id);
@@ -147,7 +115,7 @@ static void room_notify(struct core *core, struct room *r, const char *ev, const
 
 /* ---- membership ----------------------------------------------------------------------------------- */
 
-static struct member *conn_find_room(struct conn *c, const char *name, uint32_t *idx) {
+struct member *conn_find_room(struct conn *c, const char *name, uint32_t *idx) {
   for (uint32_t i = 0; i < c->nrooms; i++)
     if (!strcmp(c->rooms[i]->room->name, name)) {
       if (idx) *idx = i;
@@ -156,23 +124,17 @@ static struct member *conn_find_room(struct conn *c, const char *name, uint32_t 
   return NULL;
 }
 
-static void conn_leave_at(struct core *core, struct conn *c, uint32_t idx, bool notify) {
-  struct member *m = c->rooms[idx];
-  struct room *r = m->room;
-  c->rooms[idx] = c->rooms[--c->nrooms];
-  bool last = false;
-  room_remove(r, m, c->who.id, &last);
-  if (last && notify) room_notify(core, r, "leave", &c->who);
-  room_release_if_unused(&core->rooms, r);
-}
-
 /* ---- request handlers ------------------------------------------------------------------------------ */
 
 static void pending_unlink(struct core *core, struct conn *c) {
-  if (c->pend_prev) c->pend_prev->pend_next = c->pend_next;
-  else if (core->pend_head == c) core->pend_head = c->pend_next;
-  if (c->pend_next) c->pend_next->pend_prev = c->pend_prev;
-  else if (core->pend_tail == c) core->pend_tail = c->pend_prev;
+  if (c->pend_prev)
+    c->pend_prev->pend_next = c->pend_next;
+  else if (core->pend_head == c)
+    core->pend_head = c->pend_next;
+  if (c->pend_next)
+    c->pend_next->pend_prev = c->pend_prev;
+  else if (core->pend_tail == c)
+    core->pend_tail = c->pend_prev;
   c->pend_prev = c->pend_next = NULL;
 }
 
@@ -182,8 +144,8 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   const char *msg = NULL;
-  enum perr rc = auth_identify(core->cfg, req->token, core->next_guest, (int64_t)(core_now_ms() / 1000),
-                               &c->who, &msg);
+  enum perr rc =
+      auth_identify(core->cfg, req->token, core->next_guest, (int64_t)(core_now_ms() / 1000), &c->who, &msg);
   if (rc != PERR_OK) {
     reply_err(core, c, req->id, rc, msg);
     return;
@@ -194,87 +156,12 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
   char connid[32];
   snprintf(connid, sizeof connid, "c%" PRIu64, c->id);
   const struct config *cfg = core->cfg;
-  json_t *ok = json_pack("{s:o,s:s,s:s,s:{s:I,s:I,s:I}}", "user", user_json(&c->who), "conn", connid,
-                         "server", "parley/" PARLEY_VERSION_STRING, "limits", "max_frame",
-                         (json_int_t)cfg->limits_max_frame, "max_rooms",
-                         (json_int_t)cfg->limits_max_rooms_per_conn, "max_body",
-                         (json_int_t)cfg->limits_max_body);
+  json_t *ok = json_pack(
+      "{s:o,s:s,s:s,s:{s:I,s:I,s:I}}", "user", user_json(&c->who), "conn", connid, "server",
+      "parley/" PARLEY_VERSION_STRING, "limits", "max_frame", (json_int_t)cfg->limits_max_frame, "max_rooms",
+      (json_int_t)cfg->limits_max_rooms_per_conn, "max_body", (json_int_t)cfg->limits_max_body);
   log_debug("conn %" PRIu64 ": hello as %s", c->id, c->who.id);
   reply_ok(core, c, req->id, ok);
-}
-
-static void op_join(struct core *core, struct conn *c, struct request *req) {
-  struct member *m = conn_find_room(c, req->room, NULL);
-  if (!m) {
-    if (c->nrooms >= (uint64_t)core->cfg->limits_max_rooms_per_conn) {
-      reply_err(core, c, req->id, PERR_TOO_MANY_ROOMS, "this connection is in too many rooms");
-      return;
-    }
-    if (c->nrooms == c->caprooms) {
-      uint32_t cap = c->caprooms ? c->caprooms * 2 : 4;
-      struct member **rs = realloc(c->rooms, cap * sizeof *rs);
-      if (!rs) goto oom;
-      c->rooms = rs;
-      c->caprooms = cap;
-    }
-    struct room *r = room_get(&core->rooms, req->room, true);
-    if (!r) goto oom;
-    bool first = false;
-    m = room_add(r, c, c->who.id, &first);
-    if (!m) {
-      room_release_if_unused(&core->rooms, r);
-      goto oom;
-    }
-    c->rooms[c->nrooms++] = m;
-    if (first) room_notify(core, r, "join", &c->who);
-  }
-  reply_ok(core, c, req->id,
-           json_pack("{s:s,s:I}", "room", m->room->name, "seq", (json_int_t)m->room->seq));
-  return;
-oom:
-  reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
-}
-
-static void op_leave(struct core *core, struct conn *c, struct request *req) {
-  uint32_t idx;
-  if (!conn_find_room(c, req->room, &idx)) {
-    reply_err(core, c, req->id, PERR_NOT_JOINED, "this connection is not in that room");
-    return;
-  }
-  json_t *ok = json_pack("{s:s}", "room", req->room);
-  conn_leave_at(core, c, idx, true);
-  reply_ok(core, c, req->id, ok);
-}
-
-static void op_send(struct core *core, struct conn *c, struct request *req) {
-  struct member *m = conn_find_room(c, req->room, NULL);
-  if (!m) {
-    reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room before sending to it");
-    return;
-  }
-  if (codec_json_size(req->body) > (size_t)core->cfg->limits_max_body) {
-    reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the message body is larger than limits.max_body");
-    return;
-  }
-  struct room *r = m->room;
-  uint64_t ts = core_now_ms();
-  uint64_t seq = room_seq_next(r);
-  char mid[24];
-  snprintf(mid, sizeof mid, "%012" PRIx64 "%08" PRIx32, ts, ++core->mid_counter);
-  core->metrics.messages_total++;
-
-  reply_ok(core, c, req->id,
-           json_pack("{s:s,s:I,s:s,s:I}", "room", r->name, "seq", (json_int_t)seq, "mid", mid, "ts",
-                     (json_int_t)ts));
-  struct outev e = {0};
-  e.doc = json_pack("{s:s,s:s,s:I,s:s,s:I,s:o,s:O,s:s}", "ev", "message", "room", r->name, "seq",
-                    (json_int_t)seq, "mid", mid, "ts", (json_int_t)ts, "from", user_json(&c->who), "body",
-                    req->body, "cmid", req->cmid);
-  if (e.doc) {
-    core->metrics.deliveries_total += r->nmembers;
-    room_broadcast(core, r, &e, NULL);
-  }
-  outev_done(&e);
 }
 
 static void op_ping(struct core *core, struct conn *c, struct request *req) {
@@ -286,14 +173,17 @@ static const struct {
   op_fn fn;
   bool before_hello; /* allowed before hello */
 } ops[OP__COUNT] = {
-    [OP_HELLO] = {op_hello, true},
-    [OP_JOIN] = {op_join, false},
-    [OP_LEAVE] = {op_leave, false},
-    [OP_SEND] = {op_send, false},
-    [OP_PING] = {op_ping, true},
+    [OP_HELLO] = {op_hello, true}, [OP_JOIN] = {op_join, false}, [OP_LEAVE] = {op_leave, false},
+    [OP_SEND] = {op_send, false},  [OP_PING] = {op_ping, true},  [OP_HISTORY] = {op_history, false},
 };
 
 /* ---- connection lifecycle ------------------------------------------------------------------------- */
+
+struct conn *core_conn_by_id(struct core *core, uint64_t id) {
+  struct conn *c = NULL;
+  HASH_FIND(hh, core->conns, &id, sizeof id, c);
+  return c;
+}
 
 struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_tx *tx, void *tx_ctx,
                             const char *peer) {
@@ -307,8 +197,10 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
   snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
   HASH_ADD(hh, core->conns, id, sizeof c->id, c);
   c->pend_prev = core->pend_tail;
-  if (core->pend_tail) core->pend_tail->pend_next = c;
-  else core->pend_head = c;
+  if (core->pend_tail)
+    core->pend_tail->pend_next = c;
+  else
+    core->pend_head = c;
   core->pend_tail = c;
   core->metrics.connections_total++;
   log_debug("conn %" PRIu64 ": open from %s (%s)", c->id, c->peer, codec_subprotocol(codec));
@@ -334,10 +226,12 @@ void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size
   struct request req;
   const char *msg = NULL;
   enum perr rc = request_parse(doc, &req, &msg);
-  if (rc != PERR_OK) reply_err(core, c, req.id, rc, msg);
+  if (rc != PERR_OK)
+    reply_err(core, c, req.id, rc, msg);
   else if (!c->authed && !ops[req.op].before_hello)
     reply_err(core, c, req.id, PERR_NOT_AUTHENTICATED, "say hello first");
-  else ops[req.op].fn(core, c, &req);
+  else
+    ops[req.op].fn(core, c, &req);
   json_decref(doc);
 }
 
@@ -352,6 +246,10 @@ void core_conn_closed(struct core *core, struct conn *c) {
 }
 
 void core_tick(struct core *core, uint64_t now_ms) {
+  if (now_ms - core->retention_last >= (uint64_t)core->cfg->history_retention_interval) {
+    core->retention_last = now_ms;
+    core_retention_run(core);
+  }
   uint64_t limit = (uint64_t)core->cfg->limits_hello_timeout;
   while (core->pend_head && now_ms - core->pend_head->opened_mono >= limit) {
     struct conn *c = core->pend_head;

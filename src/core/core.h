@@ -38,8 +38,11 @@ enum close_code {
   CLOSE_SLOW_CONSUMER = 4008,
 };
 
-/* cfg is borrowed and must outlive the core (server.c owns it; SIGHUP updates it in place). */
-struct core *core_new(const struct config *cfg);
+struct store;
+/* cfg is borrowed and must outlive the core (server.c owns it; SIGHUP updates it in place). store is
+ * borrowed too and may be NULL (no persistence: every room is ephemeral); close the store before
+ * core_free so that its last completions still find the core. */
+struct core *core_new(const struct config *cfg, struct store *store);
 void core_free(struct core *core);
 
 struct metrics *core_metrics(struct core *core);

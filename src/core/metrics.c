@@ -4,11 +4,11 @@
 
 #include "core/core.h"
 
-#define COUNTER(name, help, value)                                                                 \
-  buf_printf(out, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 "\n",     \
+#define COUNTER(name, help, value)                                                                           \
+  buf_printf(out, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 "\n",               \
              (uint64_t)(value))
-#define GAUGE(name, help, value)                                                                   \
-  buf_printf(out, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %" PRIu64 "\n",       \
+#define GAUGE(name, help, value)                                                                             \
+  buf_printf(out, "# HELP " name " " help "\n# TYPE " name " gauge\n" name " %" PRIu64 "\n",                 \
              (uint64_t)(value))
 
 int metrics_render(const struct core *core, buf_t *out) {

@@ -9,16 +9,15 @@
 #include "util/buf.h"
 
 struct metrics {
-  uint64_t connections_total;       /* WebSocket connections accepted */
-  uint64_t connections_refused;     /* handshakes refused (no subprotocol, at capacity, …) */
-  uint64_t frames_in, bytes_in;     /* WebSocket messages / payload bytes received */
-  uint64_t frames_out, bytes_out;   /* frames / bytes queued for clients (framing included) */
-  uint64_t messages_total;          /* messages accepted (acknowledged sends, publishes) */
-  uint64_t deliveries_total;        /* message events queued to connections */
-  uint64_t queue_drops;             /* ephemeral frames dropped under outbound pressure */
-  uint64_t slow_closes;             /* connections closed with 4008 */
-  uint64_t errors[PERR__COUNT];     /* error replies by code */
-  uint64_t closes_by_code[5];       /* see metrics_close_slot(): 1001, 1007, 1009, 4001, other */
+  uint64_t connections_total;     /* WebSocket connections accepted */
+  uint64_t connections_refused;   /* handshakes refused (no subprotocol, at capacity, …) */
+  uint64_t frames_in, bytes_in;   /* WebSocket messages / payload bytes received */
+  uint64_t frames_out, bytes_out; /* frames / bytes queued for clients (framing included) */
+  uint64_t messages_total;        /* messages accepted (acknowledged sends, publishes) */
+  uint64_t deliveries_total;      /* message events queued to connections */
+  uint64_t queue_drops;           /* ephemeral frames dropped under outbound pressure */
+  uint64_t slow_closes;           /* connections closed with 4008 */
+  uint64_t errors[PERR__COUNT];   /* error replies by code */
 };
 
 struct core;

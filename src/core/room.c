@@ -3,14 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct room *room_get(struct room_set *set, const char *name, bool create) {
+struct room *room_get(struct room_set *set, const char *name, bool create, uint32_t ring_cap) {
   struct room *r = NULL;
   HASH_FIND_STR(set->by_name, name, r);
   if (r || !create) return r;
   r = calloc(1, sizeof *r);
   if (!r) return NULL;
   r->name = strdup(name);
-  if (!r->name) {
+  if (!r->name || ring_init(&r->ring, ring_cap)) {
+    free(r->name);
     free(r);
     return NULL;
   }
@@ -79,12 +80,14 @@ static void room_free(struct room *r) {
   }
   for (uint32_t i = 0; i < r->nmembers; i++) free(r->members[i]);
   free(r->members);
+  ring_free(&r->ring);
+  json_decref(r->loading_live);
   free(r->name);
   free(r);
 }
 
 void room_release_if_unused(struct room_set *set, struct room *r) {
-  if (r->nmembers || r->seq) return;
+  if (r->nmembers || r->pins || r->waiting || (!r->durable && r->seq)) return;
   HASH_DEL(set->by_name, r);
   room_free(r);
 }

@@ -3,10 +3,13 @@
 #ifndef PARLEY_CORE_ROOM_H
 #define PARLEY_CORE_ROOM_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uthash.h>
+
+#include "core/ring.h"
 
 struct conn;
 struct room;
@@ -23,9 +26,23 @@ struct room_user {
   UT_hash_handle hh;
 };
 
+struct pending_join;
+
+enum room_state {
+  ROOM_READY,   /* head and ring are current */
+  ROOM_LOADING, /* durable room just created: head and recent messages are being read from the store */
+};
+
 struct room {
   char *name;   /* owned */
-  uint64_t seq; /* head: seq of the last accepted message (0: none); the seq allocation seam */
+  uint64_t seq; /* head: seq of the last message delivered (0: none). Durable rooms take seqs from
+                   the store's sequencer (store/backend.h append); ephemeral rooms number here */
+  enum room_state state;
+  bool durable;                 /* history on and a store configured */
+  struct ring ring;             /* recent messages */
+  json_t *loading_live;         /* ROOM_LOADING: message events committed meanwhile (array, owned) */
+  struct pending_join *waiting; /* ROOM_LOADING: joins to resume when the load completes */
+  uint32_t pins;                /* in-flight operations that need the room to stay */
   struct member **members;
   uint32_t nmembers, cap;
   struct room_user *users; /* uthash by user_id: one entry per user with connections in the room */
@@ -36,16 +53,16 @@ struct room_set {
   struct room *by_name; /* uthash */
 };
 
-/* Find a room; with create, make it when missing. NULL when missing (or out of memory). */
-struct room *room_get(struct room_set *set, const char *name, bool create);
+/* Find a room; with create, make it when missing (ring of ring_cap entries, state READY, not durable).
+ * NULL when missing (or out of memory). */
+struct room *room_get(struct room_set *set, const char *name, bool create, uint32_t ring_cap);
 /* Add a membership of c (whose user is user_id). *first_of_user tells whether this is the user's first
  * connection in the room. Returns the membership (owned by the room) or NULL when out of memory. */
 struct member *room_add(struct room *r, struct conn *c, const char *user_id, bool *first_of_user);
 /* Remove and free m. *last_of_user tells whether it was the user's last connection in the room. */
 void room_remove(struct room *r, struct member *m, const char *user_id, bool *last_of_user);
-/* Allocate the next seq of the room (gapless, starting at 1). */
-static inline uint64_t room_seq_next(struct room *r) { return ++r->seq; }
-/* Free the room when nothing needs it any more (no members and no history to keep numbering). */
+/* Free the room when nothing needs it any more: no members, no pins, nothing waiting, and either
+ * durable (the store keeps its numbering) or without messages. */
 void room_release_if_unused(struct room_set *set, struct room *r);
 size_t room_set_count(const struct room_set *set);
 void room_set_free(struct room_set *set);

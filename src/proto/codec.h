@@ -19,20 +19,26 @@ typedef enum codec { CODEC_JSON = 0, CODEC_MSGPACK = 1 } codec_t;
 const char *codec_subprotocol(codec_t c);
 
 /* Decode one complete message payload. On success returns 0 and stores a new reference in *out (the
- * caller owns it). On failure returns PERR_BAD_FRAME and writes a human-readable reason to err
- * (truncated to errlen). Rejected: invalid syntax, trailing bytes, nesting deeper than 32 levels,
+ * caller owns it). On failure stores NULL in *out, returns PERR_BAD_FRAME (PERR_INTERNAL when out of
+ * memory) and writes a human-readable reason to err (truncated to errlen; err may be NULL). Rejected:
+ * invalid syntax, trailing bytes, nesting deeper than 32 levels (a top-level map is level 1),
  * MessagePack bin/ext values, non-string map keys, strings that are not UTF-8, duplicate map keys,
- * integers outside int64. */
+ * NUL bytes in map keys, integers outside int64, non-finite floats. Any top-level value is returned
+ * (request_parse refuses non-maps). NUL bytes inside string values are kept (JSON "\u0000"). */
 int codec_decode(codec_t c, const uint8_t *p, size_t n, json_t **out, char *err, size_t errlen);
 
-/* Append the encoding of v to b. Returns 0 or -ENOMEM. JSON is compact (no spaces). */
+/* Append the encoding of v to b. Returns 0, -ENOMEM, or -EINVAL (unknown codec, NULL or cyclic v); on
+ * failure b is left as it was. JSON is compact (no spaces), keys in insertion order, reals with 17
+ * significant digits; MessagePack uses the smallest integer forms and float 64 for reals. */
 int codec_encode(codec_t c, const json_t *v, buf_t *b);
 
 /* Encode v as one final, unmasked WebSocket frame: text (0x1) for JSON, binary (0x2) for MessagePack.
- * Returns a frame with refs = 1 (caller owns) or NULL when out of memory. */
+ * Returns a frame with refs = 1 and the given flags (caller owns) or NULL when encoding fails (see
+ * codec_encode). One allocation per call: the payload is encoded into a per-thread scratch buffer. */
 frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
 
-/* Bytes of the compact JSON encoding of v (used for limits.max_body, same for both codecs). */
+/* Bytes of the compact JSON encoding of v (used for limits.max_body, same for both codecs); 0 if v is
+ * NULL or cannot be encoded. Nothing is allocated. */
 size_t codec_json_size(const json_t *v);
 
 #endif

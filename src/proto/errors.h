@@ -2,18 +2,20 @@
 #ifndef PARLEY_PROTO_ERRORS_H
 #define PARLEY_PROTO_ERRORS_H
 
-#define PERR_MAP(X)                                                                                \
-  X(BAD_FRAME, "bad_frame")                                                                        \
-  X(BAD_REQUEST, "bad_request")                                                                    \
-  X(UNKNOWN_OP, "unknown_op")                                                                      \
-  X(NOT_AUTHENTICATED, "not_authenticated")                                                        \
-  X(ALREADY_AUTHENTICATED, "already_authenticated")                                                \
-  X(AUTH_REQUIRED, "auth_required")                                                                \
-  X(AUTH_FAILED, "auth_failed")                                                                    \
-  X(BAD_ROOM, "bad_room")                                                                          \
-  X(NOT_JOINED, "not_joined")                                                                      \
-  X(TOO_MANY_ROOMS, "too_many_rooms")                                                              \
-  X(BODY_TOO_LARGE, "body_too_large")                                                              \
+#define PERR_MAP(X)                                                                                          \
+  X(BAD_FRAME, "bad_frame")                                                                                  \
+  X(BAD_REQUEST, "bad_request")                                                                              \
+  X(UNKNOWN_OP, "unknown_op")                                                                                \
+  X(NOT_AUTHENTICATED, "not_authenticated")                                                                  \
+  X(ALREADY_AUTHENTICATED, "already_authenticated")                                                          \
+  X(AUTH_REQUIRED, "auth_required")                                                                          \
+  X(AUTH_FAILED, "auth_failed")                                                                              \
+  X(BAD_ROOM, "bad_room")                                                                                    \
+  X(NOT_JOINED, "not_joined")                                                                                \
+  X(TOO_MANY_ROOMS, "too_many_rooms")                                                                        \
+  X(BODY_TOO_LARGE, "body_too_large")                                                                        \
+  X(OVERLOADED, "overloaded")                                                                                \
+  X(STORE_UNAVAILABLE, "store_unavailable")                                                                  \
   X(INTERNAL, "internal")
 
 enum perr {

@@ -8,12 +8,13 @@
 
 #include "proto/errors.h"
 
-#define OP_MAP(X)                                                                                  \
-  X(HELLO, "hello")                                                                                \
-  X(JOIN, "join")                                                                                  \
-  X(LEAVE, "leave")                                                                                \
-  X(SEND, "send")                                                                                  \
-  X(PING, "ping")
+#define OP_MAP(X)                                                                                            \
+  X(HELLO, "hello")                                                                                          \
+  X(JOIN, "join")                                                                                            \
+  X(LEAVE, "leave")                                                                                          \
+  X(SEND, "send")                                                                                            \
+  X(PING, "ping")                                                                                            \
+  X(HISTORY, "history")
 
 enum op {
 #define X(name, str) OP_##name,
@@ -25,10 +26,11 @@ enum op {
 const char *op_name(enum op op);
 
 #define ROOM_NAME_MAX 128
-#define CMID_MAX 64
-#define REQ_ID_MAX 64
+#define CMID_MAX      64
+#define REQ_ID_MAX    64
 
-/* All pointers borrow from the json_t the request was parsed from: keep that alive while using it. */
+/* All pointers borrow from the json_t the request was parsed from: keep that alive while using it.
+ * String fields never contain NUL bytes (request_parse refuses such values). */
 struct request {
   enum op op;
   json_t *id; /* integer or string; NULL if the frame had no usable id */
@@ -39,6 +41,8 @@ struct request {
   json_t *body;
   int64_t since;
   bool has_since;
+  int64_t before, after, limit; /* history */
+  bool has_before, has_after, has_limit;
 };
 
 /* Check doc against the op table. Returns PERR_OK or an error code with *msg set to a static,

@@ -1,0 +1,98 @@
+/* internal: the core's private structures, shared by the core/ sources only. */
+#ifndef PARLEY_CORE_INTERNAL_H
+#define PARLEY_CORE_INTERNAL_H
+
+#include <jansson.h>
+#include <uthash.h>
+
+#include "auth/auth.h"
+#include "core/core.h"
+#include "core/room.h"
+#include "proto/request.h"
+#include "store/store.h"
+
+struct conn {
+  uint64_t id;
+  codec_t codec;
+  bool authed;
+  bool closing; /* the transport refused a frame or we asked it to close: send nothing more */
+  struct identity who;
+  const struct conn_tx *tx;
+  void *tx_ctx;
+  struct member **rooms; /* memberships (owned by their rooms) */
+  uint32_t nrooms, caprooms;
+  uint32_t njoining; /* joins waiting for the store */
+  uint64_t opened_mono;
+  struct conn *pend_prev, *pend_next; /* awaiting hello, oldest first */
+  UT_hash_handle hh;
+  char peer[48];
+};
+
+struct core {
+  const struct config *cfg;
+  struct store *store; /* NULL: no persistence, every room is ephemeral */
+  struct conn *conns;  /* uthash by id */
+  struct conn *pend_head, *pend_tail;
+  struct room_set rooms;
+  struct metrics metrics;
+  uint64_t next_conn_id;
+  uint64_t next_guest;
+  uint32_t mid_counter;
+  uint64_t retention_last; /* monotonic ms of the last retention pass */
+};
+
+/* An event on its way to many connections: encoded at most once per codec, lazily. */
+struct outev {
+  json_t *doc;
+  frame_t *enc[CODEC_COUNT];
+  uint32_t flags;
+};
+
+/* A join that waits for the store (room load or recovery read). Owned by the room's waiting list or
+ * by its in-flight store request; freed by join_free. */
+struct pending_join {
+  struct store_req req;
+  struct core *core;
+  uint64_t conn_id;
+  json_t *req_id; /* reference */
+  char *room;
+  uint64_t since;
+  bool has_since;
+  bool partial;
+  uint64_t from, next; /* replay window: from..head; next = first seq not yet sent */
+  uint32_t replayed;
+  struct pending_join *next_waiting;
+};
+
+/* core.c */
+struct conn *core_conn_by_id(struct core *core, uint64_t id);
+void conn_send_frame(struct core *core, struct conn *c, frame_t *f);
+void conn_close(struct conn *c, int code, const char *reason);
+void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok);
+void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg);
+frame_t *outev_frame(struct outev *e, codec_t codec);
+void outev_done(struct outev *e);
+void room_broadcast(struct core *core, struct room *r, struct outev *e, const char *skip_user);
+json_t *user_json(const struct identity *who);
+/* Tell r's members (but the user's own connections) that who joined/left (ev = "join"/"leave"). */
+void room_notify(struct core *core, struct room *r, const char *ev, const struct identity *who);
+struct member *conn_find_room(struct conn *c, const char *name, uint32_t *idx);
+
+/* rooms.c */
+void op_join(struct core *core, struct conn *c, struct request *req);
+void op_leave(struct core *core, struct conn *c, struct request *req);
+void conn_leave_at(struct core *core, struct conn *c, uint32_t idx, bool notify);
+/* Whether messages of this room are stored (history on and a store configured). */
+bool room_is_durable(const struct core *core, const char *name);
+
+/* messages.c */
+void op_send(struct core *core, struct conn *c, struct request *req);
+void op_history(struct core *core, struct conn *c, struct request *req);
+/* A message of r was committed (or accepted, for ephemeral rooms): ring it and fan it out. Takes ev. */
+void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev);
+/* The `message` event for a stored message (new reference; NULL when out of memory). */
+json_t *message_event(const struct store_msg *m);
+/* Submit one retention pass for every room rule with max_age / max_count. */
+void core_retention_run(struct core *core);
+
+#endif

@@ -1,0 +1,39 @@
+/* ring: the most recent messages of a room, in memory, with their encoded frames cached per codec, so
+ * recent history and recovery replays cost no store read and no re-encoding. Entries are contiguous
+ * in seq: [first, last]. */
+#ifndef PARLEY_CORE_RING_H
+#define PARLEY_CORE_RING_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "proto/codec.h"
+
+struct ring_entry {
+  uint64_t seq;
+  json_t *ev;                /* the `message` event (one reference owned by the ring) */
+  frame_t *enc[CODEC_COUNT]; /* lazily encoded frames (owned) */
+};
+
+struct ring {
+  struct ring_entry *v;
+  uint32_t cap, start, len;
+};
+
+/* cap 0 keeps nothing. Returns 0 or -1 (out of memory). */
+int ring_init(struct ring *r, uint32_t cap);
+/* Append ev (takes the reference) as seq. A seq not following the last one restarts the ring at seq;
+ * one at or below the last is ignored (its reference dropped). */
+void ring_push(struct ring *r, uint64_t seq, json_t *ev);
+static inline uint64_t ring_first(const struct ring *r) { return r->len ? r->v[r->start].seq : 0; }
+static inline uint64_t ring_last(const struct ring *r) {
+  return r->len ? r->v[(r->start + r->len - 1) % r->cap].seq : 0;
+}
+/* The entry for seq, or NULL when it is not in the ring. */
+struct ring_entry *ring_get(struct ring *r, uint64_t seq);
+/* The entry's frame for codec (encoded on first use); NULL when out of memory. Borrowed. */
+frame_t *ring_frame(struct ring_entry *e, codec_t codec);
+void ring_clear(struct ring *r);
+void ring_free(struct ring *r);
+
+#endif

@@ -1,0 +1,313 @@
+/* rooms: join (with recovery by seq), leave, and loading durable rooms from the store. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "util/log.h"
+
+bool room_is_durable(const struct core *core, const char *name) {
+  return core->store && config_room_history(core->cfg, name);
+}
+
+void conn_leave_at(struct core *core, struct conn *c, uint32_t idx, bool notify) {
+  struct member *m = c->rooms[idx];
+  struct room *r = m->room;
+  c->rooms[idx] = c->rooms[--c->nrooms];
+  bool last = false;
+  room_remove(r, m, c->who.id, &last);
+  if (last && notify) room_notify(core, r, "leave", &c->who);
+  room_release_if_unused(&core->rooms, r);
+}
+
+static void join_free(struct pending_join *pj) {
+  json_decref(pj->req_id);
+  free(pj->room);
+  free(pj);
+}
+
+static int conn_reserve_room(struct conn *c) {
+  if (c->nrooms < c->caprooms) return 0;
+  uint32_t cap = c->caprooms ? c->caprooms * 2 : 4;
+  struct member **rs = realloc(c->rooms, cap * sizeof *rs);
+  if (!rs) return -1;
+  c->rooms = rs;
+  c->caprooms = cap;
+  return 0;
+}
+
+/* Make c a member of r and answer the join. The replay (if any) has been queued already. */
+static void join_finish(struct core *core, struct conn *c, struct room *r, struct pending_join *pj) {
+  struct member *m = conn_find_room(c, r->name, NULL);
+  if (!m) {
+    bool first = false;
+    if (conn_reserve_room(c) || !(m = room_add(r, c, c->who.id, &first))) {
+      reply_err(core, c, pj->req_id, PERR_INTERNAL, "out of memory");
+      return;
+    }
+    c->rooms[c->nrooms++] = m;
+    if (first) room_notify(core, r, "join", &c->who);
+  }
+  json_t *ok = json_pack("{s:s,s:I}", "room", r->name, "seq", (json_int_t)r->seq);
+  if (pj->has_since) {
+    json_object_set_new_nocheck(ok, "recovered", json_boolean(!pj->partial));
+    json_object_set_new_nocheck(ok, "replayed", json_integer(pj->replayed));
+    if (pj->partial)
+      json_object_set_new_nocheck(
+          ok, "missing",
+          json_pack("{s:I,s:I}", "from", (json_int_t)(pj->since + 1), "to", (json_int_t)(pj->from - 1)));
+  }
+  reply_ok(core, c, pj->req_id, ok);
+}
+
+/* Queue ring entries next..head to c. Returns false when the ring does not reach back to next. */
+static bool replay_from_ring(struct core *core, struct conn *c, struct room *r, struct pending_join *pj) {
+  if (pj->next > r->seq) return true;
+  if (!ring_get(&r->ring, pj->next)) return false;
+  for (; pj->next <= r->seq; pj->next++) {
+    struct ring_entry *e = ring_get(&r->ring, pj->next);
+    conn_send_frame(core, c, ring_frame(e, c->codec));
+    pj->replayed++;
+  }
+  return true;
+}
+
+static void join_read_done(struct store_req *req);
+
+/* Continue a join on a READY room. Takes pj (frees it or hands it to a store request). */
+static void join_proceed(struct core *core, struct room *r, struct pending_join *pj) {
+  struct conn *c = core_conn_by_id(core, pj->conn_id);
+  if (!c || c->closing) goto done;
+  if (pj->next == 0) { /* first pass: decide the replay window */
+    pj->next = r->seq + 1;
+    if (pj->has_since && pj->since < r->seq) {
+      uint64_t max = (uint64_t)core->cfg->recovery_max_messages;
+      pj->from = pj->since + 1;
+      if (r->seq - pj->since > max) {
+        pj->from = r->seq - max + 1;
+        pj->partial = true;
+      }
+      pj->next = pj->from;
+    } else {
+      pj->from = pj->next;
+    }
+  }
+  if (!replay_from_ring(core, c, r, pj)) {
+    if (!r->durable) { /* the ring is all an ephemeral room has */
+      pj->from = pj->next = ring_first(&r->ring) ? ring_first(&r->ring) : r->seq + 1;
+      pj->partial = true;
+      replay_from_ring(core, c, r, pj);
+    } else {
+      /* Older than the ring: read from the store, then come back here for the rest. */
+      memset(&pj->req, 0, sizeof pj->req);
+      pj->req.kind = STORE_REQ_READ;
+      pj->req.done = join_read_done;
+      pj->req.u.read.room = pj->room;
+      pj->req.u.read.after = pj->next - 1;
+      pj->req.u.read.before = r->seq + 1;
+      pj->req.u.read.limit = (size_t)(r->seq - pj->next + 1);
+      int rc = store_submit(core->store, &pj->req);
+      if (rc == 0) {
+        r->pins++;
+        c->njoining++;
+        return;
+      }
+      reply_err(core, c, pj->req_id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
+                "cannot read the room's history now; retry");
+      goto done;
+    }
+  }
+  join_finish(core, c, r, pj);
+done:
+  join_free(pj);
+}
+
+static void join_read_done(struct store_req *req) {
+  struct pending_join *pj = (struct pending_join *)req;
+  struct core *core = pj->core;
+  struct room *r = room_get(&core->rooms, pj->room, false, 0);
+  struct conn *c = core_conn_by_id(core, pj->conn_id);
+  struct store_msg_list *l = &req->u.read.out;
+  if (r) r->pins--;
+  if (c) c->njoining--;
+  if (!r || !c || c->closing) goto drop;
+  if (req->err) {
+    reply_err(core, c, pj->req_id, PERR_STORE_UNAVAILABLE, "cannot read the room's history now; retry");
+    goto drop;
+  }
+  for (size_t i = 0; i < l->n; i++) {
+    if (l->v[i].seq != pj->next) continue; /* retention may have removed older ones: skip to what exists */
+    json_t *ev = message_event(&l->v[i]);
+    if (ev) {
+      frame_t *f = codec_frame(c->codec, ev, 0);
+      conn_send_frame(core, c, f);
+      frame_unref(f);
+      json_decref(ev);
+    }
+    pj->next++;
+    pj->replayed++;
+  }
+  if (l->n && pj->next <= l->v[l->n - 1].seq) pj->next = l->v[l->n - 1].seq + 1;
+  if (l->n == 0 && pj->next <= req->u.read.before - 1) {
+    /* Nothing left in the store for the range (retention): go on from what the ring has. */
+    uint64_t rf = ring_first(&r->ring);
+    pj->next = rf ? rf : r->seq + 1;
+  }
+  store_msg_list_free(l);
+  join_proceed(core, r, pj);
+  room_release_if_unused(&core->rooms, r);
+  return;
+drop:
+  store_msg_list_free(l);
+  join_free(pj);
+  if (r) room_release_if_unused(&core->rooms, r);
+}
+
+static void room_load_done(struct store_req *req);
+
+/* Start loading a new durable room: its head and most recent messages. */
+static int room_load(struct core *core, struct room *r) {
+  struct pending_join *pj = calloc(1, sizeof *pj); /* carrier for the read request */
+  if (!pj || !(pj->room = strdup(r->name))) {
+    free(pj);
+    return -1;
+  }
+  pj->core = core;
+  pj->req.kind = STORE_REQ_READ;
+  pj->req.done = room_load_done;
+  pj->req.u.read.room = pj->room;
+  pj->req.u.read.limit = r->ring.cap ? r->ring.cap : 1;
+  pj->req.u.read.newest = true;
+  int rc = store_submit(core->store, &pj->req);
+  if (rc) {
+    join_free(pj);
+    return rc;
+  }
+  r->state = ROOM_LOADING;
+  r->loading_live = json_array();
+  r->pins++;
+  return 0;
+}
+
+static void room_load_done(struct store_req *req) {
+  struct pending_join *carrier = (struct pending_join *)req;
+  struct core *core = carrier->core;
+  struct room *r = room_get(&core->rooms, carrier->room, false, 0);
+  struct store_msg_list *l = &req->u.read.out;
+  if (!r) goto out; /* cannot happen while pinned */
+  r->pins--;
+  r->state = ROOM_READY;
+  struct pending_join *w = r->waiting;
+  r->waiting = NULL;
+  if (req->err) {
+    log_warn("room %s: loading from the store failed: %s", r->name, req->errmsg);
+    for (; w;) {
+      struct pending_join *next = w->next_waiting;
+      struct conn *c = core_conn_by_id(core, w->conn_id);
+      if (c) {
+        c->njoining--;
+        reply_err(core, c, w->req_id, PERR_STORE_UNAVAILABLE, "the message store is unavailable; retry");
+      }
+      join_free(w);
+      w = next;
+    }
+    json_decref(r->loading_live);
+    r->loading_live = NULL;
+    room_release_if_unused(&core->rooms, r); /* not loaded: forget it, the next join retries */
+    goto out;
+  }
+  for (size_t i = 0; i < l->n; i++) {
+    json_t *ev = message_event(&l->v[i]);
+    if (ev) ring_push(&r->ring, l->v[i].seq, ev);
+    if (l->v[i].seq > r->seq) r->seq = l->v[i].seq;
+  }
+  /* Messages committed while loading (some may already be in what was read). */
+  size_t i;
+  json_t *ev;
+  json_t *live = r->loading_live;
+  r->loading_live = NULL;
+  json_array_foreach(live, i, ev) {
+    uint64_t seq = (uint64_t)json_integer_value(json_object_get(ev, "seq"));
+    if (seq > r->seq) {
+      r->seq = seq;
+      ring_push(&r->ring, seq, json_incref(ev));
+    }
+  }
+  json_decref(live);
+  /* Resume the joins in the order they came. */
+  struct pending_join *rev = NULL;
+  while (w) {
+    struct pending_join *next = w->next_waiting;
+    w->next_waiting = rev;
+    rev = w;
+    w = next;
+  }
+  while (rev) {
+    struct pending_join *next = rev->next_waiting;
+    struct conn *c = core_conn_by_id(core, rev->conn_id);
+    if (c) c->njoining--;
+    join_proceed(core, r, rev);
+    rev = next;
+  }
+  room_release_if_unused(&core->rooms, r);
+out:
+  store_msg_list_free(l);
+  join_free(carrier);
+}
+
+void op_join(struct core *core, struct conn *c, struct request *req) {
+  struct member *m = conn_find_room(c, req->room, NULL);
+  if (m) { /* already in: nothing to replay, live messages flow */
+    reply_ok(core, c, req->id,
+             json_pack("{s:s,s:I}", "room", m->room->name, "seq", (json_int_t)m->room->seq));
+    return;
+  }
+  if (c->nrooms + c->njoining >= (uint64_t)core->cfg->limits_max_rooms_per_conn) {
+    reply_err(core, c, req->id, PERR_TOO_MANY_ROOMS, "this connection is in too many rooms");
+    return;
+  }
+  struct room *r = room_get(&core->rooms, req->room, true, (uint32_t)core->cfg->history_ring_size);
+  struct pending_join *pj = r ? calloc(1, sizeof *pj) : NULL;
+  if (!pj || !(pj->room = strdup(req->room))) {
+    free(pj);
+    if (r) room_release_if_unused(&core->rooms, r);
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  }
+  pj->core = core;
+  pj->conn_id = c->id;
+  pj->req_id = json_incref(req->id);
+  pj->since = req->has_since ? (uint64_t)req->since : 0;
+  pj->has_since = req->has_since;
+  if (r->nmembers == 0 && r->seq == 0 && r->state == ROOM_READY && !r->pins &&
+      room_is_durable(core, r->name) && !r->durable) {
+    r->durable = true; /* a fresh durable room: learn its head from the store first */
+    int rc = room_load(core, r);
+    if (rc) {
+      r->durable = false;
+      room_release_if_unused(&core->rooms, r);
+      reply_err(core, c, req->id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
+                "cannot load the room now; retry");
+      join_free(pj);
+      return;
+    }
+  }
+  if (r->state == ROOM_LOADING) {
+    pj->next_waiting = r->waiting;
+    r->waiting = pj;
+    c->njoining++;
+    return;
+  }
+  join_proceed(core, r, pj);
+}
+
+void op_leave(struct core *core, struct conn *c, struct request *req) {
+  uint32_t idx;
+  if (!conn_find_room(c, req->room, &idx)) {
+    reply_err(core, c, req->id, PERR_NOT_JOINED, "this connection is not in that room");
+    return;
+  }
+  json_t *ok = json_pack("{s:s}", "room", req->room);
+  conn_leave_at(core, c, idx, true);
+  reply_ok(core, c, req->id, ok);
+}

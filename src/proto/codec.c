@@ -1,0 +1,463 @@
+#include "proto/codec.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <msgpack.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto/errors.h"
+
+#define MAX_DEPTH 32 /* a top-level map or array is level 1 */
+/* Encoding walks the tree recursively; bound it so a cyclic tree fails instead of overflowing the stack. */
+#define ENCODE_MAX_DEPTH  2048
+#define JSON_DECODE_FLAGS (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
+#define JSON_ENCODE_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+/* The per-thread encode scratch buffer of codec_frame is released after use beyond this size. */
+#define SCRATCH_KEEP (256u * 1024u)
+
+static const char *const subprotocols[CODEC_COUNT] = {
+    [CODEC_JSON] = "parley.v1.json",
+    [CODEC_MSGPACK] = "parley.v1.msgpack",
+};
+
+const char *codec_subprotocol(codec_t c) { return ((unsigned)c < CODEC_COUNT) ? subprotocols[c] : NULL; }
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return PERR_BAD_FRAME;
+}
+
+static int fail_nomem(char *err, size_t errlen) {
+  if (err && errlen) snprintf(err, errlen, "out of memory");
+  return PERR_INTERNAL;
+}
+
+/* ---- JSON ---------------------------------------------------------------------------------------- */
+
+/* True if v nests containers deeper than `left` more levels. */
+static bool too_deep(const json_t *v, int left) {
+  if (json_is_array(v)) {
+    if (left == 0) return true;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) if (too_deep(e, left - 1)) return true;
+  } else if (json_is_object(v)) {
+    if (left == 0) return true;
+    for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it))
+      if (too_deep(json_object_iter_value(it), left - 1)) return true;
+  }
+  return false;
+}
+
+static int json_decode(const uint8_t *p, size_t n, json_t **out, char *err, size_t errlen) {
+  json_error_t je;
+  json_t *v = json_loadb((const char *)p, n, JSON_DECODE_FLAGS, &je);
+  if (!v) {
+    if (json_error_code(&je) == json_error_out_of_memory) return fail_nomem(err, errlen);
+    return fail(err, errlen, "invalid JSON at offset %d: %s", je.position, je.text);
+  }
+  if (too_deep(v, MAX_DEPTH)) {
+    json_decref(v);
+    return fail(err, errlen, "nesting deeper than %d levels", MAX_DEPTH);
+  }
+  *out = v;
+  return 0;
+}
+
+/* ---- MessagePack --------------------------------------------------------------------------------- */
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. NUL is valid. */
+static bool utf8_valid(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k;
+    uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) {
+      k = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      k = 2;
+      if (c == 0xe0) lo = 0xa0; /* overlong */
+      if (c == 0xed) hi = 0x9f; /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      k = 3;
+      if (c == 0xf0) lo = 0x90; /* overlong */
+      if (c == 0xf4) hi = 0x8f; /* > U+10FFFF */
+    } else {
+      return false;
+    }
+    if (n - i - 1 < k) return false;
+    if (s[i + 1] < lo || s[i + 1] > hi) return false;
+    for (size_t j = 2; j <= k; j++)
+      if ((s[i + j] & 0xc0) != 0x80) return false;
+    i += k + 1;
+  }
+  return true;
+}
+
+static uint64_t be(const uint8_t *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Structural check of one MessagePack value before msgpack-c sees it: msgpack-c allocates a container's
+ * element array from its announced size before reading a single element (a 5-byte "array of 2^32-1"
+ * asks malloc for 128 GiB), so every announced size is checked against the bytes that remain. Also
+ * rejects what has no JSON equivalent (bin, ext, non-string keys), nesting deeper than MAX_DEPTH,
+ * truncation and trailing bytes, so the conversion below only sees well-formed, bounded input. */
+static int mp_scan(const uint8_t *p, size_t n, char *err, size_t errlen) {
+  uint64_t left[MAX_DEPTH + 1]; /* items still to read per open container; [0] is the top level */
+  bool is_map[MAX_DEPTH + 1];
+  int depth = 0;
+  size_t i = 0;
+  left[0] = 1;
+  is_map[0] = false;
+  while (depth >= 0) {
+    if (left[depth] == 0) {
+      depth--;
+      continue;
+    }
+    bool key = is_map[depth] && left[depth] % 2 == 0;
+    left[depth]--;
+    if (i >= n) return fail(err, errlen, "truncated MessagePack value");
+    uint8_t t = p[i++];
+    size_t width = 0;   /* bytes of a length/count field, or of a fixed-size scalar body */
+    uint64_t count = 0; /* string length or container item count */
+    bool container = false, map = false, str = false;
+    if (t <= 0x7f || t >= 0xe0) {
+      /* positive / negative fixint */
+    } else if (t <= 0x8f) {
+      container = map = true;
+      count = t & 0x0f;
+    } else if (t <= 0x9f) {
+      container = true;
+      count = t & 0x0f;
+    } else if (t <= 0xbf) {
+      str = true;
+      count = t & 0x1f;
+    } else {
+      switch (t) {
+      case 0xc0: /* nil */
+      case 0xc2: /* false */
+      case 0xc3: /* true */
+        break;
+      case 0xc4:
+      case 0xc5:
+      case 0xc6:
+        return fail(err, errlen, "MessagePack bin values are not supported");
+      case 0xc7:
+      case 0xc8:
+      case 0xc9:
+      case 0xd4:
+      case 0xd5:
+      case 0xd6:
+      case 0xd7:
+      case 0xd8:
+        return fail(err, errlen, "MessagePack ext values are not supported");
+      case 0xca:
+        width = 4;
+        break;
+      case 0xcb:
+        width = 8;
+        break;
+      case 0xcc:
+      case 0xd0:
+        width = 1;
+        break;
+      case 0xcd:
+      case 0xd1:
+        width = 2;
+        break;
+      case 0xce:
+      case 0xd2:
+        width = 4;
+        break;
+      case 0xcf:
+      case 0xd3:
+        width = 8;
+        break;
+      case 0xd9:
+        str = true;
+        width = 1;
+        break;
+      case 0xda:
+        str = true;
+        width = 2;
+        break;
+      case 0xdb:
+        str = true;
+        width = 4;
+        break;
+      case 0xdc:
+        container = true;
+        width = 2;
+        break;
+      case 0xdd:
+        container = true;
+        width = 4;
+        break;
+      case 0xde:
+        container = map = true;
+        width = 2;
+        break;
+      case 0xdf:
+        container = map = true;
+        width = 4;
+        break;
+      default: /* 0xc1 */
+        return fail(err, errlen, "invalid MessagePack type byte 0x%02x at offset %zu", t, i - 1);
+      }
+    }
+    if (key && !str) return fail(err, errlen, "MessagePack map keys must be strings");
+    if (n - i < width) return fail(err, errlen, "truncated MessagePack value");
+    if ((str || container) && width) count = be(p + i, width);
+    i += width;
+    if (str) {
+      if (n - i < count) return fail(err, errlen, "truncated MessagePack value");
+      i += count;
+    } else if (container) {
+      if (depth == MAX_DEPTH) return fail(err, errlen, "nesting deeper than %d levels", MAX_DEPTH);
+      uint64_t items = map ? count * 2 : count; /* count < 2^32: no overflow */
+      if (items > n - i) return fail(err, errlen, "truncated MessagePack value");
+      depth++;
+      left[depth] = items;
+      is_map[depth] = map;
+    }
+  }
+  if (i != n) return fail(err, errlen, "%zu trailing bytes after the MessagePack value", n - i);
+  return 0;
+}
+
+/* Convert a msgpack object that passed mp_scan. Returns 0, or an error code with err written. */
+static int mp_to_json(const msgpack_object *o, json_t **out, char *err, size_t errlen) {
+  json_t *v = NULL;
+  switch (o->type) {
+  case MSGPACK_OBJECT_NIL:
+    v = json_null();
+    break;
+  case MSGPACK_OBJECT_BOOLEAN:
+    v = json_boolean(o->via.boolean);
+    break;
+  case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    if (o->via.u64 > INT64_MAX) return fail(err, errlen, "integer %" PRIu64 " out of range", o->via.u64);
+    v = json_integer((json_int_t)o->via.u64);
+    break;
+  case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+    v = json_integer((json_int_t)o->via.i64);
+    break;
+  case MSGPACK_OBJECT_FLOAT32:
+  case MSGPACK_OBJECT_FLOAT64:
+    if (!isfinite(o->via.f64)) return fail(err, errlen, "non-finite float");
+    v = json_real(o->via.f64);
+    break;
+  case MSGPACK_OBJECT_STR: {
+    const char *s = o->via.str.size ? o->via.str.ptr : ""; /* msgpack-c gives NULL for "" */
+    if (!utf8_valid((const uint8_t *)s, o->via.str.size))
+      return fail(err, errlen, "string is not valid UTF-8");
+    v = json_stringn_nocheck(s, o->via.str.size);
+    break;
+  }
+  case MSGPACK_OBJECT_ARRAY:
+    if (!(v = json_array())) break;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+      json_t *e = NULL;
+      int rc = mp_to_json(&o->via.array.ptr[i], &e, err, errlen);
+      if (rc || json_array_append_new(v, e)) {
+        json_decref(v);
+        return rc ? rc : fail_nomem(err, errlen);
+      }
+    }
+    break;
+  case MSGPACK_OBJECT_MAP:
+    if (!(v = json_object())) break;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+      const msgpack_object_kv *kv = &o->via.map.ptr[i];
+      size_t klen = kv->key.via.str.size;
+      const char *k = klen ? kv->key.via.str.ptr : "";
+      const char *why = NULL;
+      if (kv->key.type != MSGPACK_OBJECT_STR)
+        why = "MessagePack map keys must be strings";
+      else if (!utf8_valid((const uint8_t *)k, klen))
+        why = "map key is not valid UTF-8";
+      else if (memchr(k, '\0', klen)) /* as in JSON, where jansson refuses them */
+        why = "map key contains a NUL byte";
+      else if (json_object_getn(v, k, klen))
+        why = "duplicate map key";
+      json_t *e = NULL;
+      int rc = why ? fail(err, errlen, "%s", why) : mp_to_json(&kv->val, &e, err, errlen);
+      if (rc || json_object_setn_new_nocheck(v, k, klen, e)) {
+        json_decref(v);
+        return rc ? rc : fail_nomem(err, errlen);
+      }
+    }
+    break;
+  default: /* bin, ext: refused by mp_scan already */
+    return fail(err, errlen, "MessagePack type %d is not supported", (int)o->type);
+  }
+  if (!v) return fail_nomem(err, errlen);
+  *out = v;
+  return 0;
+}
+
+static int mp_decode(const uint8_t *p, size_t n, json_t **out, char *err, size_t errlen) {
+  int rc = mp_scan(p, n, err, errlen);
+  if (rc) return rc;
+  msgpack_unpacked u;
+  msgpack_unpacked_init(&u);
+  size_t off = 0;
+  msgpack_unpack_return r = msgpack_unpack_next(&u, (const char *)p, n, &off);
+  if (r == MSGPACK_UNPACK_SUCCESS && off == n) {
+    rc = mp_to_json(&u.data, out, err, errlen);
+  } else if (r == MSGPACK_UNPACK_NOMEM_ERROR) {
+    rc = fail_nomem(err, errlen);
+  } else {
+    rc = fail(err, errlen, "invalid MessagePack"); /* not reached after mp_scan */
+  }
+  msgpack_unpacked_destroy(&u);
+  return rc;
+}
+
+int codec_decode(codec_t c, const uint8_t *p, size_t n, json_t **out, char *err, size_t errlen) {
+  *out = NULL;
+  switch (c) {
+  case CODEC_JSON:
+    return json_decode(p, n, out, err, errlen);
+  case CODEC_MSGPACK:
+    return mp_decode(p, n, out, err, errlen);
+  }
+  return fail(err, errlen, "unknown codec");
+}
+
+/* ---- encoding ------------------------------------------------------------------------------------ */
+
+struct json_sink {
+  buf_t *b;
+  bool nomem;
+};
+
+static int json_write_cb(const char *p, size_t n, void *data) {
+  struct json_sink *s = data;
+  if (!buf_append(s->b, p, n)) return 0;
+  s->nomem = true;
+  return -1;
+}
+
+static int mp_write_cb(void *b, const char *p, size_t n) { return buf_append(b, p, n) ? -1 : 0; }
+
+/* Returns 0, -1 when the packer's write callback failed (out of memory), or -EINVAL. */
+static int mp_pack(msgpack_packer *pk, const json_t *v, int depth) {
+  if (depth > ENCODE_MAX_DEPTH) return -EINVAL;
+  switch (json_typeof(v)) {
+  case JSON_NULL:
+    return msgpack_pack_nil(pk);
+  case JSON_TRUE:
+    return msgpack_pack_true(pk);
+  case JSON_FALSE:
+    return msgpack_pack_false(pk);
+  case JSON_INTEGER:
+    return msgpack_pack_int64(pk, json_integer_value(v));
+  case JSON_REAL:
+    return msgpack_pack_double(pk, json_real_value(v));
+  case JSON_STRING: {
+    size_t len = json_string_length(v);
+    if (len > UINT32_MAX) return -EINVAL;
+    int rc = msgpack_pack_str(pk, len);
+    return rc ? rc : msgpack_pack_str_body(pk, json_string_value(v), len);
+  }
+  case JSON_ARRAY: {
+    size_t n = json_array_size(v);
+    if (n > UINT32_MAX) return -EINVAL;
+    int rc = msgpack_pack_array(pk, n);
+    for (size_t i = 0; !rc && i < n; i++) rc = mp_pack(pk, json_array_get(v, i), depth + 1);
+    return rc;
+  }
+  case JSON_OBJECT: {
+    json_t *o = (json_t *)v; /* jansson's iterator API is not const-correct; nothing is modified */
+    size_t n = json_object_size(o);
+    if (n > UINT32_MAX) return -EINVAL;
+    int rc = msgpack_pack_map(pk, n);
+    for (void *it = json_object_iter(o); !rc && it; it = json_object_iter_next(o, it)) {
+      size_t klen = json_object_iter_key_len(it);
+      if (klen > UINT32_MAX) return -EINVAL;
+      rc = msgpack_pack_str(pk, klen);
+      if (!rc) rc = msgpack_pack_str_body(pk, json_object_iter_key(it), klen);
+      if (!rc) rc = mp_pack(pk, json_object_iter_value(it), depth + 1);
+    }
+    return rc;
+  }
+  }
+  return -EINVAL;
+}
+
+int codec_encode(codec_t c, const json_t *v, buf_t *b) {
+  if (!v) return -EINVAL;
+  size_t start = b->len;
+  int rc;
+  switch (c) {
+  case CODEC_JSON: {
+    /* jansson fails only when the callback does (out of memory) or on a cyclic tree */
+    struct json_sink sink = {b, false};
+    rc =
+        json_dump_callback(v, json_write_cb, &sink, JSON_ENCODE_FLAGS) ? (sink.nomem ? -ENOMEM : -EINVAL) : 0;
+    break;
+  }
+  case CODEC_MSGPACK: {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, mp_write_cb);
+    rc = mp_pack(&pk, v, 0);
+    if (rc == -1) rc = -ENOMEM;
+    break;
+  }
+  default:
+    rc = -EINVAL;
+  }
+  if (rc) b->len = start;
+  return rc;
+}
+
+static _Thread_local buf_t scratch = BUF_INIT;
+
+frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags) {
+  buf_reset(&scratch);
+  if (codec_encode(c, v, &scratch)) return NULL;
+  size_t len = scratch.len;
+  uint8_t hdr[10];
+  size_t hlen;
+  hdr[0] = 0x80 | (c == CODEC_JSON ? 0x1 : 0x2); /* FIN | text / binary */
+  if (len <= 125) {
+    hdr[1] = (uint8_t)len;
+    hlen = 2;
+  } else if (len <= 0xffff) {
+    hdr[1] = 126;
+    hdr[2] = (uint8_t)(len >> 8);
+    hdr[3] = (uint8_t)len;
+    hlen = 4;
+  } else {
+    hdr[1] = 127;
+    for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    hlen = 10;
+  }
+  frame_t *f = frame_alloc(hlen + len, flags);
+  if (f) {
+    memcpy(f->data, hdr, hlen);
+    memcpy(f->data + hlen, scratch.data, len);
+  }
+  if (scratch.cap > SCRATCH_KEEP) buf_free(&scratch);
+  return f;
+}
+
+size_t codec_json_size(const json_t *v) { return v ? json_dumpb(v, NULL, 0, JSON_ENCODE_FLAGS) : 0; }

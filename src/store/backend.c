@@ -1,0 +1,90 @@
+/* backend: helpers shared by the storage backends (backend.h). */
+#include "store/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void store_msg_clear(struct store_msg *m) {
+  if (!m) return;
+  free(m->room);
+  free(m->mid);
+  free(m->user_id);
+  free(m->user_name);
+  free(m->cmid);
+  free(m->body);
+  memset(m, 0, sizeof *m);
+}
+
+/* strdup that keeps NULL as NULL; *ok cleared on allocation failure. */
+static char *dup_or_null(const char *s, bool *ok) {
+  if (!s) return NULL;
+  char *d = strdup(s);
+  if (!d) *ok = false;
+  return d;
+}
+
+int store_msg_copy(struct store_msg *dst, const struct store_msg *src) {
+  bool ok = true;
+  struct store_msg m = {
+      .room = dup_or_null(src->room, &ok),
+      .seq = src->seq,
+      .mid = dup_or_null(src->mid, &ok),
+      .ts = src->ts,
+      .user_id = dup_or_null(src->user_id, &ok),
+      .user_name = dup_or_null(src->user_name, &ok),
+      .cmid = dup_or_null(src->cmid, &ok),
+      .body = dup_or_null(src->body, &ok),
+  };
+  if (!ok) {
+    store_msg_clear(&m);
+    return STORE_ENOMEM;
+  }
+  *dst = m;
+  return STORE_OK;
+}
+
+int store_msg_list_push(struct store_msg_list *l, struct store_msg *m) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    struct store_msg *v = realloc(l->v, cap * sizeof *v);
+    if (!v) { /* ownership was handed over either way */
+      store_msg_clear(m);
+      return STORE_ENOMEM;
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = *m;
+  memset(m, 0, sizeof *m);
+  return STORE_OK;
+}
+
+void store_msg_list_free(struct store_msg_list *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) store_msg_clear(&l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
+/* Iterative glob with one backtrack point (the last '*'): linear in practice, never exponential. */
+bool store_glob_match(const char *p, const char *s) {
+  if (!p || !s) return false;
+  const char *star = NULL, *resume = NULL;
+  while (*s) {
+    if (*p == '*') {
+      star = ++p;
+      resume = s;
+    } else if (*p == '?' || *p == *s) {
+      p++;
+      s++;
+    } else if (star) {
+      p = star;
+      s = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (*p == '*') p++;
+  return !*p;
+}

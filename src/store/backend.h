@@ -1,0 +1,88 @@
+/* store backends: the blocking half of the storage interface. Each backend (sqlite.c, mongo.c)
+ * implements struct store_backend; every function here runs on a store thread, never on the loop
+ * thread, and one ctx is used by one thread at a time (the writer and the reader each open their
+ * own ctx). store.c wraps these in queues and completions for the loop (store.h). */
+#ifndef PARLEY_STORE_BACKEND_H
+#define PARLEY_STORE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+/* One stored message. Strings are NUL-terminated and owned by whoever filled the struct
+ * (store_msg_clear frees them). body is the compact JSON text of the message body. */
+struct store_msg {
+  char *room;
+  uint64_t seq;
+  char *mid;
+  uint64_t ts; /* ms since the epoch */
+  char *user_id;
+  char *user_name;
+  char *cmid;
+  char *body;
+};
+
+/* One append request, sequenced by the backend inside the batch's transaction:
+ *  - if a message with (msg.user_id, msg.cmid) is already stored (or earlier in this batch), the
+ *    item becomes a duplicate: dup = true and msg.seq/mid/ts/room are overwritten with the stored
+ *    original's (free the old strings first), nothing is written;
+ *  - else msg.seq = (highest seq of msg.room) + 1 and the message is written.
+ * msg.mid and msg.ts are chosen by the caller before the append. */
+struct store_append {
+  struct store_msg msg;
+  bool dup;
+};
+
+struct store_msg_list {
+  struct store_msg *v;
+  size_t n, cap;
+};
+
+/* Error codes returned by backend functions (negative); 0 is success. */
+enum store_err {
+  STORE_OK = 0,
+  STORE_EUNAVAILABLE = -1, /* the server/file cannot be reached or written now; retry later */
+  STORE_EINVAL = -2,       /* bad argument */
+  STORE_ENOMEM = -3,
+  STORE_ECORRUPT = -4, /* schema/version problem; needs an operator */
+};
+
+struct store_backend {
+  const char *name; /* "sqlite", "mongo" */
+  /* Open (create schema / indexes / migrate). err gets a clear reason on failure. */
+  int (*open)(const struct config *cfg, void **ctx, char *err, size_t errlen);
+  void (*close)(void *ctx);
+  /* Sequence and write items[0..n) in one transaction / bulk write (group commit). On failure
+   * nothing of the batch is written, and the items are left as given (seq/dup untouched). */
+  int (*append)(void *ctx, struct store_append *items, size_t n, char *err, size_t errlen);
+  /* Messages of room with after < seq < before (before == 0: no upper bound), at most limit of them,
+   * appended to out in ascending seq order. newest: take the highest seqs of the range (for paging
+   * backwards) instead of the lowest — the output is ascending either way. */
+  int (*read)(void *ctx, const char *room, uint64_t after, uint64_t before, size_t limit, bool newest,
+              struct store_msg_list *out);
+  /* Highest seq stored for room (0: none). */
+  int (*head)(void *ctx, const char *room, uint64_t *seq);
+  /* Last-seen time of a user (ms; 0: never). */
+  int (*set_last_seen)(void *ctx, const char *user_id, uint64_t ts);
+  int (*get_last_seen)(void *ctx, const char *user_id, uint64_t *ts);
+  /* Retention: delete messages of rooms whose name matches the glob pattern ("*" matches any run of
+   * characters) that are older than ts_before (ms; 0: no age limit) or not among the newest keep_count
+   * of their room (0: no count limit). Never deletes a room's newest message, so head survives.
+   * *deleted gets the number of messages removed. */
+  int (*retain)(void *ctx, const char *pattern, uint64_t ts_before, uint64_t keep_count, uint64_t *deleted);
+};
+
+extern const struct store_backend store_backend_sqlite;
+extern const struct store_backend store_backend_mongo;
+
+void store_msg_clear(struct store_msg *m);
+/* Deep copy. Returns 0 or STORE_ENOMEM. */
+int store_msg_copy(struct store_msg *dst, const struct store_msg *src);
+int store_msg_list_push(struct store_msg_list *l, struct store_msg *m); /* takes ownership of *m */
+void store_msg_list_free(struct store_msg_list *l);
+/* Glob match for retention patterns ("*" any run, "?" one byte). */
+bool store_glob_match(const char *pattern, const char *s);
+
+#endif

@@ -1,0 +1,645 @@
+/* sqlite: the embedded storage backend (backend.h, docs/storage.md).
+ *
+ * One SQLite file in WAL mode; the writer and the reader thread each open their own ctx (connection) on
+ * it, so history reads never wait for a write transaction. Every statement is prepared once at open.
+ * A room's head lives in rooms(room, head), written in the same transaction as the messages, so head()
+ * is one lookup and survives retention. The schema carries its version in PRAGMA user_version and is
+ * brought forward by the steps in migrations[] inside one write transaction. */
+#include <errno.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "config.h"
+#include "store/backend.h"
+#include "util/log.h"
+
+#define BUSY_TIMEOUT_MS 5000
+
+/* migrations[v - 1] takes the schema from version v - 1 to v; append, never edit a released step. */
+static const char *const migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE messages ("
+    "  room TEXT NOT NULL, seq INTEGER NOT NULL, mid TEXT NOT NULL, ts INTEGER NOT NULL,"
+    "  user_id TEXT NOT NULL, user_name TEXT, cmid TEXT NOT NULL, body TEXT NOT NULL,"
+    "  PRIMARY KEY (room, seq)) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX messages_user_cmid ON messages (user_id, cmid);"
+    "CREATE TABLE rooms (room TEXT PRIMARY KEY, head INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE users (user_id TEXT PRIMARY KEY, last_seen INTEGER NOT NULL) WITHOUT ROWID;",
+};
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+#define MSG_COLS "room, seq, mid, ts, user_id, user_name, cmid, body"
+
+/* The prepared statements, by role; sql[] below is in the same order. */
+enum {
+  S_BEGIN,
+  S_COMMIT,
+  S_ROLLBACK,
+  S_FIND_DUP,
+  S_ROOM_HEAD,
+  S_INSERT,
+  S_SET_HEAD,
+  S_READ_ASC,
+  S_READ_DESC,
+  S_SET_SEEN,
+  S_GET_SEEN,
+  S_ROOMS,
+  S_MAX_SEQ,
+  S_NTH_NEWEST,
+  S_DEL_UPTO,
+  S_DEL_OLDER,
+  S_COUNT
+};
+
+static const char *const sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_FIND_DUP] = "SELECT room, seq, mid, ts FROM messages WHERE user_id = ?1 AND cmid = ?2",
+    [S_ROOM_HEAD] = "SELECT head FROM rooms WHERE room = ?1",
+    [S_INSERT] = "INSERT INTO messages (" MSG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [S_SET_HEAD] = "INSERT INTO rooms (room, head) VALUES (?1, ?2) "
+                   "ON CONFLICT (room) DO UPDATE SET head = excluded.head",
+    [S_READ_ASC] = "SELECT " MSG_COLS " FROM messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 "
+                   "ORDER BY seq ASC LIMIT ?4",
+    [S_READ_DESC] = "SELECT " MSG_COLS " FROM messages WHERE room = ?1 AND seq > ?2 AND seq < ?3 "
+                    "ORDER BY seq DESC LIMIT ?4",
+    [S_SET_SEEN] = "INSERT INTO users (user_id, last_seen) VALUES (?1, ?2) "
+                   "ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen",
+    [S_GET_SEEN] = "SELECT last_seen FROM users WHERE user_id = ?1",
+    [S_ROOMS] = "SELECT room FROM rooms ORDER BY room",
+    [S_MAX_SEQ] = "SELECT max(seq) FROM messages WHERE room = ?1",
+    [S_NTH_NEWEST] = "SELECT seq FROM messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+    [S_DEL_UPTO] = "DELETE FROM messages WHERE room = ?1 AND seq <= ?2 AND seq < ?3",
+    [S_DEL_OLDER] = "DELETE FROM messages WHERE room = ?1 AND ts < ?2 AND seq < ?3",
+};
+
+struct sq {
+  sqlite3 *db;
+  char *path;
+  sqlite3_stmt *st[S_COUNT];
+  bool failing; /* the last call without an err argument failed (logged once per streak) */
+};
+
+__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* An SQLite result code as a store error: out of memory and a damaged file are told apart; everything
+ * else (locked, busy, I/O error, disk full, read-only) is "cannot write now, retry later". */
+static int map_rc(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_NOMEM: return STORE_ENOMEM;
+  case SQLITE_CORRUPT:
+  case SQLITE_NOTADB: return STORE_ECORRUPT;
+  default: return STORE_EUNAVAILABLE;
+  }
+}
+
+static void done(sqlite3_stmt *s) {
+  sqlite3_reset(s);
+  sqlite3_clear_bindings(s);
+}
+
+/* Log a failed call without an err argument (all but open/append) once per streak of failures. */
+static int call_fail(struct sq *q, const char *what, int rc) {
+  if (!q->failing) log_warn("store(sqlite): %s failed: %s", what, sqlite3_errmsg(q->db));
+  q->failing = true;
+  return map_rc(rc);
+}
+
+static int call_ok(struct sq *q) {
+  if (q->failing) log_info("store(sqlite): reads succeed again");
+  q->failing = false;
+  return STORE_OK;
+}
+
+static int64_t clamp64(uint64_t v) { return v > INT64_MAX ? INT64_MAX : (int64_t)v; }
+
+static int bind_text(sqlite3_stmt *s, int i, const char *v) {
+  return v ? sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+/* A column as a malloc'd string (NULL stays NULL); *ok cleared on allocation failure. */
+static char *col_str(sqlite3_stmt *s, int i, bool *ok) {
+  const unsigned char *t = sqlite3_column_text(s, i);
+  if (!t) return NULL;
+  char *d = strdup((const char *)t);
+  if (!d) *ok = false;
+  return d;
+}
+
+/* mkdir -p */
+static int mkdirs(const char *dir) {
+  char *p = strdup(dir);
+  if (!p) return -ENOMEM;
+  int rc = 0;
+  for (char *c = p + 1;; c++) {
+    if (*c != '/' && *c) continue;
+    char save = *c;
+    *c = '\0';
+    if (mkdir(p, 0755) && errno != EEXIST) {
+      rc = -errno;
+      break;
+    }
+    *c = save;
+    if (!save) break;
+  }
+  if (!rc) { /* the last component must be a directory (EEXIST also covers a file of that name) */
+    struct stat st;
+    if (stat(p, &st)) rc = -errno;
+    else if (!S_ISDIR(st.st_mode)) rc = -ENOTDIR;
+  }
+  free(p);
+  return rc;
+}
+
+/* The database path: store.sqlite.path under server.data_dir (resolved against base_dir), or the
+ * store path itself when absolute. The directory that holds the file is created when missing. */
+static char *db_path(const struct config *cfg, char *err, size_t errlen) {
+  const char *rel = cfg->store_sqlite_path && cfg->store_sqlite_path[0] ? cfg->store_sqlite_path : "parley.db";
+  char *path;
+  if (rel[0] == '/') {
+    path = strdup(rel);
+  } else {
+    char *dir = config_path(cfg, cfg->server_data_dir ? cfg->server_data_dir : "");
+    if (!dir) goto oom;
+    size_t n = strlen(dir) + 1 + strlen(rel) + 1;
+    path = malloc(n);
+    if (path) snprintf(path, n, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] != '/' ? "/" : "", rel);
+    free(dir);
+  }
+  if (!path) goto oom;
+  char *slash = strrchr(path, '/');
+  if (slash && slash != path) {
+    *slash = '\0';
+    int rc = mkdirs(path);
+    if (rc) {
+      seterr(err, errlen, "cannot create the SQLite directory %s: %s", path, strerror(-rc));
+      free(path);
+      return NULL;
+    }
+    *slash = '/';
+  }
+  return path;
+oom:
+  seterr(err, errlen, "out of memory");
+  return NULL;
+}
+
+static int user_version(sqlite3 *db, int *v) {
+  sqlite3_stmt *s;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL);
+  if (rc) return rc;
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    *v = sqlite3_column_int(s, 0);
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(s);
+  return rc;
+}
+
+/* Bring the schema to SCHEMA_VERSION, all steps in one write transaction. */
+static int migrate(struct sq *q, char *err, size_t errlen) {
+  int v = 0, rc = user_version(q->db, &v);
+  if (rc) goto fail;
+  if (v == SCHEMA_VERSION) return STORE_OK;
+  if ((rc = sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL))) goto fail;
+  if ((rc = user_version(q->db, &v))) goto rollback; /* another connection may have migrated meanwhile */
+  if (v > SCHEMA_VERSION || v < 0) {
+    sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+    seterr(err, errlen, "%s: schema version %d is not one this parleyd knows (latest %d); use a newer parleyd",
+           q->path, v, SCHEMA_VERSION);
+    return STORE_ECORRUPT;
+  }
+  for (; v < SCHEMA_VERSION; v++) {
+    if ((rc = sqlite3_exec(q->db, migrations[v], NULL, NULL, NULL))) goto rollback;
+    char pragma[48];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
+    if ((rc = sqlite3_exec(q->db, pragma, NULL, NULL, NULL))) goto rollback;
+  }
+  if ((rc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL))) goto rollback;
+  return STORE_OK;
+rollback:
+  seterr(err, errlen, "%s: schema migration to version %d failed: %s", q->path, v + 1, sqlite3_errmsg(q->db));
+  sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
+  return rc == SQLITE_ERROR ? STORE_ECORRUPT : map_rc(rc);
+fail:
+  seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+  return map_rc(rc);
+}
+
+static void sq_close(void *ctx) {
+  struct sq *q = ctx;
+  if (!q) return;
+  for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(q->st[i]);
+  sqlite3_close(q->db);
+  free(q->path);
+  free(q);
+}
+
+static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errlen) {
+  *ctx = NULL;
+  struct sq *q = calloc(1, sizeof *q);
+  if (!q) {
+    seterr(err, errlen, "out of memory");
+    return STORE_ENOMEM;
+  }
+  int ret = STORE_EUNAVAILABLE, rc;
+  if (!(q->path = db_path(cfg, err, errlen))) goto fail;
+  rc = sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc) {
+    seterr(err, errlen, "cannot open SQLite database %s: %s", q->path,
+           q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+    ret = map_rc(rc);
+    goto fail;
+  }
+  sqlite3_extended_result_codes(q->db, 1);
+  sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
+
+  /* WAL: the reader reads while the writer writes. synchronous: NORMAL survives a crash of the process,
+   * FULL also a power loss (the WAL is synced at every commit). */
+  char mode[16] = "";
+  sqlite3_stmt *s = NULL;
+  rc = sqlite3_prepare_v2(q->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+  if (!rc && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(s, 0));
+    rc = SQLITE_OK;
+  }
+  sqlite3_finalize(s);
+  if (rc) {
+    seterr(err, errlen, "cannot open SQLite database %s: %s", q->path, sqlite3_errmsg(q->db));
+    ret = map_rc(rc);
+    goto fail;
+  }
+  if (strcmp(mode, "wal")) {
+    seterr(err, errlen, "%s: cannot switch to WAL mode (journal_mode is %s)", q->path, mode);
+    goto fail;
+  }
+  const char *sync = cfg->store_sqlite_synchronous ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+  if ((rc = sqlite3_exec(q->db, sync, NULL, NULL, NULL))) {
+    seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+    ret = map_rc(rc);
+    goto fail;
+  }
+  if ((ret = migrate(q, err, errlen))) goto fail;
+  for (int i = 0; i < S_COUNT; i++) {
+    if ((rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL))) {
+      seterr(err, errlen, "%s: preparing \"%s\": %s", q->path, sql[i], sqlite3_errmsg(q->db));
+      ret = rc == SQLITE_ERROR ? STORE_ECORRUPT : map_rc(rc);
+      goto fail;
+    }
+  }
+  *ctx = q;
+  return STORE_OK;
+fail:
+  sq_close(q);
+  return ret;
+}
+
+/* ---- append ---- */
+
+/* What an item becomes if the transaction commits; applied to the items only after COMMIT, so that a
+ * failed batch leaves them as given. */
+struct outcome {
+  bool dup;
+  uint64_t seq, ts;
+  char *room, *mid; /* dup: the original's (owned here until applied) */
+};
+
+/* The batch's view of the heads of the rooms it touches: consecutive seqs for several items of one
+ * room, and the value to write back to rooms at the end. */
+struct head_view {
+  const char *room; /* borrowed from an item */
+  uint64_t head;
+};
+
+static int room_head(struct sq *q, const char *room, uint64_t *head) {
+  sqlite3_stmt *s = q->st[S_ROOM_HEAD];
+  bind_text(s, 1, room);
+  int rc = sqlite3_step(s);
+  *head = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+  done(s);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static bool valid_item(const struct store_msg *m) {
+  return m->room && m->room[0] && m->mid && m->user_id && m->cmid && m->cmid[0] && m->body;
+}
+
+static int sq_append(void *ctx, struct store_append *items, size_t n, char *err, size_t errlen) {
+  struct sq *q = ctx;
+  if (!n) return STORE_OK;
+  for (size_t i = 0; i < n; i++) {
+    if (!valid_item(&items[i].msg)) {
+      seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
+      return STORE_EINVAL;
+    }
+  }
+  struct outcome *out = calloc(n, sizeof *out);
+  struct head_view *heads = calloc(n, sizeof *heads);
+  size_t nheads = 0;
+  int rc = SQLITE_OK, ret = STORE_OK;
+  if (!out || !heads) {
+    ret = STORE_ENOMEM;
+    seterr(err, errlen, "out of memory");
+    goto out;
+  }
+  rc = sqlite3_step(q->st[S_BEGIN]);
+  done(q->st[S_BEGIN]);
+  if (rc != SQLITE_DONE) goto fail_notx;
+
+  for (size_t i = 0; i < n; i++) {
+    const struct store_msg *m = &items[i].msg;
+    /* A duplicate of a stored message, or of an earlier item of this batch: those are already inserted
+     * in this transaction, so one lookup finds both. */
+    sqlite3_stmt *s = q->st[S_FIND_DUP];
+    bind_text(s, 1, m->user_id);
+    bind_text(s, 2, m->cmid);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      bool ok = true;
+      out[i].dup = true;
+      out[i].room = col_str(s, 0, &ok);
+      out[i].seq = (uint64_t)sqlite3_column_int64(s, 1);
+      out[i].mid = col_str(s, 2, &ok);
+      out[i].ts = (uint64_t)sqlite3_column_int64(s, 3);
+      done(s);
+      if (!ok) {
+        rc = SQLITE_NOMEM;
+        goto fail;
+      }
+      continue;
+    }
+    done(s);
+    if (rc != SQLITE_DONE) goto fail;
+
+    size_t h = 0;
+    while (h < nheads && strcmp(heads[h].room, m->room)) h++;
+    if (h == nheads) {
+      heads[h].room = m->room;
+      if ((rc = room_head(q, m->room, &heads[h].head))) goto fail;
+      nheads++;
+    }
+    out[i].seq = ++heads[h].head;
+    s = q->st[S_INSERT];
+    bind_text(s, 1, m->room);
+    sqlite3_bind_int64(s, 2, (int64_t)out[i].seq);
+    bind_text(s, 3, m->mid);
+    sqlite3_bind_int64(s, 4, clamp64(m->ts));
+    bind_text(s, 5, m->user_id);
+    bind_text(s, 6, m->user_name);
+    bind_text(s, 7, m->cmid);
+    bind_text(s, 8, m->body);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) goto fail;
+  }
+  for (size_t h = 0; h < nheads; h++) {
+    sqlite3_stmt *s = q->st[S_SET_HEAD];
+    bind_text(s, 1, heads[h].room);
+    sqlite3_bind_int64(s, 2, (int64_t)heads[h].head);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) goto fail;
+  }
+  rc = sqlite3_step(q->st[S_COMMIT]);
+  done(q->st[S_COMMIT]);
+  if (rc != SQLITE_DONE) goto fail;
+
+  for (size_t i = 0; i < n; i++) {
+    struct store_msg *m = &items[i].msg;
+    items[i].dup = out[i].dup;
+    m->seq = out[i].seq;
+    if (out[i].dup) {
+      free(m->room);
+      free(m->mid);
+      m->room = out[i].room;
+      m->mid = out[i].mid;
+      m->ts = out[i].ts;
+      out[i].room = out[i].mid = NULL;
+    }
+  }
+  goto out;
+
+fail:
+  seterr(err, errlen, "SQLite %s: %s", q->path, sqlite3_errmsg(q->db));
+  ret = map_rc(rc);
+  if (sqlite3_get_autocommit(q->db) == 0) { /* still in the transaction (SQLite may have rolled back) */
+    sqlite3_step(q->st[S_ROLLBACK]);
+    done(q->st[S_ROLLBACK]);
+  }
+  goto out;
+fail_notx:
+  seterr(err, errlen, "SQLite %s: %s", q->path, sqlite3_errmsg(q->db));
+  ret = map_rc(rc);
+out:
+  if (out)
+    for (size_t i = 0; i < n; i++) {
+      free(out[i].room);
+      free(out[i].mid);
+    }
+  free(out);
+  free(heads);
+  return ret;
+}
+
+/* ---- reads ---- */
+
+static int sq_read(void *ctx, const char *room, uint64_t after, uint64_t before, size_t limit, bool newest,
+                   struct store_msg_list *out) {
+  struct sq *q = ctx;
+  if (!room || !out) return STORE_EINVAL;
+  if (!limit || (before && before <= after + 1)) return STORE_OK;
+  sqlite3_stmt *s = q->st[newest ? S_READ_DESC : S_READ_ASC];
+  size_t first = out->n;
+  bind_text(s, 1, room);
+  sqlite3_bind_int64(s, 2, clamp64(after));
+  sqlite3_bind_int64(s, 3, before ? clamp64(before) : INT64_MAX);
+  sqlite3_bind_int64(s, 4, limit > INT64_MAX ? INT64_MAX : (int64_t)limit);
+  int rc, ret = STORE_OK;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    bool ok = true;
+    struct store_msg m = {
+        .room = col_str(s, 0, &ok),
+        .seq = (uint64_t)sqlite3_column_int64(s, 1),
+        .mid = col_str(s, 2, &ok),
+        .ts = (uint64_t)sqlite3_column_int64(s, 3),
+        .user_id = col_str(s, 4, &ok),
+        .user_name = col_str(s, 5, &ok),
+        .cmid = col_str(s, 6, &ok),
+        .body = col_str(s, 7, &ok),
+    };
+    if (!ok) store_msg_clear(&m);
+    if (!ok || store_msg_list_push(out, &m)) {
+      ret = STORE_ENOMEM;
+      break;
+    }
+  }
+  if (!ret && rc != SQLITE_DONE) ret = call_fail(q, "read", rc);
+  done(s);
+  if (ret) { /* leave out as it was */
+    for (size_t i = first; i < out->n; i++) store_msg_clear(&out->v[i]);
+    out->n = first;
+    return ret;
+  }
+  if (newest) /* rows came newest first */
+    for (size_t i = first, j = out->n; j > i + 1; i++) {
+      j--;
+      struct store_msg t = out->v[i];
+      out->v[i] = out->v[j];
+      out->v[j] = t;
+    }
+  return call_ok(q);
+}
+
+static int sq_head(void *ctx, const char *room, uint64_t *seq) {
+  struct sq *q = ctx;
+  if (!room || !seq) return STORE_EINVAL;
+  int rc = room_head(q, room, seq);
+  return rc ? call_fail(q, "head", rc) : call_ok(q);
+}
+
+static int sq_set_last_seen(void *ctx, const char *user_id, uint64_t ts) {
+  struct sq *q = ctx;
+  if (!user_id) return STORE_EINVAL;
+  sqlite3_stmt *s = q->st[S_SET_SEEN];
+  bind_text(s, 1, user_id);
+  sqlite3_bind_int64(s, 2, clamp64(ts));
+  int rc = sqlite3_step(s);
+  done(s);
+  return rc == SQLITE_DONE ? call_ok(q) : call_fail(q, "set_last_seen", rc);
+}
+
+static int sq_get_last_seen(void *ctx, const char *user_id, uint64_t *ts) {
+  struct sq *q = ctx;
+  if (!user_id || !ts) return STORE_EINVAL;
+  sqlite3_stmt *s = q->st[S_GET_SEEN];
+  bind_text(s, 1, user_id);
+  int rc = sqlite3_step(s);
+  *ts = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+  done(s);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? call_ok(q) : call_fail(q, "get_last_seen", rc);
+}
+
+/* ---- retention ---- */
+
+/* Apply retention to one room in its own transaction (short write locks between message batches).
+ * Returns a store error code. */
+static int retain_room(struct sq *q, const char *room, uint64_t ts_before, uint64_t keep_count,
+                       uint64_t *deleted) {
+  int rc = sqlite3_step(q->st[S_BEGIN]);
+  done(q->st[S_BEGIN]);
+  if (rc != SQLITE_DONE) return call_fail(q, "retain", rc);
+  uint64_t n = 0, newest = 0;
+  sqlite3_stmt *s = q->st[S_MAX_SEQ];
+  bind_text(s, 1, room);
+  rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    newest = (uint64_t)sqlite3_column_int64(s, 0); /* max() of no rows is NULL → 0 */
+    rc = SQLITE_DONE;
+  }
+  done(s);
+  if (rc != SQLITE_DONE) goto fail;
+  if (keep_count && newest) {
+    s = q->st[S_NTH_NEWEST]; /* the newest seq beyond the keep_count newest: it and older ones go */
+    bind_text(s, 1, room);
+    sqlite3_bind_int64(s, 2, clamp64(keep_count));
+    rc = sqlite3_step(s);
+    uint64_t upto = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+    done(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) goto fail;
+    if (upto) {
+      s = q->st[S_DEL_UPTO];
+      bind_text(s, 1, room);
+      sqlite3_bind_int64(s, 2, (int64_t)upto);
+      sqlite3_bind_int64(s, 3, (int64_t)newest);
+      rc = sqlite3_step(s);
+      done(s);
+      if (rc != SQLITE_DONE) goto fail;
+      n += (uint64_t)sqlite3_changes(q->db);
+    }
+  }
+  if (ts_before && newest) {
+    s = q->st[S_DEL_OLDER];
+    bind_text(s, 1, room);
+    sqlite3_bind_int64(s, 2, clamp64(ts_before));
+    sqlite3_bind_int64(s, 3, (int64_t)newest);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) goto fail;
+    n += (uint64_t)sqlite3_changes(q->db);
+  }
+  rc = sqlite3_step(q->st[S_COMMIT]);
+  done(q->st[S_COMMIT]);
+  if (rc != SQLITE_DONE) goto fail;
+  *deleted += n;
+  return STORE_OK;
+fail:
+  rc = call_fail(q, "retain", rc); /* before ROLLBACK replaces the error message */
+  if (sqlite3_get_autocommit(q->db) == 0) {
+    sqlite3_step(q->st[S_ROLLBACK]);
+    done(q->st[S_ROLLBACK]);
+  }
+  return rc;
+}
+
+static int sq_retain(void *ctx, const char *pattern, uint64_t ts_before, uint64_t keep_count,
+                     uint64_t *deleted) {
+  struct sq *q = ctx;
+  if (!pattern || !deleted) return STORE_EINVAL;
+  *deleted = 0;
+  if (!ts_before && !keep_count) return STORE_OK;
+  /* Collect the matching rooms first: the deletes run in their own transactions. */
+  char **rooms = NULL;
+  size_t nrooms = 0, cap = 0;
+  int rc, ret = STORE_OK;
+  sqlite3_stmt *s = q->st[S_ROOMS];
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    const char *room = (const char *)sqlite3_column_text(s, 0);
+    if (!room || !store_glob_match(pattern, room)) continue;
+    if (nrooms == cap) {
+      cap = cap ? cap * 2 : 16;
+      char **v = realloc(rooms, cap * sizeof *v);
+      if (!v) {
+        ret = STORE_ENOMEM;
+        break;
+      }
+      rooms = v;
+    }
+    if (!(rooms[nrooms] = strdup(room))) {
+      ret = STORE_ENOMEM;
+      break;
+    }
+    nrooms++;
+  }
+  done(s);
+  if (!ret && rc != SQLITE_DONE) ret = call_fail(q, "retain", rc);
+  for (size_t i = 0; !ret && i < nrooms; i++)
+    ret = retain_room(q, rooms[i], ts_before, keep_count, deleted);
+  for (size_t i = 0; i < nrooms; i++) free(rooms[i]);
+  free(rooms);
+  return ret ? ret : call_ok(q);
+}
+
+const struct store_backend store_backend_sqlite = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .append = sq_append,
+    .read = sq_read,
+    .head = sq_head,
+    .set_last_seen = sq_set_last_seen,
+    .get_last_seen = sq_get_last_seen,
+    .retain = sq_retain,
+};

@@ -1,0 +1,268 @@
+/* store: queues, threads and completions around a blocking backend (see store.h). */
+#include "store/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+
+struct worker {
+  struct store *s;
+  const char *name;
+  pthread_t thread;
+  bool started;
+  void *ctx; /* backend connection, used only by this thread */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct store_req *head, *tail; /* waiting requests */
+  size_t len;
+  bool stop;
+};
+
+struct store {
+  uv_loop_t *loop;
+  uv_async_t async;
+  const struct store_backend *be;
+  const struct config *cfg;
+  struct worker writer, reader;
+  pthread_mutex_t done_mu;
+  struct store_req *done_head, *done_tail;
+  size_t pending_appends; /* loop thread only */
+  atomic_bool degraded;
+  bool closed;
+};
+
+static bool is_write(enum store_req_kind k) {
+  return k == STORE_REQ_APPEND || k == STORE_REQ_LAST_SEEN_SET || k == STORE_REQ_RETAIN;
+}
+
+static void complete(struct store *s, struct store_req *first, struct store_req *last) {
+  last->next = NULL;
+  pthread_mutex_lock(&s->done_mu);
+  if (s->done_tail)
+    s->done_tail->next = first;
+  else
+    s->done_head = first;
+  s->done_tail = last;
+  pthread_mutex_unlock(&s->done_mu);
+  uv_async_send(&s->async);
+}
+
+static void set_err(struct store_req *r, int err, const char *msg) {
+  r->err = err;
+  snprintf(r->errmsg, sizeof r->errmsg, "%s", msg ? msg : "");
+}
+
+/* Run a run of consecutive appends as one backend batch (group commit). */
+static void run_appends(struct worker *w, struct store_req *first, size_t n) {
+  struct store_append stack[64];
+  struct store_append *items = n <= 64 ? stack : malloc(n * sizeof *items);
+  struct store_req *r = first;
+  if (!items) {
+    for (size_t i = 0; i < n; i++, r = r->next) set_err(r, STORE_ENOMEM, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < n; i++, r = r->next) items[i] = r->u.append;
+  char err[160] = "";
+  int rc = w->s->be->append(w->ctx, items, n, err, sizeof err);
+  if (rc == STORE_OK) {
+    if (atomic_exchange(&w->s->degraded, false)) log_warn("store: writes succeed again");
+  } else if (!atomic_exchange(&w->s->degraded, true)) {
+    log_error("store: append of %zu messages failed: %s", n, err);
+  }
+  r = first;
+  for (size_t i = 0; i < n; i++, r = r->next) {
+    if (rc == STORE_OK) r->u.append = items[i];
+    set_err(r, rc, rc ? err : NULL);
+  }
+  if (items != stack) free(items);
+}
+
+static void run_one(struct worker *w, struct store_req *r) {
+  const struct store_backend *be = w->s->be;
+  int rc = STORE_EINVAL;
+  switch (r->kind) {
+  case STORE_REQ_LAST_SEEN_SET:
+    rc = be->set_last_seen(w->ctx, r->u.last_seen.user_id, r->u.last_seen.ts);
+    break;
+  case STORE_REQ_LAST_SEEN_GET:
+    rc = be->get_last_seen(w->ctx, r->u.last_seen.user_id, &r->u.last_seen.ts);
+    break;
+  case STORE_REQ_RETAIN:
+    rc = be->retain(w->ctx, r->u.retain.pattern, r->u.retain.ts_before, r->u.retain.keep_count,
+                    &r->u.retain.deleted);
+    break;
+  case STORE_REQ_READ:
+    rc = be->read(w->ctx, r->u.read.room, r->u.read.after, r->u.read.before, r->u.read.limit,
+                  r->u.read.newest, &r->u.read.out);
+    break;
+  case STORE_REQ_HEAD:
+    rc = be->head(w->ctx, r->u.head.room, &r->u.head.seq);
+    break;
+  case STORE_REQ_APPEND:
+    break; /* batched in run_appends */
+  }
+  set_err(r, rc, rc ? "storage operation failed" : NULL);
+}
+
+static void *worker_main(void *arg) {
+  struct worker *w = arg;
+  size_t batch_max = (size_t)w->s->cfg->store_batch_max;
+  for (;;) {
+    pthread_mutex_lock(&w->mu);
+    while (!w->head && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+    if (!w->head) { /* stop, and nothing left */
+      pthread_mutex_unlock(&w->mu);
+      return NULL;
+    }
+    /* Take up to batch_max requests in order. */
+    struct store_req *first = w->head, *last = first;
+    size_t n = 1;
+    while (last->next && n < batch_max) {
+      last = last->next;
+      n++;
+    }
+    w->head = last->next;
+    if (!w->head) w->tail = NULL;
+    w->len -= n;
+    pthread_mutex_unlock(&w->mu);
+    last->next = NULL;
+
+    for (struct store_req *r = first; r;) {
+      if (r->kind == STORE_REQ_APPEND) {
+        size_t k = 1;
+        struct store_req *e = r;
+        while (e->next && e->next->kind == STORE_REQ_APPEND) {
+          e = e->next;
+          k++;
+        }
+        struct store_req *after = e->next;
+        run_appends(w, r, k);
+        r = after;
+      } else {
+        run_one(w, r);
+        r = r->next;
+      }
+    }
+    /* run_appends may not relink, so the list from first to last is intact. */
+    complete(w->s, first, last);
+  }
+}
+
+static void on_async(uv_async_t *h) {
+  struct store *s = h->data;
+  pthread_mutex_lock(&s->done_mu);
+  struct store_req *r = s->done_head;
+  s->done_head = s->done_tail = NULL;
+  pthread_mutex_unlock(&s->done_mu);
+  while (r) {
+    struct store_req *next = r->next;
+    if (r->kind == STORE_REQ_APPEND) s->pending_appends--;
+    r->done(r);
+    r = next;
+  }
+}
+
+static int worker_start(struct store *s, struct worker *w, const char *name, char *err, size_t errlen) {
+  w->s = s;
+  w->name = name;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  if (s->be->open(s->cfg, &w->ctx, err, errlen)) return -1;
+  if (pthread_create(&w->thread, NULL, worker_main, w)) {
+    snprintf(err, errlen, "cannot start the store %s thread", name);
+    s->be->close(w->ctx);
+    w->ctx = NULL;
+    return -1;
+  }
+  w->started = true;
+  return 0;
+}
+
+static void worker_stop(struct worker *w) {
+  if (!w->started) return;
+  pthread_mutex_lock(&w->mu);
+  w->stop = true;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  w->started = false;
+  w->s->be->close(w->ctx);
+  w->ctx = NULL;
+}
+
+static void free_on_close(uv_handle_t *h) {
+  struct store *s = h->data;
+  pthread_mutex_destroy(&s->done_mu);
+  free(s);
+}
+
+struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen) {
+  struct store *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  s->loop = loop;
+  s->cfg = cfg;
+  s->be = cfg->store_backend == 1 ? &store_backend_mongo : &store_backend_sqlite;
+  pthread_mutex_init(&s->done_mu, NULL);
+  if (uv_async_init(loop, &s->async, on_async)) {
+    snprintf(err, errlen, "uv_async_init failed");
+    free(s);
+    return NULL;
+  }
+  s->async.data = s;
+  if (worker_start(s, &s->writer, "writer", err, errlen) ||
+      worker_start(s, &s->reader, "reader", err, errlen)) {
+    worker_stop(&s->writer);
+    s->closed = true;
+    uv_close((uv_handle_t *)&s->async, free_on_close); /* freed when the loop runs next */
+    return NULL;
+  }
+  log_info("store: %s backend open", s->be->name);
+  return s;
+}
+
+int store_submit(struct store *s, struct store_req *req) {
+  if (s->closed) return STORE_ECLOSED;
+  if (req->kind == STORE_REQ_APPEND) {
+    if (s->pending_appends >= (size_t)s->cfg->store_queue_max) return STORE_EOVERLOADED;
+    s->pending_appends++;
+  }
+  struct worker *w = is_write(req->kind) ? &s->writer : &s->reader;
+  req->next = NULL;
+  req->err = 0;
+  req->errmsg[0] = 0;
+  pthread_mutex_lock(&w->mu);
+  if (w->tail)
+    w->tail->next = req;
+  else
+    w->head = req;
+  w->tail = req;
+  w->len++;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  return 0;
+}
+
+size_t store_pending_appends(const struct store *s) { return s->pending_appends; }
+bool store_degraded(const struct store *s) { return atomic_load(&s->degraded); }
+
+void store_close(struct store *s) {
+  if (!s || s->closed) return;
+  s->closed = true;
+  worker_stop(&s->writer);
+  worker_stop(&s->reader);
+  on_async(&s->async); /* deliver what finished after the last wake-up */
+  uv_close((uv_handle_t *)&s->async, NULL);
+}
+
+void store_free(struct store *s) {
+  if (!s) return;
+  pthread_mutex_destroy(&s->done_mu);
+  free(s);
+}

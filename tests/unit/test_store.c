@@ -1,0 +1,1074 @@
+/* test_store: the storage backends (store/backend.h). One suite, run once per backend: every test in
+ * STORE_TESTS runs against SQLite on a fresh file and against MongoDB in a fresh database.
+ *
+ * MongoDB: the URI comes from PARLEY_TEST_MONGO_URI (tools/test starts the MongoDB-wire emulator with
+ * tests/support/mongo-server and exports it; point it at a real mongod to run the same tests there).
+ * Without it every mongo test is reported SKIPPED, never passed. Each test uses its own database,
+ * parley_test_<pid>_<n> (the emulator has no dropDatabase; on a real server it is dropped after). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h> /* after the four above, which it needs */
+
+#include "config.h"
+#include "store/backend.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <mongoc/mongoc.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BOUND_MS 5000 /* a failing call against an unreachable store must return within this */
+
+/* ---- small helpers ---- */
+
+static uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void set_str(char **field, const char *v) {
+  free(*field);
+  *field = v ? strdup(v) : NULL;
+  if (v) assert_non_null(*field);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) { return remove(path); }
+static void rm_rf(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* A loopback port nobody listens on. */
+static unsigned closed_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(fd >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t len = sizeof a;
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+/* ---- a TCP proxy in front of the MongoDB server, to take it "down" and bring it back ---- */
+
+#define PROXY_MAX_CONNS 64
+
+struct proxy {
+  struct sockaddr_in up; /* the real server */
+  struct sockaddr_in at; /* where the proxy listens */
+  int lfd;               /* listening socket; -1 while down */
+  int ctl[2], ack[2];    /* commands to the proxy thread ('d' down, 'u' up, 'q' quit) and its answers */
+  int pair[PROXY_MAX_CONNS][2];
+  size_t npairs;
+  pthread_t thread;
+};
+
+static int proxy_listen(struct proxy *p) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&p->at, sizeof p->at) || listen(fd, 16)) {
+    close(fd);
+    return -1;
+  }
+  socklen_t len = sizeof p->at;
+  getsockname(fd, (struct sockaddr *)&p->at, &len);
+  return fd;
+}
+
+static void proxy_drop(struct proxy *p, size_t i) {
+  close(p->pair[i][0]);
+  close(p->pair[i][1]);
+  p->pair[i][0] = p->pair[p->npairs - 1][0];
+  p->pair[i][1] = p->pair[p->npairs - 1][1];
+  p->npairs--;
+}
+
+static void *proxy_main(void *arg) {
+  struct proxy *p = arg;
+  for (;;) {
+    struct pollfd fds[2 + 2 * PROXY_MAX_CONNS];
+    size_t n = 0;
+    fds[n++] = (struct pollfd){.fd = p->ctl[0], .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = p->lfd, .events = POLLIN}; /* fd -1 is ignored by poll */
+    for (size_t i = 0; i < p->npairs; i++) {
+      fds[n++] = (struct pollfd){.fd = p->pair[i][0], .events = POLLIN};
+      fds[n++] = (struct pollfd){.fd = p->pair[i][1], .events = POLLIN};
+    }
+    if (poll(fds, n, -1) < 0) continue;
+    if (fds[0].revents) {
+      char c;
+      if (read(p->ctl[0], &c, 1) != 1) c = 'q';
+      while (p->npairs) proxy_drop(p, 0);
+      if (p->lfd >= 0) close(p->lfd);
+      p->lfd = c == 'u' ? proxy_listen(p) : -1;
+      char ok = c == 'u' && p->lfd < 0 ? 'e' : 'k';
+      if (write(p->ack[1], &ok, 1) != 1 || c == 'q') return NULL;
+      continue;
+    }
+    if (fds[1].revents & POLLIN) {
+      int cfd = accept(p->lfd, NULL, NULL), ufd = socket(AF_INET, SOCK_STREAM, 0);
+      if (cfd >= 0 && p->npairs < PROXY_MAX_CONNS && connect(ufd, (struct sockaddr *)&p->up, sizeof p->up) == 0) {
+        p->pair[p->npairs][0] = cfd;
+        p->pair[p->npairs][1] = ufd;
+        p->npairs++;
+      } else {
+        if (cfd >= 0) close(cfd);
+        close(ufd);
+      }
+    }
+    /* Pairs are polled in the order they were listed; dropping one ends this round. */
+    for (size_t i = 0, k = 2; i < p->npairs; i++, k += 2) {
+      bool dead = false;
+      for (int side = 0; side < 2 && !dead; side++) {
+        if (!fds[k + side].revents) continue;
+        char buf[65536];
+        ssize_t r = read(p->pair[i][side], buf, sizeof buf);
+        if (r <= 0) dead = true;
+        for (ssize_t off = 0; !dead && off < r;) {
+          ssize_t w = write(p->pair[i][!side], buf + off, (size_t)(r - off));
+          if (w <= 0) dead = true;
+          else off += w;
+        }
+      }
+      if (dead) {
+        proxy_drop(p, i);
+        break;
+      }
+    }
+  }
+}
+
+static char proxy_cmd(struct proxy *p, char c) {
+  assert_int_equal(write(p->ctl[1], &c, 1), 1);
+  char ok = 'e';
+  assert_int_equal(read(p->ack[0], &ok, 1), 1);
+  return ok;
+}
+
+/* A proxy to the server of uri (single host, no credentials, no TLS); NULL if that cannot be proxied. */
+static struct proxy *proxy_start(const char *uristr) {
+  mongoc_uri_t *uri = mongoc_uri_new(uristr);
+  if (!uri) return NULL;
+  const mongoc_host_list_t *h = mongoc_uri_get_hosts(uri);
+  bool ok = h && !h->next && !mongoc_uri_get_username(uri) && !mongoc_uri_get_tls(uri);
+  struct proxy *p = NULL;
+  struct addrinfo *ai = NULL, hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+  char port[8];
+  if (ok) {
+    snprintf(port, sizeof port, "%u", h->port);
+    ok = getaddrinfo(h->host, port, &hints, &ai) == 0;
+  }
+  if (ok) {
+    p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    memcpy(&p->up, ai->ai_addr, sizeof p->up);
+    p->at = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(pipe(p->ctl), 0);
+    assert_int_equal(pipe(p->ack), 0);
+    p->lfd = proxy_listen(p);
+    assert_true(p->lfd >= 0);
+    assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+  }
+  if (ai) freeaddrinfo(ai);
+  mongoc_uri_destroy(uri);
+  return p;
+}
+
+static void proxy_stop(struct proxy *p) {
+  if (!p) return;
+  proxy_cmd(p, 'q');
+  pthread_join(p->thread, NULL);
+  close(p->ctl[0]);
+  close(p->ctl[1]);
+  close(p->ack[0]);
+  close(p->ack[1]);
+  free(p);
+}
+
+/* ---- fixtures: one per test, with a writer and a reader ctx on a fresh store ---- */
+
+struct fx;
+
+struct kind {
+  const char *name;
+  const struct store_backend *be;
+  int (*prepare)(struct fx *f);  /* fill f->cfg for a fresh store; nonzero: unavailable (skip) */
+  void (*cleanup)(struct fx *f); /* remove the store */
+  /* Fault injection: after fault_prepare (which may reopen the ctxs), fault(f, true) makes appends fail
+   * part-way (SQLite: the 2nd message of a batch; MongoDB: the server goes away) until fault(f, false).
+   * fault_prepare returns false when this run cannot inject (the test is skipped). */
+  bool (*fault_prepare)(struct fx *f);
+  void (*fault)(struct fx *f, bool on);
+  bool fault_blocks_reads; /* reads fail too while the fault is on */
+};
+
+struct fx {
+  const struct kind *k;
+  struct config cfg;
+  char *tmpdir;       /* sqlite */
+  char dbname[64];    /* mongo */
+  struct proxy *prox; /* mongo fault injection */
+  const char *skip_reason;
+  void *w, *r; /* writer and reader ctx */
+};
+
+static char err[512];
+
+static void *open_ctx(struct fx *f) {
+  void *ctx = NULL;
+  err[0] = '\0';
+  int rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+  if (rc) fail_msg("%s open: %d: %s", f->k->name, rc, err);
+  assert_non_null(ctx);
+  return ctx;
+}
+
+static void close_ctxs(struct fx *f) {
+  if (f->w) f->k->be->close(f->w);
+  if (f->r) f->k->be->close(f->r);
+  f->w = f->r = NULL;
+}
+
+static void reopen(struct fx *f) {
+  close_ctxs(f);
+  f->w = open_ctx(f); /* the writer first, as store.c does: it creates the schema */
+  f->r = open_ctx(f);
+}
+
+/* The fixture of a test that needs a working store: skips when this backend is not available here. */
+static struct fx *fixture(void **state) {
+  struct fx *f = *state;
+  if (f->skip_reason) {
+    print_message("%s: %s\n", f->k->name, f->skip_reason);
+    skip();
+  }
+  if (!f->w) reopen(f);
+  return f;
+}
+
+static int setup(void **state, const struct kind *k) {
+  struct fx *f = calloc(1, sizeof *f);
+  if (!f || config_defaults(&f->cfg)) return -1;
+  f->k = k;
+  *state = f;
+  if (k->prepare(f)) f->skip_reason = f->skip_reason ? f->skip_reason : "not available";
+  return 0;
+}
+
+static int teardown(void **state) {
+  struct fx *f = *state;
+  close_ctxs(f);
+  proxy_stop(f->prox);
+  if (!f->skip_reason) f->k->cleanup(f);
+  /* Freed here rather than by config_free, which frees only the keys its table declares. */
+  set_str(&f->cfg.store_sqlite_path, NULL);
+  set_str(&f->cfg.store_mongo_uri, NULL);
+  set_str(&f->cfg.store_mongo_database, NULL);
+  config_free(&f->cfg);
+  free(f->tmpdir);
+  free(f);
+  return 0;
+}
+
+/* sqlite: data dir "data" under a fresh temporary base_dir, so the relative path is resolved and the
+ * directory created by the backend. */
+static int sqlite_prepare(struct fx *f) {
+  char tmpl[] = "/tmp/parley-store-XXXXXX";
+  assert_non_null(mkdtemp(tmpl));
+  f->tmpdir = strdup(tmpl);
+  set_str(&f->cfg.base_dir, tmpl);
+  set_str(&f->cfg.server_data_dir, "data");
+  set_str(&f->cfg.store_sqlite_path, "parley.db");
+  f->cfg.store_sqlite_synchronous = 0;
+  return 0;
+}
+
+static void sqlite_cleanup(struct fx *f) { rm_rf(f->tmpdir); }
+
+static sqlite3 *sqlite_side_connection(struct fx *f) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/data/parley.db", f->tmpdir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  return db;
+}
+
+static void sqlite_exec(struct fx *f, const char *sql) {
+  sqlite3 *db = sqlite_side_connection(f);
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg)) fail_msg("%s: %s", sql, msg);
+  sqlite3_close(db);
+}
+
+static bool sqlite_fault_prepare(struct fx *f) { return true; }
+
+static void sqlite_fault(struct fx *f, bool on) {
+  sqlite_exec(f, on ? "CREATE TRIGGER test_fault BEFORE INSERT ON messages WHEN NEW.cmid LIKE 'fault-%' "
+                      "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+                    : "DROP TRIGGER test_fault");
+}
+
+static const char *mongo_uri(void) {
+  const char *u = getenv("PARLEY_TEST_MONGO_URI");
+  return u && *u ? u : NULL;
+}
+
+static int mongo_prepare(struct fx *f) {
+  static unsigned n;
+  if (!mongo_uri()) {
+    f->skip_reason = "PARLEY_TEST_MONGO_URI is not set, skipping (tools/test starts the emulator with "
+                     "tests/support/mongo-server and sets it)";
+    return -1;
+  }
+  snprintf(f->dbname, sizeof f->dbname, "parley_test_%ld_%u", (long)getpid(), ++n);
+  set_str(&f->cfg.store_mongo_uri, mongo_uri());
+  set_str(&f->cfg.store_mongo_database, f->dbname);
+  f->cfg.store_backend = 1;
+  return 0;
+}
+
+/* Best effort: a real server drops the test database; the emulator lacks dropDatabase (in memory anyway). */
+static void mongo_cleanup(struct fx *f) {
+  mongoc_client_t *c = mongoc_client_new(mongo_uri());
+  if (!c) return;
+  mongoc_database_t *db = mongoc_client_get_database(c, f->dbname);
+  mongoc_database_drop(db, NULL);
+  mongoc_database_destroy(db);
+  mongoc_client_destroy(c);
+}
+
+static bool mongo_fault_prepare(struct fx *f) {
+  if (!(f->prox = proxy_start(mongo_uri()))) return false;
+  char uri[128];
+  snprintf(uri, sizeof uri, "mongodb://127.0.0.1:%u/?directConnection=true", ntohs(f->prox->at.sin_port));
+  set_str(&f->cfg.store_mongo_uri, uri);
+  reopen(f);
+  return true;
+}
+
+static void mongo_fault(struct fx *f, bool on) { assert_int_equal(proxy_cmd(f->prox, on ? 'd' : 'u'), 'k'); }
+
+static const struct kind sqlite_kind = {
+    .name = "sqlite",
+    .be = &store_backend_sqlite,
+    .prepare = sqlite_prepare,
+    .cleanup = sqlite_cleanup,
+    .fault_prepare = sqlite_fault_prepare,
+    .fault = sqlite_fault,
+};
+static const struct kind mongo_kind = {
+    .name = "mongo",
+    .be = &store_backend_mongo,
+    .prepare = mongo_prepare,
+    .cleanup = mongo_cleanup,
+    .fault_prepare = mongo_fault_prepare,
+    .fault = mongo_fault,
+    .fault_blocks_reads = true,
+};
+
+static int setup_sqlite(void **state) { return setup(state, &sqlite_kind); }
+static int setup_mongo(void **state) { return setup(state, &mongo_kind); }
+
+/* ---- message helpers ---- */
+
+static struct store_append item(const char *room, const char *user, const char *cmid, uint64_t ts) {
+  static unsigned mid;
+  char m[32], body[96];
+  snprintf(m, sizeof m, "mid-%u", ++mid);
+  snprintf(body, sizeof body, "{\"text\":\"%s from %s\"}", cmid, user);
+  struct store_append a = {.msg = {.room = strdup(room),
+                                   .mid = strdup(m),
+                                   .ts = ts,
+                                   .user_id = strdup(user),
+                                   .user_name = strdup(user),
+                                   .cmid = strdup(cmid),
+                                   .body = strdup(body)}};
+  assert_true(a.msg.room && a.msg.mid && a.msg.user_id && a.msg.user_name && a.msg.cmid && a.msg.body);
+  return a;
+}
+
+static void free_items(struct store_append *v, size_t n) {
+  for (size_t i = 0; i < n; i++) store_msg_clear(&v[i].msg);
+}
+
+static void append_ok(struct fx *f, struct store_append *v, size_t n) {
+  err[0] = '\0';
+  int rc = f->k->be->append(f->w, v, n, err, sizeof err);
+  if (rc) fail_msg("append: %d: %s", rc, err);
+}
+
+/* Append one message; returns its seq (asserts it was not a duplicate). */
+static uint64_t append1(struct fx *f, const char *room, const char *user, const char *cmid, uint64_t ts) {
+  struct store_append a = item(room, user, cmid, ts);
+  append_ok(f, &a, 1);
+  assert_false(a.dup);
+  uint64_t seq = a.msg.seq;
+  free_items(&a, 1);
+  return seq;
+}
+
+/* n messages from user u with cmids "<room>-<first>…"; ts = ts0 + i * 1000. */
+static void append_n(struct fx *f, const char *room, unsigned first, unsigned n, uint64_t ts0) {
+  for (unsigned i = 0; i < n; i++) {
+    char cmid[64];
+    snprintf(cmid, sizeof cmid, "%s-%u", room, first + i);
+    append1(f, room, "u", cmid, ts0 + (uint64_t)i * 1000);
+  }
+}
+
+static uint64_t head(struct fx *f, void *ctx, const char *room) {
+  uint64_t seq = 12345;
+  assert_int_equal(f->k->be->head(ctx, room, &seq), STORE_OK);
+  return seq;
+}
+
+/* Read into seqs (ascending order checked); returns the count. */
+static size_t read_seqs(struct fx *f, const char *room, uint64_t after, uint64_t before, size_t limit, bool newest,
+                        uint64_t *seqs, size_t max) {
+  struct store_msg_list l = {0};
+  assert_int_equal(f->k->be->read(f->r, room, after, before, limit, newest, &l), STORE_OK);
+  assert_true(l.n <= max);
+  for (size_t i = 0; i < l.n; i++) {
+    seqs[i] = l.v[i].seq;
+    assert_string_equal(l.v[i].room, room);
+    assert_true(l.v[i].seq > after);
+    if (before) assert_true(l.v[i].seq < before);
+    if (i) assert_true(l.v[i].seq > l.v[i - 1].seq);
+  }
+  size_t n = l.n;
+  store_msg_list_free(&l);
+  return n;
+}
+
+/* Read and compare with the expected seqs, given as a list ending in 0. */
+#define EXPECT_READ(f, room, after, before, limit, newest, ...)                                                  \
+  do {                                                                                                         \
+    const uint64_t want_[] = {__VA_ARGS__};                                                                    \
+    size_t nwant_ = sizeof want_ / sizeof want_[0] - 1;                                                        \
+    uint64_t got_[512];                                                                                        \
+    size_t ngot_ = read_seqs(f, room, after, before, limit, newest, got_, 512);                                \
+    if (ngot_ != nwant_) fail_msg("read %s (%d,%d,%d,%s): %zu messages, want %zu", room, (int)(after),          \
+                                  (int)(before), (int)(limit), (newest) ? "newest" : "oldest", ngot_, nwant_); \
+    for (size_t i_ = 0; i_ < nwant_; i_++) assert_int_equal(got_[i_], want_[i_]);                              \
+  } while (0)
+
+/* ---- the tests, run for every backend ---- */
+
+static void test_append_assigns_seq_per_room(void **state) {
+  struct fx *f = fixture(state);
+  assert_int_equal(head(f, f->r, "a"), 0);
+  assert_int_equal(append1(f, "a", "u1", "c1", 1), 1);
+  assert_int_equal(append1(f, "a", "u1", "c2", 2), 2);
+  assert_int_equal(append1(f, "b", "u1", "c3", 3), 1);
+  assert_int_equal(append1(f, "a", "u2", "c1", 4), 3);
+  assert_int_equal(append1(f, "b", "u2", "c2", 5), 2);
+  assert_int_equal(head(f, f->r, "a"), 3);
+  assert_int_equal(head(f, f->r, "b"), 2);
+  assert_int_equal(head(f, f->w, "b"), 2);
+  assert_int_equal(head(f, f->r, "c"), 0);
+  assert_int_equal(f->k->be->append(f->w, NULL, 0, err, sizeof err), STORE_OK); /* empty batch */
+}
+
+static void test_batch_across_rooms(void **state) {
+  struct fx *f = fixture(state);
+  append1(f, "b", "u", "first", 1);
+  const char *rooms[] = {"a", "b", "a", "c", "b", "a"};
+  const uint64_t want[] = {1, 2, 2, 1, 3, 3};
+  struct store_append v[6];
+  for (size_t i = 0; i < 6; i++) {
+    char cmid[16];
+    snprintf(cmid, sizeof cmid, "k%zu", i);
+    v[i] = item(rooms[i], "u", cmid, 100 + i);
+  }
+  append_ok(f, v, 6);
+  for (size_t i = 0; i < 6; i++) {
+    assert_false(v[i].dup);
+    assert_int_equal(v[i].msg.seq, want[i]);
+  }
+  assert_int_equal(head(f, f->r, "a"), 3);
+  assert_int_equal(head(f, f->r, "b"), 3);
+  assert_int_equal(head(f, f->r, "c"), 1);
+
+  /* Everything comes back as written. */
+  struct store_msg_list l = {0};
+  assert_int_equal(f->k->be->read(f->r, "a", 0, 0, 10, false, &l), STORE_OK);
+  assert_int_equal(l.n, 3);
+  for (size_t i = 0, j = 0; i < 6; i++) {
+    if (strcmp(rooms[i], "a")) continue;
+    const struct store_msg *got = &l.v[j++], *sent = &v[i].msg;
+    assert_string_equal(got->room, "a");
+    assert_int_equal(got->seq, sent->seq);
+    assert_string_equal(got->mid, sent->mid);
+    assert_int_equal(got->ts, sent->ts);
+    assert_string_equal(got->user_id, sent->user_id);
+    assert_string_equal(got->user_name, sent->user_name);
+    assert_string_equal(got->cmid, sent->cmid);
+    assert_string_equal(got->body, sent->body);
+  }
+  store_msg_list_free(&l);
+  free_items(v, 6);
+}
+
+static void test_fields_round_trip(void **state) {
+  struct fx *f = fixture(state);
+  struct store_append a = item("room/ü ✓", "user@example", "cmid-ü", UINT64_C(1764000000123));
+  set_str(&a.msg.body, "{\"text\":\"h\\u00e9llo \\\"q\\\" ✓ \\n\",\"n\":[1,2.5,null,true],\"o\":{}}");
+  set_str(&a.msg.user_name, NULL); /* a name is optional */
+  append_ok(f, &a, 1);
+  struct store_msg_list l = {0};
+  assert_int_equal(f->k->be->read(f->r, "room/ü ✓", 0, 0, 5, true, &l), STORE_OK);
+  assert_int_equal(l.n, 1);
+  assert_string_equal(l.v[0].body, a.msg.body); /* byte for byte */
+  assert_null(l.v[0].user_name);
+  assert_int_equal(l.v[0].ts, UINT64_C(1764000000123));
+  assert_string_equal(l.v[0].cmid, "cmid-ü");
+  store_msg_list_free(&l);
+  free_items(&a, 1);
+}
+
+static void test_dedupe(void **state) {
+  struct fx *f = fixture(state);
+  struct store_append a = item("a", "u1", "c1", 1000);
+  append_ok(f, &a, 1);
+  assert_false(a.dup);
+  assert_int_equal(a.msg.seq, 1);
+
+  /* A retry with the same (user, cmid): the original's seq, room, mid and ts; nothing stored. Even when
+   * the retry names another room. */
+  struct store_append r = item("b", "u1", "c1", 2000);
+  append_ok(f, &r, 1);
+  assert_true(r.dup);
+  assert_int_equal(r.msg.seq, 1);
+  assert_string_equal(r.msg.room, "a");
+  assert_string_equal(r.msg.mid, a.msg.mid);
+  assert_int_equal(r.msg.ts, 1000);
+  assert_int_equal(head(f, f->r, "a"), 1);
+  assert_int_equal(head(f, f->r, "b"), 0);
+
+  /* Same cmid from another user is a different message. */
+  assert_int_equal(append1(f, "a", "u2", "c1", 3000), 2);
+
+  /* Within one batch: the second (u1, c2) is a duplicate of the first; a stored one is found too. */
+  struct store_append v[4] = {item("a", "u1", "c2", 4000), item("a", "u1", "c2", 4001), item("a", "u1", "c1", 4002),
+                              item("a", "u3", "c2", 4003)};
+  append_ok(f, v, 4);
+  assert_false(v[0].dup);
+  assert_int_equal(v[0].msg.seq, 3);
+  assert_true(v[1].dup);
+  assert_int_equal(v[1].msg.seq, 3);
+  assert_string_equal(v[1].msg.mid, v[0].msg.mid);
+  assert_int_equal(v[1].msg.ts, 4000);
+  assert_true(v[2].dup);
+  assert_int_equal(v[2].msg.seq, 1);
+  assert_string_equal(v[2].msg.mid, a.msg.mid);
+  assert_false(v[3].dup);
+  assert_int_equal(v[3].msg.seq, 4);
+  assert_int_equal(head(f, f->r, "a"), 4);
+  EXPECT_READ(f, "a", 0, 0, 100, false, 1, 2, 3, 4, 0);
+
+  /* A batch of nothing but duplicates writes nothing. */
+  struct store_append d[2] = {item("a", "u1", "c1", 5000), item("a", "u3", "c2", 5001)};
+  append_ok(f, d, 2);
+  assert_true(d[0].dup && d[1].dup);
+  assert_int_equal(d[0].msg.seq, 1);
+  assert_int_equal(d[1].msg.seq, 4);
+  assert_int_equal(head(f, f->r, "a"), 4);
+  free_items(&a, 1);
+  free_items(&r, 1);
+  free_items(v, 4);
+  free_items(d, 2);
+}
+
+static void test_invalid_items(void **state) {
+  struct fx *f = fixture(state);
+  struct store_append v[2] = {item("a", "u", "c1", 1), item("a", "u", "c2", 2)};
+  set_str(&v[1].msg.cmid, NULL);
+  err[0] = '\0';
+  assert_int_equal(f->k->be->append(f->w, v, 2, err, sizeof err), STORE_EINVAL);
+  assert_true(err[0]);
+  assert_int_equal(v[0].msg.seq, 0);
+  assert_int_equal(head(f, f->r, "a"), 0);
+  free_items(v, 2);
+}
+
+static void test_read_ranges(void **state) {
+  struct fx *f = fixture(state);
+  append_n(f, "r", 1, 10, 1000);
+  append_n(f, "other", 1, 3, 1000);
+  EXPECT_READ(f, "r", 0, 0, 100, false, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0);
+  EXPECT_READ(f, "r", 0, 0, 100, true, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0);
+  EXPECT_READ(f, "r", 3, 0, 4, false, 4, 5, 6, 7, 0);     /* after + limit: the lowest */
+  EXPECT_READ(f, "r", 0, 5, 100, false, 1, 2, 3, 4, 0);   /* before */
+  EXPECT_READ(f, "r", 3, 8, 100, false, 4, 5, 6, 7, 0);   /* after and before */
+  EXPECT_READ(f, "r", 3, 8, 2, false, 4, 5, 0);           /* … oldest first */
+  EXPECT_READ(f, "r", 3, 8, 2, true, 6, 7, 0);            /* … newest: the highest, still ascending */
+  EXPECT_READ(f, "r", 0, 0, 3, true, 8, 9, 10, 0);        /* the latest page */
+  EXPECT_READ(f, "r", 0, 8, 3, true, 5, 6, 7, 0);         /* the page before it */
+  EXPECT_READ(f, "r", 0, 2, 3, true, 1, 0);               /* the first, short page */
+  EXPECT_READ(f, "r", 8, 0, 5, false, 9, 10, 0);          /* catching up from 8 */
+  EXPECT_READ(f, "r", 10, 0, 5, false, 0);                /* nothing newer */
+  EXPECT_READ(f, "r", 0, 1, 5, true, 0);                  /* nothing older than 1 */
+  EXPECT_READ(f, "r", 5, 6, 5, false, 0);                 /* an empty open interval */
+  EXPECT_READ(f, "r", 6, 5, 5, false, 0);                 /* a reversed one */
+  EXPECT_READ(f, "r", 0, 0, 0, false, 0);                 /* limit 0 */
+  EXPECT_READ(f, "nowhere", 0, 0, 5, false, 0);           /* an unknown room */
+  EXPECT_READ(f, "r", 100, 0, 5, true, 0);                /* after beyond the head */
+  EXPECT_READ(f, "r", 0, UINT64_MAX, 2, false, 1, 2, 0);  /* before beyond everything */
+  EXPECT_READ(f, "other", 1, 0, 100, false, 2, 3, 0);
+
+  /* Paging backwards then forwards covers every message exactly once. */
+  uint64_t seqs[8], before = 0, seen = 0, total = 0;
+  for (;;) {
+    size_t n = read_seqs(f, "r", 0, before, 3, true, seqs, 8);
+    if (!n) break;
+    for (size_t i = 0; i < n; i++) seen += seqs[i];
+    total += n;
+    before = seqs[0];
+  }
+  assert_int_equal(total, 10);
+  assert_int_equal(seen, 55);
+  uint64_t after = 0;
+  seen = total = 0;
+  for (;;) {
+    size_t n = read_seqs(f, "r", after, 0, 4, false, seqs, 8);
+    if (!n) break;
+    for (size_t i = 0; i < n; i++) seen += seqs[i];
+    total += n;
+    after = seqs[n - 1];
+  }
+  assert_int_equal(total, 10);
+  assert_int_equal(seen, 55);
+
+  /* read appends to what out already holds. */
+  struct store_msg_list l = {0};
+  assert_int_equal(f->k->be->read(f->r, "r", 0, 0, 2, false, &l), STORE_OK);
+  assert_int_equal(f->k->be->read(f->r, "other", 0, 0, 2, true, &l), STORE_OK);
+  assert_int_equal(l.n, 4);
+  assert_string_equal(l.v[1].room, "r");
+  assert_int_equal(l.v[1].seq, 2);
+  assert_string_equal(l.v[2].room, "other");
+  assert_int_equal(l.v[2].seq, 2);
+  assert_int_equal(l.v[3].seq, 3);
+  store_msg_list_free(&l);
+}
+
+static void test_persistence(void **state) {
+  struct fx *f = fixture(state);
+  append_n(f, "p", 1, 5, 1000);
+  append_n(f, "q", 1, 2, 1000);
+  assert_int_equal(f->k->be->set_last_seen(f->w, "ann", 777), STORE_OK);
+  reopen(f);
+  assert_int_equal(head(f, f->r, "p"), 5);
+  assert_int_equal(head(f, f->r, "q"), 2);
+  EXPECT_READ(f, "p", 0, 0, 100, false, 1, 2, 3, 4, 5, 0);
+  uint64_t ts = 0;
+  assert_int_equal(f->k->be->get_last_seen(f->r, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 777);
+  assert_int_equal(append1(f, "p", "u", "after-reopen", 9000), 6);
+  /* Dedupe also holds across a restart. */
+  struct store_append a = item("p", "u", "p-3", 9001);
+  append_ok(f, &a, 1);
+  assert_true(a.dup);
+  assert_int_equal(a.msg.seq, 3);
+  free_items(&a, 1);
+}
+
+static void test_last_seen(void **state) {
+  struct fx *f = fixture(state);
+  uint64_t ts = 99;
+  assert_int_equal(f->k->be->get_last_seen(f->r, "nobody", &ts), STORE_OK);
+  assert_int_equal(ts, 0);
+  assert_int_equal(f->k->be->set_last_seen(f->w, "ann", 1000), STORE_OK);
+  assert_int_equal(f->k->be->set_last_seen(f->w, "bob", UINT64_C(1764000000000)), STORE_OK);
+  assert_int_equal(f->k->be->get_last_seen(f->r, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 1000);
+  assert_int_equal(f->k->be->set_last_seen(f->w, "ann", 2000), STORE_OK);
+  assert_int_equal(f->k->be->get_last_seen(f->r, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 2000);
+  assert_int_equal(f->k->be->get_last_seen(f->w, "bob", &ts), STORE_OK);
+  assert_int_equal(ts, UINT64_C(1764000000000));
+}
+
+static uint64_t retain(struct fx *f, const char *pattern, uint64_t ts_before, uint64_t keep) {
+  uint64_t deleted = 12345;
+  assert_int_equal(f->k->be->retain(f->w, pattern, ts_before, keep, &deleted), STORE_OK);
+  return deleted;
+}
+
+static void test_retain_by_count(void **state) {
+  struct fx *f = fixture(state);
+  append_n(f, "r1", 1, 10, 1000);
+  append_n(f, "r2", 1, 4, 1000);
+  append_n(f, "x1", 1, 5, 1000);
+  assert_int_equal(retain(f, "r*", 0, 3), 7 + 1);
+  EXPECT_READ(f, "r1", 0, 0, 100, false, 8, 9, 10, 0);
+  EXPECT_READ(f, "r2", 0, 0, 100, false, 2, 3, 4, 0);
+  EXPECT_READ(f, "x1", 0, 0, 100, false, 1, 2, 3, 4, 5, 0);
+  assert_int_equal(retain(f, "r*", 0, 3), 0); /* idempotent */
+  assert_int_equal(retain(f, "r?", 0, 1), 2 + 2);
+  EXPECT_READ(f, "r1", 0, 0, 100, false, 10, 0);
+  EXPECT_READ(f, "r2", 0, 0, 100, false, 4, 0);
+  assert_int_equal(retain(f, "*", 0, 0), 0);    /* no limit at all */
+  assert_int_equal(retain(f, "zz*", 0, 1), 0);  /* no room matches */
+  assert_int_equal(retain(f, "x1", 0, 100), 0); /* fewer messages than kept */
+  /* Heads stay, and the sequence goes on. */
+  assert_int_equal(head(f, f->r, "r1"), 10);
+  assert_int_equal(head(f, f->r, "r2"), 4);
+  assert_int_equal(append1(f, "r1", "u", "next", 99000), 11);
+  EXPECT_READ(f, "r1", 0, 0, 100, false, 10, 11, 0);
+}
+
+static void test_retain_by_age(void **state) {
+  struct fx *f = fixture(state);
+  append_n(f, "a", 1, 8, 1000); /* ts 1000 … 8000 */
+  append_n(f, "b", 1, 2, 1000); /* ts 1000, 2000 */
+  assert_int_equal(retain(f, "a", 4500, 0), 4);
+  EXPECT_READ(f, "a", 0, 0, 100, false, 5, 6, 7, 8, 0);
+  EXPECT_READ(f, "b", 0, 0, 100, false, 1, 2, 0);
+  /* Everything is old: all but each room's newest message goes. */
+  assert_int_equal(retain(f, "*", UINT64_C(1) << 62, 0), 3 + 1);
+  EXPECT_READ(f, "a", 0, 0, 100, false, 8, 0);
+  EXPECT_READ(f, "b", 0, 0, 100, false, 2, 0);
+  assert_int_equal(retain(f, "*", UINT64_C(1) << 62, 1), 0);
+  assert_int_equal(head(f, f->r, "a"), 8);
+  assert_int_equal(head(f, f->r, "b"), 2);
+  assert_int_equal(append1(f, "a", "u", "next", 1), 9);
+  /* Age and count together: a message goes if either says so, and is counted once. */
+  append_n(f, "c", 1, 6, 1000); /* ts 1000 … 6000 */
+  assert_int_equal(retain(f, "c", 2500, 4), 2);
+  EXPECT_READ(f, "c", 0, 0, 100, false, 3, 4, 5, 6, 0);
+  assert_int_equal(retain(f, "c", 4500, 4), 2);
+  EXPECT_READ(f, "c", 0, 0, 100, false, 5, 6, 0);
+  /* Dedupe knows only what is kept: a late retry of a removed message is stored anew, and the sequence
+   * goes on from the head. */
+  assert_int_equal(append1(f, "c", "u", "c-1", 7000), 7);
+}
+
+static void test_writer_and_reader(void **state) {
+  struct fx *f = fixture(state);
+  /* A third ctx on the same store while both are open, as a restarted reader would be. */
+  void *r2 = open_ctx(f);
+  for (unsigned i = 1; i <= 20; i++) {
+    char cmid[16];
+    snprintf(cmid, sizeof cmid, "w%u", i);
+    assert_int_equal(append1(f, "wr", "u", cmid, i), i);
+    /* Committed means visible to the other connections at once. */
+    assert_int_equal(head(f, f->r, "wr"), i);
+    uint64_t seq = 0;
+    struct store_msg_list l = {0};
+    assert_int_equal(f->k->be->read(r2, "wr", 0, 0, 1, true, &l), STORE_OK);
+    assert_int_equal(l.n, 1);
+    seq = l.v[0].seq;
+    store_msg_list_free(&l);
+    assert_int_equal(seq, i);
+  }
+  assert_int_equal(f->k->be->set_last_seen(f->w, "ann", 5), STORE_OK);
+  uint64_t ts = 0;
+  assert_int_equal(f->k->be->get_last_seen(r2, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 5);
+  f->k->be->close(r2);
+}
+
+static void test_large_batch(void **state) {
+  struct fx *f = fixture(state);
+  enum { N = 150 };
+  struct store_append v[N];
+  uint64_t next[3] = {1, 1, 1};
+  const char *rooms[] = {"big-0", "big-1", "big-2"};
+  for (size_t i = 0; i < N; i++) {
+    char cmid[16];
+    snprintf(cmid, sizeof cmid, "b%zu", i % 140); /* the last 10 repeat earlier ones */
+    v[i] = item(rooms[i % 3], "u", cmid, i);
+  }
+  append_ok(f, v, N);
+  for (size_t i = 0; i < N; i++) {
+    if (i < 140) {
+      assert_false(v[i].dup);
+      assert_int_equal(v[i].msg.seq, next[i % 3]);
+      next[i % 3]++;
+    } else {
+      assert_true(v[i].dup);
+      assert_int_equal(v[i].msg.seq, v[i - 140].msg.seq);
+      assert_string_equal(v[i].msg.room, v[i - 140].msg.room);
+    }
+  }
+  for (size_t k = 0; k < 3; k++) assert_int_equal(head(f, f->r, rooms[k]), next[k] - 1);
+  free_items(v, N);
+}
+
+static void test_write_failure_leaves_nothing(void **state) {
+  struct fx *f = fixture(state);
+  if (!f->k->fault_prepare(f)) {
+    print_message("%s: cannot inject a fault with this server URI (needs one host, no auth, no TLS)\n",
+                  f->k->name);
+    skip();
+  }
+  append_n(f, "f", 1, 2, 1000);
+  struct store_append v[3] = {item("f", "u", "ok-3", 3000), item("f", "u", "fault-4", 4000),
+                              item("g", "u", "ok-5", 5000)};
+  char *rooms[3], *mids[3];
+  for (size_t i = 0; i < 3; i++) {
+    rooms[i] = v[i].msg.room;
+    mids[i] = v[i].msg.mid;
+  }
+
+  f->k->fault(f, true);
+  err[0] = '\0';
+  uint64_t t0 = mono_ms();
+  int rc = f->k->be->append(f->w, v, 3, err, sizeof err);
+  uint64_t took = mono_ms() - t0;
+  print_message("%s: append during the fault: %d after %" PRIu64 " ms: %s\n", f->k->name, rc, took, err);
+  assert_int_equal(rc, STORE_EUNAVAILABLE);
+  assert_true(err[0]);
+  assert_true(took < BOUND_MS);
+  for (size_t i = 0; i < 3; i++) { /* as given */
+    assert_false(v[i].dup);
+    assert_int_equal(v[i].msg.seq, 0);
+    assert_ptr_equal(v[i].msg.room, rooms[i]);
+    assert_ptr_equal(v[i].msg.mid, mids[i]);
+  }
+  if (f->k->fault_blocks_reads) {
+    uint64_t seq = 0;
+    struct store_msg_list l = {0};
+    t0 = mono_ms();
+    assert_int_equal(f->k->be->head(f->r, "f", &seq), STORE_EUNAVAILABLE);
+    assert_int_equal(f->k->be->read(f->r, "f", 0, 0, 10, false, &l), STORE_EUNAVAILABLE);
+    assert_int_equal(l.n, 0);
+    assert_true(mono_ms() - t0 < 2 * BOUND_MS);
+  }
+  f->k->fault(f, false);
+  t0 = mono_ms();
+  uint64_t h0 = head(f, f->r, "f");
+  print_message("%s: first call after the fault: %" PRIu64 " ms\n", f->k->name, mono_ms() - t0);
+  assert_int_equal(h0, 2);
+
+  /* Nothing of the batch was written, and no seq was used up: the same batch continues at 3. */
+  assert_int_equal(head(f, f->r, "f"), 2);
+  assert_int_equal(head(f, f->r, "g"), 0);
+  EXPECT_READ(f, "f", 0, 0, 100, false, 1, 2, 0);
+  append_ok(f, v, 3);
+  assert_int_equal(v[0].msg.seq, 3);
+  assert_int_equal(v[1].msg.seq, 4);
+  assert_int_equal(v[2].msg.seq, 1);
+  assert_false(v[0].dup || v[1].dup || v[2].dup);
+  EXPECT_READ(f, "f", 0, 0, 100, false, 1, 2, 3, 4, 0);
+  free_items(v, 3);
+}
+
+/* Opening a store that cannot be reached or created fails at once with a reason naming it. */
+static void test_open_errors(void **state) {
+  struct fx *f = *state;
+  void *ctx = NULL;
+  int rc;
+  uint64_t t0, took;
+  if (f->k == &sqlite_kind) {
+    /* data dir below a regular file */
+    char file[PATH_MAX], dir[PATH_MAX + 8];
+    snprintf(file, sizeof file, "%s/a-file", f->tmpdir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    snprintf(dir, sizeof dir, "%s/sub", file);
+    set_str(&f->cfg.server_data_dir, dir);
+    err[0] = '\0';
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    print_message("sqlite, data dir under a file: %d: %s\n", rc, err);
+    assert_int_not_equal(rc, STORE_OK);
+    assert_null(ctx);
+    assert_non_null(strstr(err, file));
+    /* an absolute store path that is a directory */
+    set_str(&f->cfg.store_sqlite_path, f->tmpdir);
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    print_message("sqlite, path is a directory: %d: %s\n", rc, err);
+    assert_int_not_equal(rc, STORE_OK);
+    assert_null(ctx);
+    assert_non_null(strstr(err, f->tmpdir));
+    /* a file that is not a database */
+    set_str(&f->cfg.store_sqlite_path, file);
+    fp = fopen(file, "w");
+    fputs("this is not an SQLite database, it is a text file long enough to have a header......\n", fp);
+    fclose(fp);
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    print_message("sqlite, not a database: %d: %s\n", rc, err);
+    assert_int_equal(rc, STORE_ECORRUPT);
+    assert_null(ctx);
+  } else {
+    char uri[128];
+    snprintf(uri, sizeof uri, "mongodb://127.0.0.1:%u/", closed_port());
+    set_str(&f->cfg.store_mongo_uri, uri);
+    set_str(&f->cfg.store_mongo_database, "parley_test_unreachable");
+    err[0] = '\0';
+    t0 = mono_ms();
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    took = mono_ms() - t0;
+    print_message("mongo, closed port: %d after %" PRIu64 " ms: %s\n", rc, took, err);
+    assert_int_equal(rc, STORE_EUNAVAILABLE);
+    assert_null(ctx);
+    assert_non_null(strstr(err, "cannot reach MongoDB at"));
+    assert_non_null(strstr(err, uri));
+    assert_true(took < BOUND_MS);
+    /* a password never shows in messages */
+    snprintf(uri, sizeof uri, "mongodb://ann:s3cret@127.0.0.1:%u/?serverSelectionTimeoutMS=300", closed_port());
+    set_str(&f->cfg.store_mongo_uri, uri);
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    assert_int_equal(rc, STORE_EUNAVAILABLE);
+    assert_null(strstr(err, "s3cret"));
+    assert_non_null(strstr(err, "ann:***@"));
+    /* not a URI */
+    set_str(&f->cfg.store_mongo_uri, "localhost:27017");
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    print_message("mongo, bad URI: %d: %s\n", rc, err);
+    assert_int_equal(rc, STORE_EINVAL);
+    assert_non_null(strstr(err, "invalid MongoDB URI"));
+    /* no database name */
+    set_str(&f->cfg.store_mongo_uri, uri);
+    set_str(&f->cfg.store_mongo_database, "");
+    assert_int_equal(f->k->be->open(&f->cfg, &ctx, err, sizeof err), STORE_EINVAL);
+    assert_null(ctx);
+  }
+}
+
+/* ---- backend-specific ---- */
+
+static void test_sqlite_schema(void **state) {
+  struct fx *f = fixture(state);
+  sqlite3 *db = sqlite_side_connection(f);
+  sqlite3_stmt *s;
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(s, 0), "wal");
+  sqlite3_finalize(s);
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(s, 0), 1);
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  /* A file from a newer parleyd is refused, not misread. */
+  close_ctxs(f);
+  sqlite_exec(f, "PRAGMA user_version = 99");
+  void *ctx = NULL;
+  err[0] = '\0';
+  assert_int_equal(f->k->be->open(&f->cfg, &ctx, err, sizeof err), STORE_ECORRUPT);
+  assert_null(ctx);
+  assert_non_null(strstr(err, "schema version 99"));
+  sqlite_exec(f, "PRAGMA user_version = 1");
+  /* synchronous = FULL opens too; an absolute store path is used as it is. */
+  f->cfg.store_sqlite_synchronous = 1;
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/abs/other.db", f->tmpdir);
+  set_str(&f->cfg.store_sqlite_path, path);
+  reopen(f);
+  assert_int_equal(append1(f, "x", "u", "c", 1), 1);
+  assert_int_equal(access(path, F_OK), 0);
+}
+
+static void test_glob(void **state) {
+  assert_true(store_glob_match("*", ""));
+  assert_true(store_glob_match("*", "anything"));
+  assert_true(store_glob_match("", ""));
+  assert_false(store_glob_match("", "a"));
+  assert_true(store_glob_match("room-*", "room-1"));
+  assert_true(store_glob_match("room-*", "room-"));
+  assert_false(store_glob_match("room-*", "room"));
+  assert_false(store_glob_match("room-*", "xroom-1"));
+  assert_true(store_glob_match("*-log", "a-b-log"));
+  assert_false(store_glob_match("*-log", "a-log-b"));
+  assert_true(store_glob_match("a*b*c", "aXXbYYc"));
+  assert_true(store_glob_match("a*b*c", "abbbc"));
+  assert_false(store_glob_match("a*b*c", "acb"));
+  assert_true(store_glob_match("r?", "r1"));
+  assert_false(store_glob_match("r?", "r"));
+  assert_false(store_glob_match("r?", "r12"));
+  assert_true(store_glob_match("**a", "a"));
+  assert_true(store_glob_match("exact", "exact"));
+  assert_false(store_glob_match("exact", "exac"));
+  assert_false(store_glob_match(NULL, "x"));
+  /* no exponential blow-up */
+  char s[4097];
+  memset(s, 'a', 4096);
+  s[4096] = '\0';
+  assert_false(store_glob_match("*a*a*a*a*a*a*a*a*b", s));
+}
+
+static void test_msg_helpers(void **state) {
+  struct store_append a = item("r", "u", "c", 7);
+  a.msg.seq = 3;
+  struct store_msg copy;
+  assert_int_equal(store_msg_copy(&copy, &a.msg), STORE_OK);
+  assert_ptr_not_equal(copy.room, a.msg.room);
+  assert_string_equal(copy.body, a.msg.body);
+  assert_int_equal(copy.seq, 3);
+  assert_int_equal(copy.ts, 7);
+  struct store_msg_list l = {0};
+  for (int i = 0; i < 40; i++) {
+    struct store_msg m;
+    assert_int_equal(store_msg_copy(&m, &copy), STORE_OK);
+    m.seq = (uint64_t)i;
+    assert_int_equal(store_msg_list_push(&l, &m), STORE_OK);
+    assert_null(m.room); /* ownership moved */
+  }
+  assert_int_equal(l.n, 40);
+  assert_int_equal(l.v[39].seq, 39);
+  store_msg_list_free(&l);
+  assert_int_equal(l.n, 0);
+  store_msg_clear(&copy);
+  assert_null(copy.room);
+  struct store_msg empty = {0}, ecopy;
+  assert_int_equal(store_msg_copy(&ecopy, &empty), STORE_OK); /* NULL fields stay NULL */
+  assert_null(ecopy.body);
+  free_items(&a, 1);
+}
+
+#define STORE_TESTS(X, setup)                                                                                  \
+  X(test_append_assigns_seq_per_room, setup)                                                                   \
+  X(test_batch_across_rooms, setup)                                                                            \
+  X(test_fields_round_trip, setup)                                                                             \
+  X(test_dedupe, setup)                                                                                        \
+  X(test_invalid_items, setup)                                                                                 \
+  X(test_read_ranges, setup)                                                                                   \
+  X(test_persistence, setup)                                                                                   \
+  X(test_last_seen, setup)                                                                                     \
+  X(test_retain_by_count, setup)                                                                               \
+  X(test_retain_by_age, setup)                                                                                 \
+  X(test_writer_and_reader, setup)                                                                             \
+  X(test_large_batch, setup)                                                                                   \
+  X(test_write_failure_leaves_nothing, setup)                                                                  \
+  X(test_open_errors, setup)
+
+#define TEST(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, teardown),
+
+int main(void) {
+  const struct CMUnitTest common[] = {
+      cmocka_unit_test(test_glob),
+      cmocka_unit_test(test_msg_helpers),
+  };
+  const struct CMUnitTest sqlite_tests[] = {
+      STORE_TESTS(TEST, setup_sqlite) TEST(test_sqlite_schema, setup_sqlite)};
+  const struct CMUnitTest mongo_tests[] = {STORE_TESTS(TEST, setup_mongo)};
+  if (!mongo_uri())
+    fprintf(stderr, "test_store: PARLEY_TEST_MONGO_URI is not set: the mongo tests are SKIPPED (run tools/test, "
+                    "or start tests/support/mongo-server and export the URI it prints)\n");
+  mongoc_init(); /* for the test's own client (mongo_cleanup); the backend calls it too */
+  int failed = cmocka_run_group_tests_name("store_common", common, NULL, NULL);
+  failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
+  failed += cmocka_run_group_tests_name("store_mongo", mongo_tests, NULL, NULL);
+  return failed ? 1 : 0;
+}
