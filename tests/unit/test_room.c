@@ -1,11 +1,13 @@
 /* Unit tests: room membership (per-user first/last), swap-removal bookkeeping, release rules, and the
  * in-memory ring that serves recent history and replays. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the four headers above first */
+#include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/ring.h"
