@@ -5,6 +5,7 @@
  * write. */
 #include "config.h"
 
+#include "parley/plugin.h"
 #include "util/log.h"
 
 #include <dirent.h>
@@ -24,14 +25,14 @@
 #define MIN  (SEC * 60)
 #define HOUR (MIN * 60)
 
-enum ktype { KT_BOOL, KT_INT, KT_SIZE, KT_DURATION, KT_STRING, KT_ENUM };
+enum ktype { KT_BOOL, KT_INT, KT_SIZE, KT_DURATION, KT_STRING, KT_ENUM, KT_RATE };
 
 struct key {
   const char *name;
   enum ktype type;
   size_t off;                 /* offsetof(struct config, field) */
   const char *def;            /* default, as conf-file text (unquoted) */
-  int64_t min, max;           /* inclusive, in stored units (bytes, ms); KT_INT/SIZE/DURATION only */
+  int64_t min, max;           /* inclusive, in stored units (bytes, ms); KT_INT/SIZE/DURATION; KT_RATE: n */
   const char *const *choices; /* KT_ENUM: NULL-terminated; the stored value is the index */
   bool reload;                /* SIGHUP applies it live; otherwise a change needs a restart */
   const char *desc;           /* one line for docs/configuration.md */
@@ -42,6 +43,7 @@ union value {
   bool b;
   int64_t i;
   char *s; /* owned */
+  struct config_rate r;
 };
 
 /* offsetof that also fails to compile when the field's type does not match the key's type. */
@@ -60,6 +62,10 @@ union value {
   { n, KT_STRING, FIELD(char *, m), d, 0, 0, NULL, r, doc }
 #define KEY_ENUM(n, m, d, ch, r, doc)                                                                        \
   { n, KT_ENUM, FIELD(int64_t, m), d, 0, 0, ch, r, doc }
+#define KEY_RATE(n, m, d, r, doc)                                                                            \
+  { n, KT_RATE, FIELD(struct config_rate, m), d, 0, RATE_MAX, NULL, r, doc }
+#define RATE_MAX       1000000  /* events per period */
+#define RATE_BURST_MAX 10000000
 
 #define LIVE    true
 #define RESTART false
@@ -71,6 +77,13 @@ _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 
 
 static const char *const store_backends[] = {"sqlite", "mongo", NULL};
 static const char *const sqlite_sync[] = {"normal", "full", NULL};
+/* Same order as enum room_access and enum config_jwt_alg. */
+static const char *const room_access_names[] = {"public", "readonly", "members", "private", NULL};
+static const char *const jwt_alg_names[] = {"HS256", "HS384", "HS512", "RS256", "RS384",
+                                            "RS512", "ES256", "ES384", NULL};
+static const char *const fail_policies[] = {"open", "closed", NULL};
+_Static_assert(PARLEY_HOOK_OFFLINE == 7 && PARLEY_HOOK__COUNT == 8,
+               "hooks.<point>.fail rows must follow enum parley_hook_point");
 
 static const struct key keys[] = {
     KEY_STRING("server.host", server_host, "127.0.0.1", RESTART,
@@ -90,7 +103,24 @@ static const struct key keys[] = {
              "`auth_required`."),
     KEY_STRING(
         "auth.jwt_secret", auth_jwt_secret, "", LIVE,
-        "HS256 secret that verifies `hello` tokens; empty means every token fails with `auth_failed`."),
+        "HS256 secret that verifies `hello` tokens without a `kid` header (the default key, unless "
+        "`auth.default_kid` is set); empty: no such key. Other keys: `auth.keys.<kid>.*` below."),
+    KEY_STRING("auth.default_kid", auth_default_kid, "", LIVE,
+               "The `auth.keys.<kid>` entry that verifies tokens without a `kid` header; empty: "
+               "`auth.jwt_secret` does. Setting both is an error."),
+    KEY_DURATION("auth.leeway", auth_leeway, "30s", 0, 10 * MIN, LIVE,
+                 "Clock skew tolerated when checking a token's `exp`, `nbf` and `iat`."),
+    KEY_STRING("auth.audience", auth_audience, "", LIVE,
+               "When set, a token's `aud` (a string or an array of strings) must contain this value."),
+    KEY_STRING("auth.issuer", auth_issuer, "", LIVE, "When set, a token's `iss` must equal this value."),
+    KEY_STRING("auth.guest_rooms", auth_guest_rooms, "*:rw", LIVE,
+               "Most a guest may do, as `pattern:rights` items separated by commas (rights: `r`, `w`); "
+               "guests never get more than a room's access level gives everyone, and no `dm:` rooms."),
+    KEY_BOOL("auth.dev_login", auth_dev_login, "false", LIVE,
+             "DEVELOPMENT ONLY: an HTTP endpoint that hands out a token for any user name. Never enable "
+             "it on a server others can reach."),
+    KEY_DURATION("auth.token_ttl", auth_token_ttl, "1h", 1 * SEC, 365 * 24 * HOUR, LIVE,
+                 "Lifetime of tokens minted by the development login and by `parleyd token` without `--ttl`."),
     KEY_SIZE("limits.max_frame", limits_max_frame, "64KiB", 256, 16 * MIB, RESTART,
              "Largest WebSocket frame a client may send; a larger one closes the connection with `1009`."),
     KEY_SIZE("limits.max_body", limits_max_body, "16KiB", 16, 16 * MIB, LIVE,
@@ -108,6 +138,20 @@ static const struct key keys[] = {
     KEY_SIZE("limits.out_queue_bytes", limits_out_queue_bytes, "1MiB", 4 * KIB, 1 * GIB, LIVE,
              "Outbound bytes queued for one slow client; past it ephemeral events are dropped, then the "
              "connection is closed with `4008`."),
+    KEY_INT("limits.max_connections_per_ip", limits_max_connections_per_ip, "200", 0, 1000000, LIVE,
+            "Concurrent WebSocket connections from one client IP (`0`: no cap); further handshakes get "
+            "HTTP 503."),
+    KEY_DURATION("limits.handshake_timeout", limits_handshake_timeout, "10s", 100, 10 * MIN, RESTART,
+                 "Time a new TCP connection has to complete its TLS and HTTP/WebSocket handshake."),
+    KEY_SIZE("limits.max_header_size", limits_max_header_size, "4KiB", 1 * KIB, 64 * KIB, RESTART,
+             "Largest HTTP request header block accepted; a larger one is refused."),
+    KEY_STRING("tls.cert", tls_cert, "", RESTART,
+               "PEM certificate chain for TLS (`wss://`, `https://`); empty: plain TCP. Needs `tls.key`."),
+    KEY_STRING("tls.key", tls_key, "", RESTART, "PEM private key of `tls.cert`."),
+    KEY_STRING("server.origins", server_origins, "", LIVE,
+               "Allowed `Origin` header values of WebSocket handshakes, separated by commas (e.g. "
+               "`https://chat.example.com`); `*` or empty: any. A handshake from another origin gets HTTP "
+               "403; clients that send no `Origin` (non-browsers) are not affected."),
     KEY_ENUM("store.backend", store_backend, "sqlite", store_backends, RESTART,
              "Where messages are stored: `sqlite` (embedded file under `server.data_dir`) or `mongo` "
              "(`store.mongo.uri`)."),
@@ -132,6 +176,54 @@ static const struct key keys[] = {
         "Most messages replayed by a `join` with `since`; beyond it the reply says recovery was partial."),
     KEY_DURATION("history.retention_interval", history_retention_interval, "1m", 1 * SEC, 24 * HOUR, LIVE,
                  "How often retention (`rooms.<pattern>.max_age` / `max_count`) deletes old messages."),
+    KEY_DURATION("session.resume_ttl", session_resume_ttl, "15s", 0, 24 * HOUR, LIVE,
+                 "How long a dropped connection's session waits to be resumed; the user stays online (no "
+                 "leave/offline) meanwhile. `0`: no grace."),
+    KEY_DURATION("typing.ttl", typing_ttl, "6s", 500, 5 * MIN, LIVE,
+                 "A typing indicator expires this long after the client's last `typing` refresh."),
+    KEY_DURATION("typing.interval", typing_interval, "250ms", 0, 10 * SEC, LIVE,
+                 "Typing changes of a room are batched into at most one `typing` event per interval."),
+    KEY_RATE("rate.send", rate_send, "20/s burst 40", LIVE,
+             "`send` per connection; over it: error `rate_limited` with `retry_after`."),
+    KEY_RATE("rate.send_user", rate_send_user, "40/s burst 80", LIVE,
+             "`send` per user, over all of the user's connections."),
+    KEY_RATE("rate.send_ip", rate_send_ip, "100/s burst 200", LIVE, "`send` per client IP, over all users."),
+    KEY_RATE("rate.join", rate_join, "10/s burst 100", LIVE,
+             "`join` per connection (the burst lets a reconnecting client rejoin its rooms at once)."),
+    KEY_RATE("rate.typing", rate_typing, "5/s burst 10", LIVE, "`typing` per connection."),
+    KEY_RATE("rate.connect_ip", rate_connect_ip, "20/s burst 100", LIVE,
+             "WebSocket handshakes per client IP; over it: HTTP 429."),
+    KEY_INT("rate.strikes", rate_strikes, "20", 0, 1000000, LIVE,
+            "Rejections (`rate_limited`) within `rate.strikes_window` after which the connection is closed "
+            "with `4029` (`0`: never)."),
+    KEY_DURATION("rate.strikes_window", rate_strikes_window, "10s", 1 * SEC, 1 * HOUR, LIVE,
+                 "Window of `rate.strikes`."),
+    KEY_ENUM("hooks.on_connect.fail", hooks_fail[0], "open", fail_policies, LIVE,
+             "When an `on_connect` handler fails or overruns its budget: `open` skips it, `closed` refuses."),
+    KEY_ENUM("hooks.on_auth.fail", hooks_fail[1], "closed", fail_policies, LIVE,
+             "When an `on_auth` handler fails or overruns its budget: `closed` refuses the `hello`, `open` "
+             "skips the handler."),
+    KEY_ENUM("hooks.on_join.fail", hooks_fail[2], "open", fail_policies, LIVE,
+             "When an `on_join` handler fails or overruns its budget: `open` skips it, `closed` refuses."),
+    KEY_ENUM("hooks.on_message.fail", hooks_fail[3], "open", fail_policies, LIVE,
+             "When an `on_message` handler fails or overruns its budget: `open` skips it, `closed` refuses "
+             "the send."),
+    KEY_ENUM("hooks.on_typing.fail", hooks_fail[4], "open", fail_policies, LIVE,
+             "When an `on_typing` handler fails or overruns its budget: `open` skips it, `closed` drops the "
+             "typing update."),
+    KEY_ENUM("hooks.on_leave.fail", hooks_fail[5], "open", fail_policies, LIVE,
+             "`on_leave` is a notification: a failing handler is skipped either way (accepted for symmetry)."),
+    KEY_ENUM("hooks.on_disconnect.fail", hooks_fail[6], "open", fail_policies, LIVE,
+             "`on_disconnect` is a notification: a failing handler is skipped either way."),
+    KEY_ENUM("hooks.on_offline.fail", hooks_fail[7], "open", fail_policies, LIVE,
+             "`on_offline` is a notification: a failing handler is skipped either way."),
+    KEY_INT("hooks.lua.instructions", hooks_lua_instructions, "1000000", 1000, 1000000000, LIVE,
+            "Lua VM instructions one handler or timer call may run before it is stopped (a budget kill)."),
+    KEY_SIZE("hooks.lua.memory", hooks_lua_memory, "16MiB", 256 * KIB, 1 * GIB, LIVE,
+             "Memory cap of each Lua script's state; an allocation beyond it fails inside the script."),
+    KEY_STRING("hooks.admin_key", hooks_admin_key, "", LIVE,
+               "Bearer key for `POST /api/admin/reload` (reload scripts, plugins and config); empty disables "
+               "the endpoint."),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -147,8 +239,27 @@ static const struct key room_keys[] = {
      "Retention: delete messages older than this (`0`: keep). A room's newest message is always kept."},
     {"max_count", KT_INT, RFIELD(int64_t, max_count), "0", 0, INT64_MAX, NULL, LIVE,
      "Retention: keep at most this many newest messages per room (`0`: keep all)."},
+    {"access", KT_ENUM, RFIELD(int64_t, access), "public", 0, 0, room_access_names, LIVE,
+     "Who may read, write and see presence, with the token's `rooms` grants: `public`, `readonly`, "
+     "`members` or `private` (docs/security.md). `dm:<a>:<b>` rooms ignore it."},
 };
 #define NROOMKEYS (sizeof room_keys / sizeof room_keys[0])
+
+/* Signing keys: `auth.keys.<kid>.<name>`; offsets into struct auth_key. */
+#define AFIELD(ctype, member)                                                                                \
+  (offsetof(struct auth_key, member) + 0 * sizeof((ctype *){0} = &((struct auth_key *)0)->member))
+static const struct key auth_key_keys[] = {
+    {"alg", KT_ENUM, AFIELD(int64_t, alg), "HS256", 0, 0, jwt_alg_names, LIVE,
+     "The only algorithm accepted with this key: `HS256`, `HS384`, `HS512` (`secret`), `RS256`, `RS384`, "
+     "`RS512`, `ES256`, `ES384` (`public_key`)."},
+    {"secret", KT_STRING, AFIELD(char *, secret), "", 0, 0, NULL, LIVE,
+     "Shared secret of an `HS*` key (at least 32 random bytes recommended)."},
+    {"public_key", KT_STRING, AFIELD(char *, public_key), "", 0, 0, NULL, LIVE,
+     "PEM public key file of an `RS*`/`ES*` key; it verifies tokens."},
+    {"private_key", KT_STRING, AFIELD(char *, private_key), "", 0, 0, NULL, LIVE,
+     "PEM private key file of an `RS*`/`ES*` key, only needed to mint tokens (`parleyd token`)."},
+};
+#define NAUTHKEYKEYS (sizeof auth_key_keys / sizeof auth_key_keys[0])
 
 /* ---- small helpers ---- */
 
@@ -255,8 +366,44 @@ static const char *type_name(const struct key *k) {
     return "string";
   case KT_ENUM:
     return "enum";
+  case KT_RATE:
+    return "rate";
   }
   return "?";
+}
+
+/* A rate: "off" | N "/" ("s" | "m" | "h") [ "burst" B ]; without burst B = N. */
+static int parse_rate(const char *s, const struct key *k, struct config_rate *out) {
+  static const struct unit per[] = {{"s", SEC}, {"m", MIN}, {"h", HOUR}, {NULL, 0}};
+  if (!strcasecmp(s, "off") || !strcmp(s, "0")) {
+    *out = (struct config_rate){0, SEC, 0};
+    return 0;
+  }
+  int64_t n, burst;
+  int rc = parse_digits(&s, &n);
+  if (rc) return rc;
+  while (is_space(*s)) s++;
+  if (*s++ != '/') return -EINVAL;
+  while (is_space(*s)) s++;
+  size_t ul = 0;
+  while (s[ul] && !is_space(s[ul])) ul++;
+  const struct unit *u = per;
+  while (u->suffix && (strlen(u->suffix) != ul || strncasecmp(s, u->suffix, ul))) u++;
+  if (!u->suffix) return -EINVAL;
+  s += ul;
+  while (is_space(*s)) s++;
+  burst = n;
+  if (*s) {
+    if (strncasecmp(s, "burst", 5) || !is_space(s[5])) return -EINVAL;
+    s += 5;
+    while (is_space(*s)) s++;
+    if ((rc = parse_digits(&s, &burst))) return rc;
+    if (*s) return -EINVAL;
+  }
+  if (n == 0) burst = 0;
+  if (n < k->min || n > k->max || (n && (burst < 1 || burst > RATE_BURST_MAX))) return -ERANGE;
+  *out = (struct config_rate){n, u->mult, burst};
+  return 0;
 }
 
 /* Parse `text` (already unquoted) for key k. On error writes "KEY: message" after `where`. */
@@ -307,6 +454,15 @@ static int parse_value(const struct key *k, const char *text, union value *out, 
   case KT_DURATION:
     rc = parse_scaled(text, duration_units, &out->i);
     break;
+  case KT_RATE:
+    rc = parse_rate(text, k, &out->r);
+    if (rc == -EINVAL)
+      seterr(err, errlen, where, "%s: '%s' is not a rate (use e.g. 20/s, 600/m burst 20 or off)", k->name,
+             text);
+    else if (rc)
+      seterr(err, errlen, where, "%s: '%s' is out of range (rate 0..%d per period, burst 1..%d)", k->name,
+             text, RATE_MAX, RATE_BURST_MAX);
+    return rc;
   }
   if (rc == -EINVAL) {
     const char *hint = k->type == KT_INT    ? "a whole number, e.g. 100"
@@ -337,6 +493,9 @@ static void store_at(void *p, const struct key *k, union value *v) {
     free(*(char **)p);
     *(char **)p = v->s;
     v->s = NULL;
+    break;
+  case KT_RATE:
+    *(struct config_rate *)p = v->r;
     break;
   default:
     *(int64_t *)p = v->i;
@@ -422,7 +581,7 @@ static int set_room_key(struct config *c, const char *key, const char *value, co
       break;
     }
   if (!k) {
-    seterr(err, errlen, where, "unknown room key '%s' (one of: history, max_age, max_count)", dot + 1);
+    seterr(err, errlen, where, "unknown room key '%s' (one of: history, max_age, max_count, access)", dot + 1);
     return -EINVAL;
   }
   union value v;
@@ -456,6 +615,239 @@ static void free_rooms(struct config *c) {
   free(c->rooms);
   c->rooms = NULL;
   c->nrooms = 0;
+}
+
+/* ---- auth.keys.<kid>.<name> ---- */
+
+static void free_auth_key(struct auth_key *a) {
+  free(a->kid);
+  for (size_t i = 0; i < NAUTHKEYKEYS; i++)
+    if (auth_key_keys[i].type == KT_STRING) free(*(char **)((char *)a + auth_key_keys[i].off));
+}
+
+static void free_auth_keys(struct config *c) {
+  for (size_t i = 0; i < c->nauth_keys; i++) free_auth_key(&c->auth_keys[i]);
+  free(c->auth_keys);
+  c->auth_keys = NULL;
+  c->nauth_keys = 0;
+}
+
+/* Like set_room_key; the kid is everything between the prefix and the last '.'. */
+static int set_auth_key(struct config *c, const char *key, const char *value, const char *where, char *err,
+                        size_t errlen) {
+  const char *kid = key + strlen("auth.keys.");
+  const char *dot = strrchr(kid, '.');
+  if (!dot || dot == kid || !dot[1]) {
+    seterr(err, errlen, where, "'%s': keys are written auth.keys.<kid>.<name>", key);
+    return -EINVAL;
+  }
+  size_t ki = 0;
+  while (ki < NAUTHKEYKEYS && strcmp(auth_key_keys[ki].name, dot + 1)) ki++;
+  if (ki == NAUTHKEYKEYS) {
+    seterr(err, errlen, where, "unknown key setting '%s' (one of: alg, secret, public_key, private_key)",
+           dot + 1);
+    return -EINVAL;
+  }
+  const struct key *k = &auth_key_keys[ki];
+  union value v;
+  int rc = parse_value(k, value, &v, where, err, errlen);
+  if (rc) return rc;
+  size_t klen = (size_t)(dot - kid);
+  struct auth_key *a = NULL;
+  for (size_t i = 0; i < c->nauth_keys; i++)
+    if (strlen(c->auth_keys[i].kid) == klen && !strncmp(c->auth_keys[i].kid, kid, klen)) a = &c->auth_keys[i];
+  if (!a) {
+    struct auth_key *as = realloc(c->auth_keys, (c->nauth_keys + 1) * sizeof *as);
+    if (!as) goto nomem;
+    c->auth_keys = as;
+    a = &as[c->nauth_keys];
+    memset(a, 0, sizeof *a);
+    if (!(a->kid = strndup(kid, klen))) goto nomem;
+    for (size_t i = 0; i < NAUTHKEYKEYS; i++) { /* defaults for the unset fields; only strdup can fail */
+      union value d;
+      if (parse_value(&auth_key_keys[i], auth_key_keys[i].def, &d, NULL, NULL, 0)) goto nomem;
+      store_at((char *)a + auth_key_keys[i].off, &auth_key_keys[i], &d);
+    }
+    c->nauth_keys++;
+  }
+  store_at((char *)a + k->off, k, &v);
+  a->set |= 1u << ki;
+  return 0;
+nomem:
+  if (a) {
+    free_auth_key(a);
+    memset(a, 0, sizeof *a);
+  }
+  if (k->type == KT_STRING) free(v.s);
+  seterr(err, errlen, where, "out of memory");
+  return -ENOMEM;
+}
+
+static int copy_auth_keys(struct config *dst, const struct config *src) {
+  struct auth_key *as = src->nauth_keys ? calloc(src->nauth_keys, sizeof *as) : NULL;
+  if (src->nauth_keys && !as) return -ENOMEM;
+  bool ok = true;
+  for (size_t i = 0; i < src->nauth_keys; i++) {
+    as[i] = src->auth_keys[i];
+    ok = (as[i].kid = strdup(src->auth_keys[i].kid)) && ok;
+    for (size_t j = 0; j < NAUTHKEYKEYS; j++) {
+      if (auth_key_keys[j].type != KT_STRING) continue;
+      char **f = (char **)((char *)&as[i] + auth_key_keys[j].off);
+      ok = (*f = strdup(*f ? *f : "")) && ok;
+    }
+  }
+  if (!ok) {
+    for (size_t i = 0; i < src->nauth_keys; i++) free_auth_key(&as[i]);
+    free(as);
+    return -ENOMEM;
+  }
+  free_auth_keys(dst);
+  dst->auth_keys = as;
+  dst->nauth_keys = src->nauth_keys;
+  return 0;
+}
+
+const struct auth_key *config_auth_key(const struct config *c, const char *kid) {
+  for (size_t i = 0; i < c->nauth_keys; i++)
+    if (!strcmp(c->auth_keys[i].kid, kid)) return &c->auth_keys[i];
+  return NULL;
+}
+
+/* ---- scripts.<name>.<key> and plugins.<name>.<key> ---- */
+
+static bool is_ext_key(const char *key) { return !strncmp(key, "scripts.", 8) || !strncmp(key, "plugins.", 8); }
+
+static void free_ext(struct ext_section *e) {
+  free(e->name);
+  free(e->path);
+  for (size_t i = 0; i < e->nopts; i++) {
+    free(e->opts[i].key);
+    free(e->opts[i].value);
+    free(e->opts[i].where);
+  }
+  free(e->opts);
+}
+
+static void free_exts(struct config *c) {
+  for (size_t i = 0; i < c->nexts; i++) free_ext(&c->exts[i]);
+  free(c->exts);
+  c->exts = NULL;
+  c->nexts = 0;
+}
+
+const struct ext_section *config_ext(const struct config *c, bool plugin, const char *name) {
+  for (size_t i = 0; i < c->nexts; i++)
+    if (c->exts[i].plugin == plugin && !strcmp(c->exts[i].name, name)) return &c->exts[i];
+  return NULL;
+}
+
+const struct ext_opt *config_ext_opt(const struct ext_section *e, const char *key) {
+  for (size_t i = 0; e && i < e->nopts; i++)
+    if (!strcmp(e->opts[i].key, key)) return &e->opts[i];
+  return NULL;
+}
+
+static int set_ext_key(struct config *c, const char *key, const char *value, const char *where, char *err,
+                       size_t errlen) {
+  bool plugin = key[0] == 'p';
+  const char *name = key + 8, *dot = strchr(name, '.');
+  if (!dot || dot == name || !dot[1]) {
+    seterr(err, errlen, where, "'%s': write %s.<name>.<key>", key, plugin ? "plugins" : "scripts");
+    return -EINVAL;
+  }
+  for (const char *p = name; p < dot; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
+          *p == '-')) {
+      seterr(err, errlen, where, "'%s': a %s name is letters, digits, '_' and '-'", key,
+             plugin ? "plugin" : "script");
+      return -EINVAL;
+    }
+  const char *sub = dot + 1;
+  int64_t prio = 0;
+  if (!strcmp(sub, "priority")) {
+    if (parse_int(value, &prio) || prio < -1000000 || prio > 1000000) {
+      seterr(err, errlen, where, "%s: '%s' is not an integer in -1000000..1000000", key, value);
+      return -ERANGE;
+    }
+  }
+  size_t nlen = (size_t)(dot - name);
+  struct ext_section *e = NULL;
+  for (size_t i = 0; i < c->nexts; i++)
+    if (c->exts[i].plugin == plugin && strlen(c->exts[i].name) == nlen && !strncmp(c->exts[i].name, name, nlen))
+      e = &c->exts[i];
+  if (!e) {
+    struct ext_section *es = realloc(c->exts, (c->nexts + 1) * sizeof *es);
+    if (!es) return -ENOMEM;
+    c->exts = es;
+    e = &es[c->nexts];
+    memset(e, 0, sizeof *e);
+    e->plugin = plugin;
+    if (!(e->name = strndup(name, nlen)) || !(e->path = strdup(""))) {
+      free(e->name);
+      return -ENOMEM;
+    }
+    c->nexts++;
+  }
+  if (!strcmp(sub, "priority")) {
+    e->priority = prio;
+    return 0;
+  }
+  char *v = strdup(value);
+  if (!v) return -ENOMEM;
+  if (!strcmp(sub, "path")) {
+    free(e->path);
+    e->path = v;
+    return 0;
+  }
+  struct ext_opt *o = (struct ext_opt *)config_ext_opt(e, sub);
+  char *w = strdup(where ? where : "");
+  if (!w) {
+    free(v);
+    return -ENOMEM;
+  }
+  if (!o) {
+    char *k = strdup(sub);
+    struct ext_opt *os = k ? realloc(e->opts, (e->nopts + 1) * sizeof *os) : NULL;
+    if (!os) {
+      free(k);
+      free(v);
+      free(w);
+      return -ENOMEM;
+    }
+    e->opts = os;
+    o = &os[e->nopts++];
+    o->key = k;
+  } else {
+    free(o->value);
+    free(o->where);
+  }
+  o->value = v;
+  o->where = w;
+  return 0;
+}
+
+static int copy_exts(struct config *dst, const struct config *src) {
+  struct config tmp = {0};
+  for (size_t i = 0; i < src->nexts; i++) {
+    const struct ext_section *e = &src->exts[i];
+    char key[512];
+    const char *pre = e->plugin ? "plugins" : "scripts";
+    snprintf(key, sizeof key, "%s.%s.path", pre, e->name);
+    int rc = set_ext_key(&tmp, key, e->path, NULL, NULL, 0);
+    if (!rc) tmp.exts[tmp.nexts - 1].priority = e->priority;
+    for (size_t j = 0; !rc && j < e->nopts; j++) {
+      snprintf(key, sizeof key, "%s.%s.%s", pre, e->name, e->opts[j].key);
+      rc = set_ext_key(&tmp, key, e->opts[j].value, e->opts[j].where, NULL, 0);
+    }
+    if (rc) {
+      free_exts(&tmp);
+      return rc;
+    }
+  }
+  free_exts(dst);
+  dst->exts = tmp.exts;
+  dst->nexts = tmp.nexts;
+  return 0;
 }
 
 bool config_glob_match(const char *p, const char *s) {
@@ -502,9 +894,16 @@ int64_t config_room_max_count(const struct config *c, const char *room) {
   return r ? r->max_count : 0;
 }
 
+int64_t config_room_access(const struct config *c, const char *room) {
+  const struct room_rule *r = config_room_rule(c, room, "access");
+  return r ? r->access : ROOM_PUBLIC;
+}
+
 int config_set(struct config *c, const char *key, const char *value, const char *where, char *err,
                size_t errlen) {
   if (!strncmp(key, "rooms.", 6)) return set_room_key(c, key, value, where, err, errlen);
+  if (!strncmp(key, "auth.keys.", 10)) return set_auth_key(c, key, value, where, err, errlen);
+  if (is_ext_key(key)) return set_ext_key(c, key, value, where, err, errlen);
   const struct key *k = lookup(key);
   if (!k) return unknown_key(key, where, err, errlen);
   return set_key(c, k, value, where, err, errlen);
@@ -529,6 +928,8 @@ int config_defaults(struct config *c) {
 void config_free(struct config *c) {
   free(c->base_dir);
   free_rooms(c);
+  free_exts(c);
+  free_auth_keys(c);
   for (size_t i = 0; i < NKEYS; i++)
     if (keys[i].type == KT_STRING) free(*(char **)field(c, &keys[i]));
   memset(c, 0, sizeof *c);
@@ -586,7 +987,7 @@ static int parse_line(struct config *c, char *line, const char *where, char *err
     seterr(err, errlen, where, "empty key before '='");
     return -EINVAL;
   }
-  bool room = !strncmp(line, "rooms.", 6);
+  bool room = !strncmp(line, "rooms.", 6) || is_ext_key(line) || !strncmp(line, "auth.keys.", 10);
   const struct key *k = room ? NULL : lookup(line);
   if (!k && !room) return unknown_key(line, where, err, errlen);
   const char *kname = line;
@@ -759,6 +1160,8 @@ static bool same_value(const struct key *k, const struct config *a, const struct
     const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
     return sa == sb || (sa && sb && !strcmp(sa, sb));
   }
+  case KT_RATE:
+    return !memcmp(pa, pb, sizeof(struct config_rate));
   default:
     return *(const int64_t *)pa == *(const int64_t *)pb;
   }
@@ -783,6 +1186,8 @@ static int copy_rooms(struct config *dst, const struct config *src) {
 
 void config_apply_reload(struct config *live, const struct config *fresh) {
   if (copy_rooms(live, fresh)) log_error("config: out of memory; keeping the old room rules");
+  if (copy_auth_keys(live, fresh)) log_error("config: out of memory; keeping the old auth.keys");
+  if (copy_exts(live, fresh)) log_error("config: out of memory; keeping the old scripts/plugins sections");
   for (size_t i = 0; i < NKEYS; i++) {
     const struct key *k = &keys[i];
     if (same_value(k, live, fresh)) continue;
@@ -802,6 +1207,8 @@ void config_apply_reload(struct config *live, const struct config *fresh) {
       *dst = dup;
     } else if (k->type == KT_BOOL) {
       *(bool *)field(live, k) = *(const bool *)field(fresh, k);
+    } else if (k->type == KT_RATE) {
+      *(struct config_rate *)field(live, k) = *(const struct config_rate *)field(fresh, k);
     } else {
       *(int64_t *)field(live, k) = *(const int64_t *)field(fresh, k);
     }
@@ -857,6 +1264,15 @@ static void write_value(FILE *f, const struct key *k, const void *p) {
   case KT_ENUM:
     fputs(k->choices[*(const int64_t *)p], f);
     break;
+  case KT_RATE: {
+    const struct config_rate *r = p;
+    if (!r->n)
+      fputs("off", f);
+    else
+      fprintf(f, "%" PRId64 "/%s burst %" PRId64, r->n, r->per_ms == HOUR ? "h" : r->per_ms == MIN ? "m" : "s",
+              r->burst);
+    break;
+  }
   default:
     format_number(k, *(const int64_t *)p, num, sizeof num);
     fputs(num, f);
@@ -876,6 +1292,25 @@ void config_dump(const struct config *c, FILE *f) {
         write_value(f, &room_keys[i], (const char *)&c->rooms[r] + room_keys[i].off);
         fputc('\n', f);
       }
+  for (size_t a = 0; a < c->nauth_keys; a++)
+    for (size_t i = 0; i < NAUTHKEYKEYS; i++)
+      if (c->auth_keys[a].set & (1u << i)) {
+        fprintf(f, "auth.keys.%s.%s = ", c->auth_keys[a].kid, auth_key_keys[i].name);
+        write_value(f, &auth_key_keys[i], (const char *)&c->auth_keys[a] + auth_key_keys[i].off);
+        fputc('\n', f);
+      }
+  for (size_t i = 0; i < c->nexts; i++) {
+    const struct ext_section *e = &c->exts[i];
+    const char *pre = e->plugin ? "plugins" : "scripts";
+    fprintf(f, "%s.%s.path = ", pre, e->name);
+    write_quoted(f, e->path);
+    fprintf(f, "\n%s.%s.priority = %" PRId64 "\n", pre, e->name, e->priority);
+    for (size_t j = 0; j < e->nopts; j++) {
+      fprintf(f, "%s.%s.%s = ", pre, e->name, e->opts[j].key);
+      write_quoted(f, e->opts[j].value);
+      fputc('\n', f);
+    }
+  }
 }
 
 /* Text for a Markdown table cell: '|' would end the cell. */
@@ -928,7 +1363,8 @@ void config_write_doc(FILE *f) {
     "start of a value or after a blank begins a comment). Strings may be double-quoted, with `\\\"`, `\\\\`,\n"
     "`\\n` and `\\t` escapes. Sizes are bytes, or take a suffix `B`, `KiB`, `MiB`, `GiB` (`k`, `m`, `g` and\n"
     "`kb`, `mb`, `gb` also mean powers of 1024); durations take `ms`, `s`, `m` or `h` (a bare number\n"
-    "means seconds); bools are `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`. Relative paths are\n"
+    "means seconds); bools are `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`; rates are `N/s`, `N/m`\n"
+    "or `N/h`, optionally followed by `burst B` (at most B at once; default N), or `off`. Relative paths are\n"
     "resolved against the parent of the conf directory. An unknown key or a bad value is an error\n"
     "reported as `file:line: message`; `parleyd --check` validates the configuration and exits. On SIGHUP\n"
     "the configuration is read again: keys marked *live* take effect at once, the others keep their value\n"
@@ -965,4 +1401,49 @@ void config_write_doc(FILE *f) {
     snprintf(name, sizeof name, "rooms.<pattern>.%s", room_keys[i].name);
     doc_row(f, &room_keys[i], name);
   }
+  fputs("\n## Token keys\n\n"
+        "Keys that verify `hello`/`refresh` tokens, several at once for rotation: `auth.keys.<kid>.<name> =\n"
+        "value`. A token is verified with the key named by its header's `kid`, and only with that key's\n"
+        "`alg`; a token without `kid` uses `auth.default_kid` (or, when that is empty, `auth.jwt_secret`\n"
+        "as HS256). Key files are read when the server starts and on SIGHUP. All are live.\n"
+        "See docs/security.md.\n\n"
+        "```\n"
+        "auth.keys.2025-01.alg = RS256\n"
+        "auth.keys.2025-01.public_key = keys/2025-01.pub.pem\n"
+        "auth.keys.legacy.alg = HS512\n"
+        "auth.keys.legacy.secret = \"...\"\n"
+        "```\n\n"
+        "| key | type | default | range | reload | description |\n"
+        "|-----|------|---------|-------|--------|-------------|\n",
+        f);
+  for (size_t i = 0; i < NAUTHKEYKEYS; i++) {
+    char name[64];
+    snprintf(name, sizeof name, "auth.keys.<kid>.%s", auth_key_keys[i].name);
+    doc_row(f, &auth_key_keys[i], name);
+  }
+  fputs("\n## Scripts and plugins\n\n"
+        "Lua scripts and C plugins are declared by sections (docs/hooks.md); all are live: SIGHUP (or\n"
+        "`POST /api/admin/reload`) loads new sections, reloads changed scripts and unloads removed ones. A\n"
+        "script that fails to load keeps its previous version running.\n\n"
+        "```\n"
+        "scripts.profanity.path = scripts/moderation/profanity.lua\n"
+        "scripts.profanity.priority = 10\n"
+        "scripts.profanity.words = \"darn heck\"\n"
+        "plugins.msgpolicy.path = build/plugins/msgpolicy/msgpolicy.so\n"
+        "plugins.msgpolicy.max_bytes = 2KiB\n"
+        "```\n\n"
+        "| key | type | default | range | reload | description |\n"
+        "|-----|------|---------|-------|--------|-------------|\n"
+        "| `scripts.<name>.path` | string | | | live | Lua script file; relative to the parent of the conf "
+        "directory. |\n"
+        "| `scripts.<name>.priority` | integer | `0` | -1000000..1000000 | live | Added to the priority of "
+        "each of the script's handlers (higher runs first). |\n"
+        "| `scripts.<name>.<option>` | text | | | live | Read by the script with `parley.option_string`, "
+        "`option_number` or `option_bool`; a bad value is logged and the default used. |\n"
+        "| `plugins.<name>.path` | string | | | live | Shared object of a C plugin (`.so`). |\n"
+        "| `plugins.<name>.priority` | integer | `0` | -1000000..1000000 | live | Added to the priority of "
+        "each of the plugin's handlers. |\n"
+        "| `plugins.<name>.<option>` | text | | | live | Read by the plugin with `config_get` / "
+        "`config_int`. |\n",
+        f);
 }

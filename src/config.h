@@ -32,6 +32,47 @@ struct room_rule {
   bool history;      /* rooms.P.history: store messages (default true) */
   int64_t max_age;   /* rooms.P.max_age: retention by age, ms (0: keep) */
   int64_t max_count; /* rooms.P.max_count: retention by count (0: keep) */
+  int64_t access;    /* rooms.P.access: enum room_access (default ROOM_PUBLIC) */
+};
+
+/* rooms.P.access (docs/security.md): who may read, write and see presence without a token grant. */
+enum room_access { ROOM_PUBLIC = 0, ROOM_READONLY, ROOM_MEMBERS, ROOM_PRIVATE };
+
+/* A JWT verification (and, optionally, signing) key: `auth.keys.<kid>.<key> = value`, selected by the token
+ * header's `kid` (src/auth/jwt.h checks that the fields fit the algorithm). */
+struct auth_key {
+  char *kid;         /* owned */
+  uint32_t set;      /* bit i: auth_key_keys[i] was assigned */
+  int64_t alg;       /* auth.keys.K.alg: enum config_jwt_alg */
+  char *secret;      /* auth.keys.K.secret: HS* shared secret ("" = none) */
+  char *public_key;  /* auth.keys.K.public_key: RS/ES PEM file ("" = none) */
+  char *private_key; /* auth.keys.K.private_key: RS/ES PEM file, only for minting ("" = none) */
+};
+/* Same order as the choices of auth.keys.K.alg. */
+enum config_jwt_alg { CJWT_HS256, CJWT_HS384, CJWT_HS512, CJWT_RS256, CJWT_RS384, CJWT_RS512, CJWT_ES256, CJWT_ES384 };
+
+/* A rate limit (`20/s burst 40`): n events per per_ms milliseconds, at most burst at once; n = 0: off. */
+struct config_rate {
+  int64_t n;
+  int64_t per_ms;
+  int64_t burst;
+};
+
+/* A script or plugin section: `scripts.<name>.<key>` / `plugins.<name>.<key>`. path and priority are typed;
+ * every other key is an option kept as raw text (with its file:line) for the script's typed getters or the
+ * plugin's config_get. Options are checked by their reader, not here. */
+struct ext_opt {
+  char *key;   /* owned, e.g. "words" */
+  char *value; /* owned, unquoted text */
+  char *where; /* owned, "file:line" of the assignment */
+};
+struct ext_section {
+  bool plugin;      /* plugins.* (else scripts.*) */
+  char *name;       /* owned */
+  char *path;       /* owned, as written ("" = unset); resolve with config_path */
+  int64_t priority; /* added to every handler's own priority */
+  struct ext_opt *opts; /* owned, in order of first assignment */
+  size_t nopts;
 };
 
 /* Strings are owned by the struct (config_free releases them). Durations are in milliseconds, sizes in
@@ -66,6 +107,45 @@ struct config {
   int64_t history_max_limit;          /* history.max_limit: messages per history reply */
   int64_t recovery_max_messages;      /* recovery.max_messages: replayed on join with since */
   int64_t history_retention_interval; /* history.retention_interval: how often retention runs (ms) */
+
+  /* sessions, presence, typing (docs/protocol.md) */
+  int64_t session_resume_ttl; /* session.resume_ttl: detached sessions and presence grace (ms) */
+  int64_t typing_ttl;         /* typing.ttl: a typing state expires without refresh (ms) */
+  int64_t typing_interval;    /* typing.interval: fan-out of typing changes is batched per room (ms) */
+
+  /* authentication, access, abuse limits, transport (docs/security.md) */
+  int64_t auth_leeway;           /* auth.leeway: clock skew allowed for exp/nbf/iat (ms) */
+  char *auth_audience;           /* auth.audience ("" = aud not checked) */
+  char *auth_issuer;             /* auth.issuer ("" = iss not checked) */
+  char *auth_guest_rooms;        /* auth.guest_rooms: "pattern:rights,..." cap for guests */
+  char *auth_default_kid;        /* auth.default_kid: key for tokens without kid ("" = auth.jwt_secret) */
+  bool auth_dev_login;           /* auth.dev_login: development login endpoint */
+  int64_t auth_token_ttl;        /* auth.token_ttl: lifetime of minted dev tokens (ms) */
+  struct config_rate rate_send;  /* rate.send: per connection */
+  struct config_rate rate_send_user;  /* rate.send_user: per user, all connections */
+  struct config_rate rate_send_ip;    /* rate.send_ip: per client IP */
+  struct config_rate rate_join;       /* rate.join: per connection */
+  struct config_rate rate_typing;     /* rate.typing: per connection */
+  struct config_rate rate_connect_ip; /* rate.connect_ip: WebSocket handshakes per client IP */
+  int64_t rate_strikes;               /* rate.strikes: rejections within rate.strikes_window before close */
+  int64_t rate_strikes_window;        /* rate.strikes_window (ms) */
+  int64_t limits_max_connections_per_ip; /* limits.max_connections_per_ip (0 = no cap) */
+  int64_t limits_handshake_timeout;      /* limits.handshake_timeout (ms) */
+  int64_t limits_max_header_size;        /* limits.max_header_size (bytes) */
+  char *tls_cert;                        /* tls.cert: PEM certificate chain ("" = no TLS) */
+  char *tls_key;                         /* tls.key: PEM private key */
+  char *server_origins;                  /* server.origins: allowed Origin values, comma list ("" = any) */
+
+  struct auth_key *auth_keys; /* owned, in order of first assignment */
+  size_t nauth_keys;
+
+  /* hooks (docs/hooks.md) */
+  int64_t hooks_fail[8];          /* hooks.<point>.fail: 0 open, 1 closed; enum parley_hook_point order */
+  int64_t hooks_lua_instructions; /* hooks.lua.instructions: budget per handler call */
+  int64_t hooks_lua_memory;       /* hooks.lua.memory: per script (bytes) */
+  char *hooks_admin_key;          /* hooks.admin_key: bearer key of POST /api/admin/reload ("" = off) */
+  struct ext_section *exts;       /* owned: scripts.* and plugins.* sections, in order of first mention */
+  size_t nexts;
 
   struct room_rule *rooms; /* owned, in order of first assignment */
   size_t nrooms;
@@ -103,8 +183,16 @@ const struct room_rule *config_room_rule(const struct config *c, const char *roo
 bool config_room_history(const struct config *c, const char *room);
 int64_t config_room_max_age(const struct config *c, const char *room);
 int64_t config_room_max_count(const struct config *c, const char *room);
+/* rooms.P.access for room name (enum room_access). */
+int64_t config_room_access(const struct config *c, const char *room);
+/* The auth.keys entry with this kid, or NULL. */
+const struct auth_key *config_auth_key(const struct config *c, const char *kid);
 /* Glob match ("*" any run, "?" one byte). */
 bool config_glob_match(const char *pattern, const char *s);
+
+/* The section named `name` (plugin or script), or NULL; and one of its options' raw text, or NULL. */
+const struct ext_section *config_ext(const struct config *c, bool plugin, const char *name);
+const struct ext_opt *config_ext_opt(const struct ext_section *e, const char *key);
 
 /* Resolve a path from the config against base_dir (absolute paths and "" are returned as they are);
  * returns a malloc'd string (caller frees), NULL on allocation failure. */

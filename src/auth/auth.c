@@ -1,67 +1,72 @@
+/* auth: hello and refresh on top of jwt.c. See auth.h. */
 #include "auth/auth.h"
 
-#include <jwt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/request.h"
+struct auth {
+  struct jwt_keyset *keys;
+};
 
-static enum perr verify(const struct config *cfg, const char *token, int64_t now, struct identity *out,
-                        const char **msg) {
-  const char *secret = cfg->auth_jwt_secret;
-  if (!secret || !*secret) {
-    *msg = "token authentication is not configured";
-    return PERR_AUTH_FAILED;
+int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen) {
+  *out = NULL;
+  struct grant *g;
+  size_t n;
+  int rc = grants_parse_list(cfg->auth_guest_rooms ? cfg->auth_guest_rooms : "", &g, &n);
+  if (rc == JWT_E_NOMEM) return -ENOMEM;
+  if (rc) {
+    snprintf(err, errlen, "auth.guest_rooms: '%s' is not a list of pattern:rights (rights r, w), e.g. *:rw",
+             cfg->auth_guest_rooms);
+    return -EINVAL;
   }
-  jwt_t *jwt = NULL;
-  /* libjwt checks the signature only; the algorithm is pinned below (no alg confusion, no "none"). */
-  if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) || !jwt) {
-    *msg = "token is malformed or its signature does not verify";
-    return PERR_AUTH_FAILED;
+  grants_free(g, n);
+  struct auth *a = calloc(1, sizeof *a);
+  if (!a) return -ENOMEM;
+  if ((rc = jwt_keyset_new(cfg, &a->keys, err, errlen))) {
+    free(a);
+    return rc;
   }
-  enum perr rc = PERR_AUTH_FAILED;
-  if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
-    *msg = "token algorithm must be HS256";
-    goto out;
-  }
-  long exp = jwt_get_grant_int(jwt, "exp");
-  if (exp > 0 && now >= exp) {
-    *msg = "token has expired";
-    goto out;
-  }
-  long nbf = jwt_get_grant_int(jwt, "nbf");
-  if (nbf > 0 && now < nbf) {
-    *msg = "token is not valid yet";
-    goto out;
-  }
-  const char *sub = jwt_get_grant(jwt, "sub");
-  if (!sub || !*sub || strlen(sub) > 128) {
-    *msg = "token has no valid 'sub' claim";
-    goto out;
-  }
-  const char *name = jwt_get_grant(jwt, "name");
-  if (!name || !*name) name = sub;
-  out->id = strdup(sub);
-  out->name = strndup(name, 128);
-  if (!out->id || !out->name) {
-    identity_free(out);
-    *msg = "out of memory";
-    rc = PERR_INTERNAL;
-    goto out;
-  }
-  rc = PERR_OK;
-out:
-  jwt_free(jwt);
-  return rc;
+  *out = a;
+  return 0;
 }
 
-enum perr auth_identify(const struct config *cfg, const char *token, uint64_t guest_no, int64_t now,
-                        struct identity *out, const char **msg) {
-  out->id = out->name = NULL;
-  if (token) return verify(cfg, token, now, out, msg);
+void auth_free(struct auth *a) {
+  if (!a) return;
+  jwt_keyset_free(a->keys);
+  free(a);
+}
+
+static enum perr verify(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                        struct jwt_claims *cl, char *msg, size_t msglen) {
+  struct jwt_check chk = {now, cfg->auth_leeway / 1000, cfg->auth_audience, cfg->auth_issuer};
+  int rc = jwt_verify(a ? a->keys : NULL, token, &chk, cl);
+  if (rc) {
+    snprintf(msg, msglen, "%s: %s", jwt_err_name(rc), jwt_err_text(rc));
+    return rc == JWT_E_NOMEM ? PERR_INTERNAL : PERR_AUTH_FAILED;
+  }
+  if (!strncmp(cl->sub, "guest-", 6)) {
+    snprintf(msg, msglen, "reserved_sub: user ids starting with guest- are reserved for guests");
+    jwt_claims_free(cl);
+    return PERR_AUTH_FAILED;
+  }
+  return PERR_OK;
+}
+
+enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, uint64_t guest_no,
+                     int64_t now, struct identity *out, char *msg, size_t msglen) {
+  memset(out, 0, sizeof *out);
+  if (token) {
+    struct jwt_claims cl;
+    enum perr rc = verify(a, cfg, token, now, &cl, msg, msglen);
+    if (rc) return rc;
+    /* the claims' allocations move into the identity */
+    *out = (struct identity){cl.sub, cl.name, cl.grants, cl.ngrants, false, cl.exp};
+    return PERR_OK;
+  }
   if (!cfg->auth_allow_anonymous) {
-    *msg = "a token is required (anonymous access is disabled)";
+    snprintf(msg, msglen, "a token is required (anonymous access is disabled)");
     return PERR_AUTH_REQUIRED;
   }
   char id[32], name[32];
@@ -69,16 +74,58 @@ enum perr auth_identify(const struct config *cfg, const char *token, uint64_t gu
   snprintf(name, sizeof name, "Guest %llu", (unsigned long long)guest_no);
   out->id = strdup(id);
   out->name = strdup(name);
+  out->guest = true;
   if (!out->id || !out->name) {
     identity_free(out);
-    *msg = "out of memory";
+    snprintf(msg, msglen, "out of memory");
     return PERR_INTERNAL;
   }
   return PERR_OK;
 }
 
+enum perr auth_refresh(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                       struct identity *who, char *msg, size_t msglen) {
+  if (who->guest) {
+    snprintf(msg, msglen, "guest: a guest has no token to refresh");
+    return PERR_AUTH_FAILED;
+  }
+  struct jwt_claims cl;
+  enum perr rc = verify(a, cfg, token, now, &cl, msg, msglen);
+  if (rc) return rc;
+  if (strcmp(cl.sub, who->id)) {
+    snprintf(msg, msglen, "sub_mismatch: the new token is for another user");
+    jwt_claims_free(&cl);
+    return PERR_AUTH_FAILED;
+  }
+  grants_free(who->grants, who->ngrants);
+  who->grants = cl.grants;
+  who->ngrants = cl.ngrants;
+  who->exp = cl.exp;
+  cl.grants = NULL;
+  cl.ngrants = 0;
+  jwt_claims_free(&cl);
+  return PERR_OK;
+}
+
+int64_t auth_deadline_ms(const struct config *cfg, const struct identity *who) {
+  return who->exp > 0 ? who->exp * 1000 + cfg->auth_leeway : 0;
+}
+
 void identity_free(struct identity *id) {
   free(id->id);
   free(id->name);
-  id->id = id->name = NULL;
+  grants_free(id->grants, id->ngrants);
+  memset(id, 0, sizeof *id);
+}
+
+enum perr auth_identify(const struct config *cfg, const char *token, uint64_t guest_no, int64_t now,
+                        struct identity *out, const char **msg) {
+  static char buf[256];
+  struct auth *a = NULL;
+  memset(out, 0, sizeof *out);
+  *msg = buf;
+  if (token && auth_new(cfg, &a, buf, sizeof buf)) return PERR_AUTH_FAILED;
+  enum perr rc = auth_hello(a, cfg, token, guest_no, now, out, buf, sizeof buf);
+  auth_free(a);
+  return rc;
 }

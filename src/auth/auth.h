@@ -1,21 +1,58 @@
-/* auth: who a connection is. Verifies hello tokens (JWT HS256 with auth.jwt_secret) or makes a guest. */
+/* auth: who a connection is. Verifies hello/refresh tokens with the keyset of src/auth/jwt.h, or makes a
+ * guest. The core owns one `struct auth` per configuration: build it at start (and in --check), rebuild it
+ * on SIGHUP (keep the old one when the new one fails), free it at exit. What an identity may do in a room
+ * is src/auth/access.h. */
 #ifndef PARLEY_AUTH_AUTH_H
 #define PARLEY_AUTH_AUTH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include "auth/jwt.h"
 #include "config.h"
 #include "proto/errors.h"
 
 struct identity {
-  char *id;   /* owned */
-  char *name; /* owned */
+  char *id;             /* owned: the token's sub, or "guest-<n>" */
+  char *name;           /* owned */
+  struct grant *grants; /* owned: the token's `rooms` grants (none for guests: see auth.guest_rooms) */
+  size_t ngrants;
+  bool guest;
+  int64_t exp; /* the token's exp, seconds since the epoch; 0: none (guests, tokens without exp) */
 };
 
-/* token may be NULL (guest). guest_no numbers guests. On PERR_OK out is filled (caller frees with
- * identity_free); otherwise *msg says why (static text). now is wall-clock seconds. */
+struct auth;
+
+/* Build the keys of cfg (auth.jwt_secret, auth.default_kid, auth.keys.*) and check auth.guest_rooms.
+ * Returns 0, -EINVAL (err: "auth.keys.k1.public_key: ...: No such file or directory", ...) or -ENOMEM. */
+int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen);
+void auth_free(struct auth *a);
+
+/* At hello. token NULL: a guest "guest-<guest_no>" when auth.allow_anonymous, else PERR_AUTH_REQUIRED.
+ * With a token: PERR_AUTH_FAILED unless it verifies (keys, alg pin, exp/nbf/iat with auth.leeway, aud,
+ * iss, sub; a sub starting with "guest-" is refused). now: wall-clock seconds. On PERR_OK out is filled
+ * (free with identity_free); otherwise out is zeroed and msg holds "<subcode>: <text>", the subcode being
+ * one of docs/security.md (expired, bad_signature, ...). */
+enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, uint64_t guest_no,
+                     int64_t now, struct identity *out, char *msg, size_t msglen);
+
+/* At `refresh`: token must verify as at hello and carry the same sub as who (guests cannot refresh). On
+ * PERR_OK who->exp and who->grants are replaced (id and name stay); re-check the connection's rooms with
+ * access_rights afterwards, since grants may have shrunk. On error who is unchanged and msg as above
+ * (extra subcodes: sub_mismatch, guest). */
+enum perr auth_refresh(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                       struct identity *who, char *msg, size_t msglen);
+
+/* When (ms since the epoch) a connection of who must be closed with 4002 unless refreshed before:
+ * exp + auth.leeway. 0: never. */
+int64_t auth_deadline_ms(const struct config *cfg, const struct identity *who);
+
+void identity_free(struct identity *id);
+
+/* DEPRECATED, for the core until it holds a struct auth: auth_hello with a keyset built per call and msg
+ * in a static buffer. Remove once src/core calls auth_hello. */
 enum perr auth_identify(const struct config *cfg, const char *token, uint64_t guest_no, int64_t now,
                         struct identity *out, const char **msg);
-void identity_free(struct identity *id);
 
 #endif

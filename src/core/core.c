@@ -151,16 +151,33 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   if (!req->token) core->next_guest++;
+  struct session *s = req->resume ? session_resume(core, c, req->resume) : NULL;
+  bool resumed = s != NULL;
+  if (!s && !(s = session_open(core, c, req->client))) {
+    identity_free(&c->who);
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  }
   c->authed = true;
   pending_unlink(core, c);
-  char connid[32];
+  char connid[32], sessid[32];
   snprintf(connid, sizeof connid, "c%" PRIu64, c->id);
+  snprintf(sessid, sizeof sessid, "s%" PRIu64, s->id);
   const struct config *cfg = core->cfg;
   json_t *ok = json_pack(
-      "{s:o,s:s,s:s,s:{s:I,s:I,s:I}}", "user", user_json(&c->who), "conn", connid, "server",
-      "parley/" PARLEY_VERSION_STRING, "limits", "max_frame", (json_int_t)cfg->limits_max_frame, "max_rooms",
+      "{s:o,s:s,s:s,s:s,s:b,s:s,s:{s:I,s:I,s:I}}", "user", user_json(&c->who), "conn", connid, "session",
+      sessid, "resume_token", s->token, "resumed", resumed, "server", "parley/" PARLEY_VERSION_STRING,
+      "limits", "max_frame", (json_int_t)cfg->limits_max_frame, "max_rooms",
       (json_int_t)cfg->limits_max_rooms_per_conn, "max_body", (json_int_t)cfg->limits_max_body);
-  log_debug("conn %" PRIu64 ": hello as %s", c->id, c->who.id);
+  if (resumed) {
+    json_t *rooms = json_array();
+    for (uint32_t i = 0; i < s->nrooms; i++)
+      json_array_append_new(
+          rooms, json_pack("{s:s,s:I}", "room", s->rooms[i]->name, "seq", (json_int_t)s->rooms[i]->seq));
+    json_object_set_new_nocheck(ok, "rooms", rooms);
+  }
+  log_debug("conn %" PRIu64 ": hello as %s (session %" PRIu64 "%s)", c->id, c->who.id, s->id,
+            resumed ? ", resumed" : "");
   reply_ok(core, c, req->id, ok);
 }
 
@@ -173,8 +190,18 @@ static const struct {
   op_fn fn;
   bool before_hello; /* allowed before hello */
 } ops[OP__COUNT] = {
-    [OP_HELLO] = {op_hello, true}, [OP_JOIN] = {op_join, false}, [OP_LEAVE] = {op_leave, false},
-    [OP_SEND] = {op_send, false},  [OP_PING] = {op_ping, true},  [OP_HISTORY] = {op_history, false},
+    /* clang-format off */
+    [OP_HELLO]    = {op_hello, true},
+    [OP_PING]     = {op_ping, true},
+    [OP_JOIN]     = {op_join, false},
+    [OP_LEAVE]    = {op_leave, false},
+    [OP_SEND]     = {op_send, false},
+    [OP_HISTORY]  = {op_history, false},
+    [OP_TYPING]   = {op_typing, false},
+    [OP_PRESENCE] = {op_presence, false},
+    [OP_ROOMS]    = {op_rooms, false},
+    [OP_READ]     = {op_read, false},
+    /* clang-format on */
 };
 
 /* ---- connection lifecycle ------------------------------------------------------------------------- */
@@ -235,8 +262,14 @@ void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size
   json_decref(doc);
 }
 
-void core_conn_closed(struct core *core, struct conn *c) {
-  while (c->nrooms) conn_leave_at(core, c, c->nrooms - 1, true);
+void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
+  while (c->nrooms) conn_leave_at(core, c, c->nrooms - 1);
+  presence_conn_closed(core, c);
+  if (c->sess) {
+    /* A close with 1000 from the client means "I am leaving"; anything else may come back. */
+    if (peer_code == CLOSE_NORMAL) c->sess->ending = true;
+    session_detach(core, c->sess);
+  }
   pending_unlink(core, c);
   HASH_DEL(core->conns, c);
   log_debug("conn %" PRIu64 ": closed", c->id);
@@ -246,6 +279,8 @@ void core_conn_closed(struct core *core, struct conn *c) {
 }
 
 void core_tick(struct core *core, uint64_t now_ms) {
+  presence_tick(core, now_ms);
+  typing_tick(core, now_ms);
   if (now_ms - core->retention_last >= (uint64_t)core->cfg->history_retention_interval) {
     core->retention_last = now_ms;
     core_retention_run(core);
@@ -266,7 +301,8 @@ void core_close_all(struct core *core, int code, const char *reason) {
 void core_free(struct core *core) {
   if (!core) return;
   struct conn *c, *tmp;
-  HASH_ITER(hh, core->conns, c, tmp) core_conn_closed(core, c);
+  HASH_ITER(hh, core->conns, c, tmp) core_conn_closed(core, c, CLOSE_GOING_AWAY);
+  presence_free_all(core);
   room_set_free(&core->rooms);
   free(core);
 }

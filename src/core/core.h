@@ -55,8 +55,9 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
                             const char *peer);
 /* One complete WebSocket message from the client. binary tells the frame type. */
 void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary);
-/* The transport is done with the connection: leave its rooms, free it. */
-void core_conn_closed(struct core *core, struct conn *c);
+/* The transport is done with the connection: leave its rooms, detach (or end) its session, free it.
+ * peer_code is the close code the client sent (0: none — the connection dropped). */
+void core_conn_closed(struct core *core, struct conn *c, int peer_code);
 
 /* Periodic housekeeping (hello timeouts); now_ms from a monotonic clock. */
 void core_tick(struct core *core, uint64_t now_ms);

@@ -11,6 +11,48 @@
 #include "proto/request.h"
 #include "store/store.h"
 
+struct session;
+
+/* A user with at least one session on this server. */
+struct user {
+  char *id, *name; /* owned */
+  uint32_t nsessions;
+  uint64_t online_since; /* wall-clock ms */
+  struct session *sessions;
+  UT_hash_handle hh;
+};
+
+/* What a connection said hello as; outlives the connection by session.resume_ttl when it drops. */
+struct session {
+  uint64_t id;
+  char token[40]; /* resume token: random, hex */
+  struct user *user;
+  struct conn *conn;      /* NULL while detached */
+  uint64_t detached_mono; /* when it was detached */
+  bool ending;            /* end (not detach) when the connection closes: kicked, logged out */
+  struct room **rooms;    /* rooms the session is present in */
+  uint32_t nrooms, caprooms;
+  char client[65];
+  uint64_t since;                /* wall-clock ms */
+  struct session *unext, *uprev; /* the user's sessions */
+  struct session *dnext, *dprev; /* detached sessions, oldest first */
+  UT_hash_handle hh;             /* by token */
+};
+
+/* Connections watching a user's presence (presence op with users). */
+struct watch {
+  char *user_id;
+  uint64_t *conns; /* connection ids */
+  uint32_t n, cap;
+  UT_hash_handle hh;
+};
+
+struct last_seen {
+  char *user_id;
+  uint64_t ts;
+  UT_hash_handle hh;
+};
+
 struct conn {
   uint64_t id;
   codec_t codec;
@@ -22,6 +64,10 @@ struct conn {
   struct member **rooms; /* memberships (owned by their rooms) */
   uint32_t nrooms, caprooms;
   uint32_t njoining; /* joins waiting for the store */
+  struct session *sess;
+  char **watching; /* user ids this connection watches (owned) */
+  uint32_t nwatching;
+  uint32_t mark; /* fan-out dedupe (core->mark) */
   uint64_t opened_mono;
   struct conn *pend_prev, *pend_next; /* awaiting hello, oldest first */
   UT_hash_handle hh;
@@ -38,7 +84,15 @@ struct core {
   uint64_t next_conn_id;
   uint64_t next_guest;
   uint32_t mid_counter;
-  uint64_t retention_last; /* monotonic ms of the last retention pass */
+  uint64_t retention_last;  /* monotonic ms of the last retention pass */
+  struct user *users;       /* uthash by id */
+  struct session *sessions; /* uthash by token */
+  struct session *det_head, *det_tail;
+  struct watch *watches;     /* uthash by user id */
+  struct last_seen *seen;    /* uthash by user id: last-seen of users that went offline */
+  struct room *typing_rooms; /* rooms with typists or a pending typing event */
+  uint64_t next_session_id;
+  uint32_t mark;
 };
 
 /* An event on its way to many connections: encoded at most once per codec, lazily. */
@@ -81,9 +135,34 @@ struct member *conn_find_room(struct conn *c, const char *name, uint32_t *idx);
 /* rooms.c */
 void op_join(struct core *core, struct conn *c, struct request *req);
 void op_leave(struct core *core, struct conn *c, struct request *req);
-void conn_leave_at(struct core *core, struct conn *c, uint32_t idx, bool notify);
+void conn_leave_at(struct core *core, struct conn *c, uint32_t idx);
+void op_rooms(struct core *core, struct conn *c, struct request *req);
+/* Add room to (member) or remove it from the user's stored room list. */
+void room_list_set(struct core *core, struct conn *c, const char *room, bool member);
+void op_read(struct core *core, struct conn *c, struct request *req);
 /* Whether messages of this room are stored (history on and a store configured). */
 bool room_is_durable(const struct core *core, const char *name);
+
+/* presence.c */
+struct session *session_open(struct core *core, struct conn *c, const char *client);
+/* Reattach the detached session with this token if it belongs to c's user; NULL otherwise. */
+struct session *session_resume(struct core *core, struct conn *c, const char *token);
+void session_detach(struct core *core, struct session *s);
+void session_end(struct core *core, struct session *s);
+/* Make the session present in r (join event to others if the user's first); -1 when out of memory. */
+int session_enter(struct core *core, struct session *s, struct room *r);
+void session_exit(struct core *core, struct session *s, struct room *r);
+bool session_in(const struct session *s, const struct room *r);
+void presence_tick(struct core *core, uint64_t now_mono);
+void presence_conn_closed(struct core *core, struct conn *c);
+void op_presence(struct core *core, struct conn *c, struct request *req);
+void presence_free_all(struct core *core);
+
+/* typing.c */
+void op_typing(struct core *core, struct conn *c, struct request *req);
+/* The user stopped typing in r (sent, left, went away). */
+void typing_clear(struct core *core, struct room *r, const char *user_id);
+void typing_tick(struct core *core, uint64_t now_mono);
 
 /* messages.c */
 void op_send(struct core *core, struct conn *c, struct request *req);

@@ -114,6 +114,7 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   struct room *r = mem->room;
+  typing_clear(core, r, c->who.id); /* sending ends typing */
   uint64_t ts = core_now_ms();
   char mid[24];
   snprintf(mid, sizeof mid, "%012" PRIx64 "%08" PRIx32, ts, ++core->mid_counter);

@@ -19,7 +19,7 @@ struct room *room_get(struct room_set *set, const char *name, bool create, uint3
   return r;
 }
 
-struct member *room_add(struct room *r, struct conn *c, const char *user_id, bool *first_of_user) {
+struct member *room_add(struct room *r, struct conn *c) {
   if (r->nmembers == r->cap) {
     uint32_t cap = r->cap ? r->cap * 2 : 4;
     struct member **m = realloc(r->members, cap * sizeof *m);
@@ -27,26 +27,8 @@ struct member *room_add(struct room *r, struct conn *c, const char *user_id, boo
     r->members = m;
     r->cap = cap;
   }
-  struct room_user *u = NULL;
-  HASH_FIND_STR(r->users, user_id, u);
-  if (!u) {
-    u = calloc(1, sizeof *u);
-    if (!u || !(u->user_id = strdup(user_id))) {
-      free(u);
-      return NULL;
-    }
-    HASH_ADD_KEYPTR(hh, r->users, u->user_id, strlen(u->user_id), u);
-  }
   struct member *m = malloc(sizeof *m);
-  if (!m) {
-    if (u->conns == 0) {
-      HASH_DEL(r->users, u);
-      free(u->user_id);
-      free(u);
-    }
-    return NULL;
-  }
-  *first_of_user = u->conns++ == 0;
+  if (!m) return NULL;
   m->conn = c;
   m->room = r;
   m->room_idx = r->nmembers;
@@ -54,20 +36,39 @@ struct member *room_add(struct room *r, struct conn *c, const char *user_id, boo
   return m;
 }
 
-void room_remove(struct room *r, struct member *m, const char *user_id, bool *last_of_user) {
+void room_remove(struct room *r, struct member *m) {
   uint32_t i = m->room_idx;
   struct member *moved = r->members[--r->nmembers];
   r->members[i] = moved;
   moved->room_idx = i;
   free(m);
-  *last_of_user = false;
+}
+
+int room_presence_add(struct room *r, const char *user_id, uint64_t now_ms, bool *first) {
   struct room_user *u = NULL;
   HASH_FIND_STR(r->users, user_id, u);
-  if (u && --u->conns == 0) {
+  if (!u) {
+    u = calloc(1, sizeof *u);
+    if (!u || !(u->user_id = strdup(user_id))) {
+      free(u);
+      return -1;
+    }
+    u->since = now_ms;
+    HASH_ADD_KEYPTR(hh, r->users, u->user_id, strlen(u->user_id), u);
+  }
+  *first = u->sessions++ == 0;
+  return 0;
+}
+
+void room_presence_remove(struct room *r, const char *user_id, bool *last) {
+  struct room_user *u = NULL;
+  *last = false;
+  HASH_FIND_STR(r->users, user_id, u);
+  if (u && --u->sessions == 0) {
     HASH_DEL(r->users, u);
     free(u->user_id);
     free(u);
-    *last_of_user = true;
+    *last = true;
   }
 }
 
@@ -80,6 +81,11 @@ static void room_free(struct room *r) {
   }
   for (uint32_t i = 0; i < r->nmembers; i++) free(r->members[i]);
   free(r->members);
+  for (uint32_t i = 0; i < r->ntypists; i++) {
+    free(r->typists[i].user_id);
+    free(r->typists[i].user_name);
+  }
+  free(r->typists);
   ring_free(&r->ring);
   json_decref(r->loading_live);
   free(r->name);
@@ -87,7 +93,8 @@ static void room_free(struct room *r) {
 }
 
 void room_release_if_unused(struct room_set *set, struct room *r) {
-  if (r->nmembers || r->pins || r->waiting || (!r->durable && r->seq)) return;
+  if (r->nmembers || r->users || r->pins || r->waiting || r->in_typing_list || (!r->durable && r->seq))
+    return;
   HASH_DEL(set->by_name, r);
   room_free(r);
 }

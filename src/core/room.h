@@ -21,9 +21,15 @@ struct member {
 };
 
 struct room_user {
-  char *user_id;  /* owned */
-  uint32_t conns; /* connections of this user in the room */
+  char *user_id;     /* owned */
+  uint32_t sessions; /* sessions of this user present in the room (attached or detached) */
+  uint64_t since;    /* wall-clock ms when the user's first session entered */
   UT_hash_handle hh;
+};
+
+struct typist {
+  char *user_id, *user_name; /* owned */
+  uint64_t expires;          /* monotonic ms */
 };
 
 struct pending_join;
@@ -45,7 +51,13 @@ struct room {
   uint32_t pins;                /* in-flight operations that need the room to stay */
   struct member **members;
   uint32_t nmembers, cap;
-  struct room_user *users; /* uthash by user_id: one entry per user with connections in the room */
+  struct room_user *users; /* uthash by user_id: presence, one entry per user with sessions in the room */
+  struct typist *typists;  /* who is typing (small array) */
+  uint32_t ntypists;
+  bool typing_dirty;                      /* the typist list changed since the last typing event */
+  uint64_t typing_sent;                   /* monotonic ms of the last typing event */
+  struct room *typing_next, *typing_prev; /* in the core's list of rooms with typing activity */
+  bool in_typing_list;
   UT_hash_handle hh;
 };
 
@@ -56,13 +68,17 @@ struct room_set {
 /* Find a room; with create, make it when missing (ring of ring_cap entries, state READY, not durable).
  * NULL when missing (or out of memory). */
 struct room *room_get(struct room_set *set, const char *name, bool create, uint32_t ring_cap);
-/* Add a membership of c (whose user is user_id). *first_of_user tells whether this is the user's first
- * connection in the room. Returns the membership (owned by the room) or NULL when out of memory. */
-struct member *room_add(struct room *r, struct conn *c, const char *user_id, bool *first_of_user);
-/* Remove and free m. *last_of_user tells whether it was the user's last connection in the room. */
-void room_remove(struct room *r, struct member *m, const char *user_id, bool *last_of_user);
-/* Free the room when nothing needs it any more: no members, no pins, nothing waiting, and either
- * durable (the store keeps its numbering) or without messages. */
+/* Add connection c to the room's fan-out. Returns the membership (owned by the room) or NULL when out
+ * of memory. */
+struct member *room_add(struct room *r, struct conn *c);
+/* Remove and free m. */
+void room_remove(struct room *r, struct member *m);
+/* Presence: one more / one less session of user_id in the room. *first / *last tell whether the user
+ * just entered / left. room_presence_add returns -1 when out of memory. */
+int room_presence_add(struct room *r, const char *user_id, uint64_t now_ms, bool *first);
+void room_presence_remove(struct room *r, const char *user_id, bool *last);
+/* Free the room when nothing needs it any more: no members, nobody present, no pins, nothing waiting, and
+ * either durable (the store keeps its numbering) or without messages. */
 void room_release_if_unused(struct room_set *set, struct room *r);
 size_t room_set_count(const struct room_set *set);
 void room_set_free(struct room_set *set);

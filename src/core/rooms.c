@@ -10,13 +10,12 @@ bool room_is_durable(const struct core *core, const char *name) {
   return core->store && config_room_history(core->cfg, name);
 }
 
-void conn_leave_at(struct core *core, struct conn *c, uint32_t idx, bool notify) {
+/* Stop fan-out of r to c (presence is the session's business). */
+void conn_leave_at(struct core *core, struct conn *c, uint32_t idx) {
   struct member *m = c->rooms[idx];
   struct room *r = m->room;
   c->rooms[idx] = c->rooms[--c->nrooms];
-  bool last = false;
-  room_remove(r, m, c->who.id, &last);
-  if (last && notify) room_notify(core, r, "leave", &c->who);
+  room_remove(r, m);
   room_release_if_unused(&core->rooms, r);
 }
 
@@ -40,14 +39,17 @@ static int conn_reserve_room(struct conn *c) {
 static void join_finish(struct core *core, struct conn *c, struct room *r, struct pending_join *pj) {
   struct member *m = conn_find_room(c, r->name, NULL);
   if (!m) {
-    bool first = false;
-    if (conn_reserve_room(c) || !(m = room_add(r, c, c->who.id, &first))) {
+    if (conn_reserve_room(c) || !(m = room_add(r, c))) {
       reply_err(core, c, pj->req_id, PERR_INTERNAL, "out of memory");
       return;
     }
     c->rooms[c->nrooms++] = m;
-    if (first) room_notify(core, r, "join", &c->who);
   }
+  if (c->sess && session_enter(core, c->sess, r)) {
+    reply_err(core, c, pj->req_id, PERR_INTERNAL, "out of memory");
+    return;
+  }
+  room_list_set(core, c, r->name, true);
   json_t *ok = json_pack("{s:s,s:I}", "room", r->name, "seq", (json_int_t)r->seq);
   if (pj->has_since) {
     json_object_set_new_nocheck(ok, "recovered", json_boolean(!pj->partial));
@@ -308,6 +310,165 @@ void op_leave(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   json_t *ok = json_pack("{s:s}", "room", req->room);
-  conn_leave_at(core, c, idx, true);
+  struct room *r = c->rooms[idx]->room;
+  r->pins++; /* keep it across the two steps */
+  conn_leave_at(core, c, idx);
+  if (c->sess) session_exit(core, c->sess, r);
+  if (req->forget) room_list_set(core, c, r->name, false);
+  r->pins--;
+  room_release_if_unused(&core->rooms, r);
   reply_ok(core, c, req->id, ok);
+}
+
+/* ---- the user's room list and read markers ------------------------------------------------------- */
+
+/* A store request whose strings it owns; freed when the store hands it back. */
+struct pending_user_op {
+  struct store_req req;
+  struct core *core;
+  uint64_t conn_id;
+  json_t *req_id;
+  char *user_id, *room;
+};
+
+static void user_op_free(struct pending_user_op *p) {
+  if (p->req.kind == STORE_REQ_ROOMS) store_room_list_free(&p->req.u.rooms.out);
+  json_decref(p->req_id);
+  free(p->user_id);
+  free(p->room);
+  free(p);
+}
+
+static struct pending_user_op *user_op_new(struct core *core, struct conn *c, json_t *req_id,
+                                           enum store_req_kind kind, const char *room,
+                                           void (*done)(struct store_req *)) {
+  struct pending_user_op *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->core = core;
+  p->conn_id = c->id;
+  p->req_id = req_id ? json_incref(req_id) : NULL;
+  p->req.kind = kind;
+  p->req.done = done;
+  p->user_id = strdup(c->who.id);
+  p->room = room ? strdup(room) : NULL;
+  if (!p->user_id || (room && !p->room)) {
+    user_op_free(p);
+    return NULL;
+  }
+  return p;
+}
+
+static void member_set_done(struct store_req *req) {
+  struct pending_user_op *p = (struct pending_user_op *)req;
+  if (req->err) log_warn("room list of %s: storing %s failed: %s", p->user_id, p->room, req->errmsg);
+  user_op_free(p);
+}
+
+void room_list_set(struct core *core, struct conn *c, const char *room, bool member) {
+  if (!core->store) return;
+  struct pending_user_op *p = user_op_new(core, c, NULL, STORE_REQ_MEMBER_SET, room, member_set_done);
+  if (!p) return;
+  p->req.u.member.user_id = p->user_id;
+  p->req.u.member.room = p->room;
+  p->req.u.member.member = member;
+  if (store_submit(core->store, &p->req)) member_set_done(&p->req);
+}
+
+static json_t *room_entry(const char *room, uint64_t seq, uint64_t read) {
+  return json_pack("{s:s,s:I,s:I,s:I}", "room", room, "seq", (json_int_t)seq, "read", (json_int_t)read,
+                   "unread", (json_int_t)(seq > read ? seq - read : 0));
+}
+
+static void rooms_done(struct store_req *req) {
+  struct pending_user_op *p = (struct pending_user_op *)req;
+  struct conn *c = core_conn_by_id(p->core, p->conn_id);
+  if (c) {
+    if (req->err) {
+      reply_err(p->core, c, p->req_id, PERR_STORE_UNAVAILABLE, "cannot read the room list now; retry");
+    } else {
+      json_t *rooms = json_array();
+      for (size_t i = 0; i < req->u.rooms.out.n; i++) {
+        struct store_room *sr = &req->u.rooms.out.v[i];
+        struct room *r = room_get(&p->core->rooms, sr->room, false, 0);
+        uint64_t head = r && r->state == ROOM_READY && r->seq > sr->head ? r->seq : sr->head;
+        json_array_append_new(rooms, room_entry(sr->room, head, sr->read));
+      }
+      reply_ok(p->core, c, p->req_id, json_pack("{s:o}", "rooms", rooms));
+    }
+  }
+  user_op_free(p);
+}
+
+void op_rooms(struct core *core, struct conn *c, struct request *req) {
+  if (!core->store) { /* no persistence: the rooms this session is in */
+    json_t *rooms = json_array();
+    for (uint32_t i = 0; c->sess && i < c->sess->nrooms; i++)
+      json_array_append_new(rooms, room_entry(c->sess->rooms[i]->name, c->sess->rooms[i]->seq, 0));
+    reply_ok(core, c, req->id, json_pack("{s:o}", "rooms", rooms));
+    return;
+  }
+  struct pending_user_op *p = user_op_new(core, c, req->id, STORE_REQ_ROOMS, NULL, rooms_done);
+  if (!p) {
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  }
+  p->req.u.rooms.user_id = p->user_id;
+  int rc = store_submit(core->store, &p->req);
+  if (rc) {
+    reply_err(core, c, req->id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
+              "cannot read the room list now; retry");
+    user_op_free(p);
+  }
+}
+
+/* Tell the user's other connections that their read marker of room moved. */
+static void read_notify(struct core *core, struct conn *from, const char *user_id, const char *room,
+                        uint64_t read) {
+  struct outev e = {.flags = FRAME_EPHEMERAL};
+  e.doc = json_pack("{s:s,s:s,s:I}", "ev", "read", "room", room, "seq", (json_int_t)read);
+  struct conn *c, *tmp;
+  HASH_ITER(hh, core->conns, c, tmp) {
+    if (c != from && c->authed && !strcmp(c->who.id, user_id))
+      conn_send_frame(core, c, outev_frame(&e, c->codec));
+  }
+  outev_done(&e);
+}
+
+static void read_done(struct store_req *req) {
+  struct pending_user_op *p = (struct pending_user_op *)req;
+  struct conn *c = core_conn_by_id(p->core, p->conn_id);
+  if (req->err) {
+    if (c)
+      reply_err(p->core, c, p->req_id, PERR_STORE_UNAVAILABLE, "cannot store the read marker now; retry");
+  } else {
+    if (c)
+      reply_ok(p->core, c, p->req_id,
+               json_pack("{s:s,s:I}", "room", p->room, "read", (json_int_t)req->u.marker.read));
+    if (req->u.marker.read == req->u.marker.seq)
+      read_notify(p->core, c, p->user_id, p->room, req->u.marker.read);
+  }
+  user_op_free(p);
+}
+
+void op_read(struct core *core, struct conn *c, struct request *req) {
+  uint64_t seq = (uint64_t)req->seq;
+  if (!core->store) {
+    reply_ok(core, c, req->id, json_pack("{s:s,s:I}", "room", req->room, "read", (json_int_t)seq));
+    read_notify(core, c, c->who.id, req->room, seq);
+    return;
+  }
+  struct pending_user_op *p = user_op_new(core, c, req->id, STORE_REQ_READ_SET, req->room, read_done);
+  if (!p) {
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  }
+  p->req.u.marker.user_id = p->user_id;
+  p->req.u.marker.room = p->room;
+  p->req.u.marker.seq = seq;
+  int rc = store_submit(core->store, &p->req);
+  if (rc) {
+    reply_err(core, c, req->id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
+              "cannot store the read marker now; retry");
+    user_op_free(p);
+  }
 }

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/devlogin.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -29,8 +30,17 @@ struct net {
   buf_t scratch;             /* LWS_PRE + gathered frames */
   bool draining;
   char *web_root; /* owned */
-  struct lws_http_mount mounts[3];
+  struct lws_http_mount mounts[4];
 };
+
+/* Per-request state of the HTTP protocol (lws allocates it zeroed, frees it after the request). */
+struct httpconn {
+  char path[48];
+  buf_t body;
+  bool too_big;
+};
+
+#define HTTP_BODY_MAX 4096
 
 /* Per-connection state; lws allocates it zeroed (per_session_data_size) and frees it after CLOSED. */
 struct wsconn {
@@ -45,6 +55,7 @@ struct wsconn {
   bool dirty;
   struct wsconn *dirty_prev, *dirty_next;
   int close_code; /* nonzero: close at the next WRITEABLE */
+  int peer_code;  /* the close code the client sent, 0: none */
   char close_reason[64];
 };
 
@@ -219,6 +230,36 @@ static int http_text(struct lws *wsi, unsigned status, const char *text) {
   return http_respond(wsi, status, "text/plain; charset=utf-8", text, strlen(text));
 }
 
+static int http_json(struct lws *wsi, unsigned status, json_t *doc) {
+  char *text = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  if (!text) return -1;
+  int rc = http_respond(wsi, status, "application/json", text, strlen(text));
+  free(text);
+  return rc;
+}
+
+static int http_json_error(struct lws *wsi, unsigned status, const char *msg) {
+  return http_json(wsi, status, json_pack("{s:s}", "error", msg));
+}
+
+/* POST /api/dev/login {"name": "..."} → {"token", "user": {"id", "name"}} (auth.dev_login only). */
+static int dev_login(struct net *net, struct lws *wsi, const buf_t *body) {
+  json_t *doc = body->len ? json_loadb((const char *)body->data, body->len, 0, NULL) : NULL;
+  const char *name = json_string_value(json_object_get(doc, "name"));
+  char *token = NULL, *uid = NULL;
+  const char *msg = "send {\"name\": \"...\"}";
+  int rc;
+  if (name && devlogin_mint(net->cfg, name, &token, &uid, &msg) == 0)
+    rc = http_json(wsi, 200, json_pack("{s:s,s:{s:s,s:s}}", "token", token, "user", "id", uid, "name", name));
+  else
+    rc = http_json_error(wsi, 400, msg);
+  free(token);
+  free(uid);
+  json_decref(doc);
+  return rc;
+}
+
 static bool offers_known_subprotocol(struct lws *wsi) {
   char hdr[256];
   if (lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_PROTOCOL) <= 0) return false;
@@ -259,7 +300,18 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
     return confirm_upgrade(net, wsi, in);
   case LWS_CALLBACK_HTTP: {
     char uri[256];
-    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0) return http_text(wsi, 405, "GET only\n");
+    struct httpconn *hc = user;
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_POST_URI) > 0) { /* POST: wait for the body */
+      char *q = strchr(uri, '?');
+      if (q) *q = 0;
+      if (!strcmp(uri, "/api/dev/login") && net->cfg->auth_dev_login) {
+        snprintf(hc->path, sizeof hc->path, "%.47s", uri);
+        return 0;
+      }
+      return http_text(wsi, 404, "not found\n");
+    }
+    if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+      return http_text(wsi, 405, "method not allowed\n");
     char *q = strchr(uri, '?');
     if (q) *q = 0;
     if (!strcmp(uri, "/healthz"))
@@ -273,6 +325,24 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
     }
     return http_text(wsi, 404, "not found\n");
   }
+  case LWS_CALLBACK_HTTP_BODY: {
+    struct httpconn *hc = user;
+    if (hc->body.len + len > HTTP_BODY_MAX)
+      hc->too_big = true;
+    else if (buf_append(&hc->body, in, len))
+      return -1;
+    return 0;
+  }
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+    struct httpconn *hc = user;
+    int rc = hc->too_big ? http_json_error(wsi, 413, "body too large") : dev_login(net, wsi, &hc->body);
+    buf_free(&hc->body);
+    return rc;
+  }
+  case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+  case LWS_CALLBACK_CLOSED_HTTP:
+    if (user) buf_free(&((struct httpconn *)user)->body);
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
   default:
     return lws_callback_http_dummy(wsi, reason, user, in, len);
   }
@@ -331,13 +401,16 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
       return -1;
     }
     return flush(w) ? -1 : 0;
+  case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    if (len >= 2) w->peer_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
+    return 0;
   case LWS_CALLBACK_CLOSED:
     dirty_unlink(w);
     q_clear(w);
     free(w->q);
     w->q = NULL;
     buf_free(&w->rx);
-    if (w->conn) core_conn_closed(net->core, w->conn);
+    if (w->conn) core_conn_closed(net->core, w->conn, w->peer_code);
     w->conn = NULL;
     return 0;
   default:
@@ -346,7 +419,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 }
 
 static const struct lws_protocols protocols[] = {
-    {"http", cb_http, 0, 0, 0, NULL, 0},
+    {"http", cb_http, sizeof(struct httpconn), 0, 0, NULL, 0},
     {"parley.v1.json", cb_ws, sizeof(struct wsconn), 4096, 0, NULL, 0},
     {"parley.v1.msgpack", cb_ws, sizeof(struct wsconn), 4096, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
@@ -424,19 +497,20 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
   if (cfg->server_web_root && *cfg->server_web_root) {
     net->web_root = config_path(cfg, cfg->server_web_root);
     struct lws_http_mount *m = net->mounts;
-    for (int i = 0; i < 2; i++) {
-      m[i].mountpoint = i ? "/metrics" : "/healthz";
+    static const char *const callbacks[] = {"/healthz", "/metrics", "/api"};
+    for (int i = 0; i < 3; i++) {
+      m[i].mountpoint = callbacks[i];
       m[i].mountpoint_len = (unsigned char)strlen(m[i].mountpoint);
       m[i].origin = "http";
       m[i].origin_protocol = LWSMPRO_CALLBACK;
       m[i].mount_next = &m[i + 1];
     }
-    m[2].mountpoint = "/";
-    m[2].mountpoint_len = 1;
-    m[2].origin = net->web_root;
-    m[2].origin_protocol = LWSMPRO_FILE;
-    m[2].def = "index.html";
-    m[2].extra_mimetypes = &mime_mjs;
+    m[3].mountpoint = "/";
+    m[3].mountpoint_len = 1;
+    m[3].origin = net->web_root;
+    m[3].origin_protocol = LWSMPRO_FILE;
+    m[3].def = "index.html";
+    m[3].extra_mimetypes = &mime_mjs;
     info.mounts = m;
   }
 

@@ -34,6 +34,8 @@ enum ftype {
   FT_ROOM, /* string that is a valid room name (else PERR_BAD_ROOM) -> const char * */
   FT_UINT, /* integer >= 0 -> int64_t, plus a bool "present" member */
   FT_ANY,  /* any value, null included -> json_t * */
+  FT_BOOL, /* true/false -> bool */
+  FT_IDS,  /* array of 1..max_len strings of 1..128 bytes without NUL -> json_t * */
 };
 
 enum fmsg { FM_MISSING, FM_TYPE, FM_RANGE, FM_NUL, FM__COUNT };
@@ -91,16 +93,37 @@ struct field {
     }                                                                                                        \
   }
 
+#define F_BOOL(nm, member, req)                                                                              \
+  {                                                                                                          \
+    .name = nm, .type = FT_BOOL, .required = req, .off = MEMBER(member, bool), .msg = {                      \
+      [FM_MISSING] = MISSING(nm),                                                                            \
+      [FM_TYPE] = "field '" nm "' must be true or false"                                                     \
+    }                                                                                                        \
+  }
+#define F_IDS(nm, member, req, hi)                                                                           \
+  {                                                                                                          \
+    .name = nm, .type = FT_IDS, .required = req, .max_len = hi, .off = MEMBER(member, json_t *), .msg = {    \
+      [FM_MISSING] = MISSING(nm),                                                                            \
+      [FM_TYPE] = "field '" nm "' must be an array of user ids",                                             \
+      [FM_RANGE] = "field '" nm "' must hold 1.." XSTR(hi) " user ids of 1..128 bytes"                       \
+    }                                                                                                        \
+  }
+
 /* docs/protocol.md "Requests": one row per op. */
 static const struct field op_fields[OP__COUNT][OP_MAX_FIELDS] = {
-    [OP_HELLO] = {F_STR("token", token, false, 0, TOKEN_MAX), F_STR("client", client, false, 0, CLIENT_MAX)},
+    [OP_HELLO] = {F_STR("token", token, false, 0, TOKEN_MAX), F_STR("client", client, false, 0, CLIENT_MAX),
+                  F_STR("resume", resume, false, 1, 128)},
     [OP_JOIN] = {F_ROOM("room", room, true), F_UINT("since", since, has_since, false)},
-    [OP_LEAVE] = {F_ROOM("room", room, true)},
+    [OP_LEAVE] = {F_ROOM("room", room, true), F_BOOL("forget", forget, false)},
     [OP_SEND] = {F_ROOM("room", room, true), F_ANY("body", body, true),
                  F_STR("cmid", cmid, true, 1, CMID_MAX)},
     [OP_HISTORY] = {F_ROOM("room", room, true), F_UINT("before", before, has_before, false),
                     F_UINT("after", after, has_after, false), F_UINT("limit", limit, has_limit, false)},
     [OP_PING] = {{.name = NULL}},
+    [OP_TYPING] = {F_ROOM("room", room, true), F_BOOL("active", active, true)},
+    [OP_PRESENCE] = {F_ROOM("room", room, false), F_IDS("users", users, false, 100)},
+    [OP_ROOMS] = {{.name = NULL}},
+    [OP_READ] = {F_ROOM("room", room, true), F_UINT("seq", seq, has_seq, true)},
 };
 
 /* ---- parsing ------------------------------------------------------------------------------------- */
@@ -146,6 +169,26 @@ static enum perr parse_field(json_t *doc, const struct field *f, struct request 
   case FT_ANY:
     memcpy(dst, &v, sizeof v);
     break;
+  case FT_BOOL: {
+    if (!json_is_boolean(v)) return fail(f, FM_TYPE, PERR_BAD_REQUEST, msg);
+    bool b = json_is_true(v);
+    memcpy(dst, &b, sizeof b);
+    break;
+  }
+  case FT_IDS: {
+    if (!json_is_array(v)) return fail(f, FM_TYPE, PERR_BAD_REQUEST, msg);
+    size_t n = json_array_size(v), i;
+    if (n < 1 || n > f->max_len) return fail(f, FM_RANGE, PERR_BAD_REQUEST, msg);
+    json_t *e;
+    json_array_foreach(v, i, e) {
+      if (!json_is_string(e)) return fail(f, FM_TYPE, PERR_BAD_REQUEST, msg);
+      size_t len = json_string_length(e);
+      if (len < 1 || len > 128 || strlen(json_string_value(e)) != len)
+        return fail(f, FM_RANGE, PERR_BAD_REQUEST, msg);
+    }
+    memcpy(dst, &v, sizeof v);
+    break;
+  }
   }
   return PERR_OK;
 }

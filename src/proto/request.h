@@ -14,7 +14,11 @@
   X(LEAVE, "leave")                                                                                          \
   X(SEND, "send")                                                                                            \
   X(PING, "ping")                                                                                            \
-  X(HISTORY, "history")
+  X(HISTORY, "history")                                                                                      \
+  X(TYPING, "typing")                                                                                        \
+  X(PRESENCE, "presence")                                                                                    \
+  X(ROOMS, "rooms")                                                                                          \
+  X(READ, "read")
 
 enum op {
 #define X(name, str) OP_##name,
@@ -43,6 +47,12 @@ struct request {
   bool has_since;
   int64_t before, after, limit; /* history */
   bool has_before, has_after, has_limit;
+  const char *resume; /* hello */
+  bool active;        /* typing */
+  bool forget;        /* leave */
+  json_t *users;      /* presence: array of user id strings */
+  int64_t seq;        /* read */
+  bool has_seq;
 };
 
 /* Check doc against the op table. Returns PERR_OK or an error code with *msg set to a static,

@@ -67,6 +67,31 @@ void store_msg_list_free(struct store_msg_list *l) {
   l->n = l->cap = 0;
 }
 
+int store_room_list_push(struct store_room_list *l, struct store_room *r) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    struct store_room *v = realloc(l->v, cap * sizeof *v);
+    if (!v) { /* ownership was handed over either way */
+      free(r->room);
+      memset(r, 0, sizeof *r);
+      return STORE_ENOMEM;
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = *r;
+  memset(r, 0, sizeof *r);
+  return STORE_OK;
+}
+
+void store_room_list_free(struct store_room_list *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) free(l->v[i].room);
+  free(l->v);
+  l->v = NULL;
+  l->n = l->cap = 0;
+}
+
 /* Iterative glob with one backtrack point (the last '*'): linear in practice, never exponential. */
 bool store_glob_match(const char *p, const char *s) {
   if (!p || !s) return false;

@@ -40,6 +40,18 @@ struct store_msg_list {
   size_t n, cap;
 };
 
+/* One entry of a user's room list. */
+struct store_room {
+  char *room;    /* owned */
+  uint64_t head; /* the room's highest seq (0: none) */
+  uint64_t read; /* the user's read marker (0: nothing read) */
+};
+
+struct store_room_list {
+  struct store_room *v;
+  size_t n, cap;
+};
+
 /* Error codes returned by backend functions (negative); 0 is success. */
 enum store_err {
   STORE_OK = 0,
@@ -55,11 +67,12 @@ struct store_backend {
   int (*open)(const struct config *cfg, void **ctx, char *err, size_t errlen);
   void (*close)(void *ctx);
   /* Sequence and write items[0..n) in one transaction / bulk write (group commit). On failure
-   * nothing of the batch is written, and the items are left as given (seq/dup untouched). */
+   * nothing of the batch is written, and the items are left as given (seq/dup untouched). One invalid
+   * item (no room, mid, user_id, cmid or body) fails the whole batch with STORE_EINVAL. */
   int (*append)(void *ctx, struct store_append *items, size_t n, char *err, size_t errlen);
   /* Messages of room with after < seq < before (before == 0: no upper bound), at most limit of them,
    * appended to out in ascending seq order. newest: take the highest seqs of the range (for paging
-   * backwards) instead of the lowest — the output is ascending either way. */
+   * backwards) instead of the lowest — the output is ascending either way. limit 0 returns nothing. */
   int (*read)(void *ctx, const char *room, uint64_t after, uint64_t before, size_t limit, bool newest,
               struct store_msg_list *out);
   /* Highest seq stored for room (0: none). */
@@ -72,6 +85,15 @@ struct store_backend {
    * of their room (0: no count limit). Never deletes a room's newest message, so head survives.
    * *deleted gets the number of messages removed. */
   int (*retain)(void *ctx, const char *pattern, uint64_t ts_before, uint64_t keep_count, uint64_t *deleted);
+  /* Persistent membership: add (member = true; keeps an existing entry and its read marker) or remove
+   * (member = false) room from the user's room list. Removing keeps the read marker (docs/storage.md). */
+  int (*member_set)(void *ctx, const char *user_id, const char *room, bool member);
+  /* Move the user's read marker of room to seq if that is higher (never backwards). The room need not
+   * be in the user's list. *read gets the marker after the update. */
+  int (*read_set)(void *ctx, const char *user_id, const char *room, uint64_t seq, uint64_t *read);
+  /* The user's room list, sorted by room name, with each room's head and the user's read marker;
+   * appended to out (left as it was on failure). */
+  int (*rooms_of)(void *ctx, const char *user_id, struct store_room_list *out);
 };
 
 extern const struct store_backend store_backend_sqlite;
@@ -80,8 +102,11 @@ extern const struct store_backend store_backend_mongo;
 void store_msg_clear(struct store_msg *m);
 /* Deep copy. Returns 0 or STORE_ENOMEM. */
 int store_msg_copy(struct store_msg *dst, const struct store_msg *src);
-int store_msg_list_push(struct store_msg_list *l, struct store_msg *m); /* takes ownership of *m */
+/* Both push functions take ownership of *m / *r: moved into the list, or freed on STORE_ENOMEM. */
+int store_msg_list_push(struct store_msg_list *l, struct store_msg *m);
 void store_msg_list_free(struct store_msg_list *l);
+int store_room_list_push(struct store_room_list *l, struct store_room *r);
+void store_room_list_free(struct store_room_list *l);
 /* Glob match for retention patterns ("*" any run, "?" one byte). */
 bool store_glob_match(const char *pattern, const char *s);
 

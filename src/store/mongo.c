@@ -6,7 +6,9 @@
  * about half a second; a lone single-threaded client would skip the server for a 5 s "cooldown" after
  * every failed check. Collections: messages {room, seq, mid, ts, user_id, user_name,
  * cmid, body} with unique indexes (room, seq) and (user_id, cmid); rooms {_id: room, head};
- * users {_id: user_id, last_seen}. body is kept as the JSON text it came as, byte for byte.
+ * users {_id: user_id, last_seen}; memberships {user_id, room, read, listed, joined_at} with a unique
+ * index (user_id, room): a user's listed rooms and read markers (a marker may outlive its listing).
+ * body is kept as the JSON text it came as, byte for byte.
  *
  * Gapless seqs without transactions (a standalone mongod has none): a seq is taken only by inserting
  * its message. The next seq of a room is 1 + max(messages' highest seq, rooms.head) — read through the
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "store/backend.h"
@@ -43,7 +46,7 @@ static struct pool_ref *pools;
 struct mg {
   struct pool_ref *pool;
   mongoc_client_t *client; /* popped from pool->pool */
-  mongoc_collection_t *messages, *rooms, *users;
+  mongoc_collection_t *messages, *rooms, *users, *memberships;
   char *uri_shown; /* the URI with any password masked, for messages */
   bool failing;    /* the last call without an err argument failed (logged once per streak) */
 };
@@ -53,15 +56,18 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 /* libmongoc's own log lines go through ours: warnings and errors only. A server without the
  * endSessions command (the test emulator) makes every client close warn; that one is debug. */
 static void log_from_mongoc(mongoc_log_level_t level, const char *domain, const char *msg, void *data) {
-  if (level <= MONGOC_LOG_LEVEL_ERROR) log_error("mongoc %s: %s", domain, msg);
-  else if (level == MONGOC_LOG_LEVEL_WARNING && strstr(msg, "endSessions")) log_debug("mongoc %s: %s", domain, msg);
-  else if (level == MONGOC_LOG_LEVEL_WARNING) log_warn("mongoc %s: %s", domain, msg);
+  if (level <= MONGOC_LOG_LEVEL_ERROR)
+    log_error("mongoc %s: %s", domain, msg);
+  else if (level == MONGOC_LOG_LEVEL_WARNING && strstr(msg, "endSessions"))
+    log_debug("mongoc %s: %s", domain, msg);
+  else if (level == MONGOC_LOG_LEVEL_WARNING)
+    log_warn("mongoc %s: %s", domain, msg);
 }
 
 static void init(void) {
   mongoc_init();
   mongoc_log_set_handler(log_from_mongoc, NULL);
-  atexit(mongoc_cleanup); /* global state only; every ctx is closed before exit */
+  /* no mongoc_cleanup: it must not run while another thread may still use the driver */
 }
 
 __attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
@@ -118,7 +124,8 @@ static char *get_str(const bson_t *doc, const char *key, bool *ok) {
 }
 
 /* The pool for uristr, created on first use: timeouts and write concern defaulted into the URI. */
-static int pool_create(const char *uristr, const char *shown, mongoc_client_pool_t **out, char *err, size_t errlen) {
+static int pool_create(const char *uristr, const char *shown, mongoc_client_pool_t **out, char *err,
+                       size_t errlen) {
   bson_error_t e;
   mongoc_uri_t *uri = mongoc_uri_new_with_error(uristr, &e);
   if (!uri) {
@@ -135,8 +142,8 @@ static int pool_create(const char *uristr, const char *shown, mongoc_client_pool
     mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, DEFAULT_SOCKET_MS);
   /* Durable acks: majority, journaled, unless the URI sets a write concern of its own. */
   const mongoc_write_concern_t *uwc = mongoc_uri_get_write_concern(uri);
-  if (mongoc_write_concern_get_w(uwc) == MONGOC_WRITE_CONCERN_W_DEFAULT && !mongoc_write_concern_get_wmajority(uwc) &&
-      !mongoc_write_concern_journal_is_set(uwc)) {
+  if (mongoc_write_concern_get_w(uwc) == MONGOC_WRITE_CONCERN_W_DEFAULT &&
+      !mongoc_write_concern_get_wmajority(uwc) && !mongoc_write_concern_journal_is_set(uwc)) {
     mongoc_write_concern_t *wc = mongoc_write_concern_new();
     mongoc_write_concern_set_wmajority(wc, 0);
     mongoc_write_concern_set_journal(wc, true);
@@ -155,7 +162,8 @@ static int pool_create(const char *uristr, const char *shown, mongoc_client_pool
   return STORE_OK;
 }
 
-static int pool_acquire(const char *uristr, const char *shown, struct pool_ref **out, char *err, size_t errlen) {
+static int pool_acquire(const char *uristr, const char *shown, struct pool_ref **out, char *err,
+                        size_t errlen) {
   pthread_mutex_lock(&pools_mu);
   struct pool_ref *p = pools;
   while (p && strcmp(p->uri, uristr)) p = p->next;
@@ -203,18 +211,25 @@ static void mg_close(void *ctx) {
   if (g->messages) mongoc_collection_destroy(g->messages);
   if (g->rooms) mongoc_collection_destroy(g->rooms);
   if (g->users) mongoc_collection_destroy(g->users);
+  if (g->memberships) mongoc_collection_destroy(g->memberships);
   if (g->pool) pool_release(g->pool, g->client);
   free(g->uri_shown);
   free(g);
 }
 
 static bool create_indexes(struct mg *g, const char *dbname, bson_error_t *e) {
-  bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8("messages"), "indexes", "[",                           /**/
-                         "{", "key", "{", "room", BCON_INT32(1), "seq", BCON_INT32(1), "}",                /**/
-                         "name", BCON_UTF8("room_seq"), "unique", BCON_BOOL(true), "}",                    /**/
-                         "{", "key", "{", "user_id", BCON_INT32(1), "cmid", BCON_INT32(1), "}",            /**/
+  bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8("messages"), "indexes", "[",                /**/
+                         "{", "key", "{", "room", BCON_INT32(1), "seq", BCON_INT32(1), "}",     /**/
+                         "name", BCON_UTF8("room_seq"), "unique", BCON_BOOL(true), "}",         /**/
+                         "{", "key", "{", "user_id", BCON_INT32(1), "cmid", BCON_INT32(1), "}", /**/
                          "name", BCON_UTF8("user_cmid"), "unique", BCON_BOOL(true), "}", "]");
   bool ok = mongoc_client_write_command_with_opts(g->client, dbname, cmd, NULL, NULL, e);
+  bson_destroy(cmd);
+  if (!ok) return false;
+  cmd = BCON_NEW("createIndexes", BCON_UTF8("memberships"), "indexes", "[",             /**/
+                 "{", "key", "{", "user_id", BCON_INT32(1), "room", BCON_INT32(1), "}", /**/
+                 "name", BCON_UTF8("user_room"), "unique", BCON_BOOL(true), "}", "]");
+  ok = mongoc_client_write_command_with_opts(g->client, dbname, cmd, NULL, NULL, e);
   bson_destroy(cmd);
   return ok;
 }
@@ -248,7 +263,7 @@ static int mg_open(const struct config *cfg, void **ctx, char *err, size_t errle
     goto fail;
   }
   if (!create_indexes(g, dbname, &e)) {
-    seterr(err, errlen, "MongoDB at %s: creating the indexes of %s.messages failed: %s", g->uri_shown, dbname,
+    seterr(err, errlen, "MongoDB at %s: creating the indexes in database %s failed: %s", g->uri_shown, dbname,
            e.message);
     ret = STORE_EUNAVAILABLE;
     goto fail;
@@ -256,6 +271,7 @@ static int mg_open(const struct config *cfg, void **ctx, char *err, size_t errle
   g->messages = mongoc_client_get_collection(g->client, dbname, "messages");
   g->rooms = mongoc_client_get_collection(g->client, dbname, "rooms");
   g->users = mongoc_client_get_collection(g->client, dbname, "users");
+  g->memberships = mongoc_client_get_collection(g->client, dbname, "memberships");
   *ctx = g;
   return STORE_OK;
 fail:
@@ -269,8 +285,8 @@ fail:
  * that many messages below the highest (0: fewer messages than that). */
 static bool nth_newest_seq(struct mg *g, const char *room, uint64_t skip, uint64_t *seq, bson_error_t *e) {
   bson_t *filter = BCON_NEW("room", BCON_UTF8(room));
-  bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "projection", "{", "seq", BCON_INT32(1), "_id",
-                          BCON_INT32(0), "}", "limit", BCON_INT64(1));
+  bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "projection", "{", "seq", BCON_INT32(1),
+                          "_id", BCON_INT32(0), "}", "limit", BCON_INT64(1));
   if (skip) BSON_APPEND_INT64(opts, "skip", i64(skip));
   mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->messages, filter, opts, NULL);
   const bson_t *doc;
@@ -309,9 +325,11 @@ static bool room_head(struct mg *g, const char *room, uint64_t *head, bson_error
 
 struct outcome {
   bool dup;
-  size_t of; /* dup within the batch: index of the original item, or SIZE_MAX */
+  bool tried;  /* sent in an insert of an earlier attempt of this append (kept across attempts) */
+  bool stored; /* …and found stored with its own mid: written by that attempt, not a duplicate */
+  size_t of;   /* dup within the batch: index of the original item, or SIZE_MAX */
   uint64_t seq, ts;
-  char *room, *mid; /* dup of a stored message: the original's (owned here until applied) */
+  char *room, *mid; /* dup: the original's (owned here until applied) */
 };
 
 struct head_view {
@@ -323,42 +341,53 @@ static bool valid_item(const struct store_msg *m) {
   return m->room && m->room[0] && m->mid && m->user_id && m->cmid && m->cmid[0] && m->body;
 }
 
-/* One find for every (user_id, cmid) of the batch: mark the items whose message is already stored. */
-static bool find_stored_dups(struct mg *g, struct store_append *items, size_t n, struct outcome *out, bool *oom,
-                             bson_error_t *e) {
-  bson_t filter = BSON_INITIALIZER, or;
+/* One find for every (user_id, cmid) of the batch: mark the items whose message is already stored —
+ * as duplicates, or as stored if the stored one has the item's own mid. */
+static bool find_stored_dups(struct mg *g, const struct store_append *items, size_t n, struct outcome *out,
+                             bool *oom, bson_error_t *e) {
+  bson_t filter = BSON_INITIALIZER, or ;
   char key[16];
-  BSON_APPEND_ARRAY_BEGIN(&filter, "$or", &or);
+  BSON_APPEND_ARRAY_BEGIN(&filter, "$or", & or);
   for (size_t i = 0; i < n; i++) {
     bson_t cond;
     const char *k;
     bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
-    BSON_APPEND_DOCUMENT_BEGIN(&or, k, &cond);
+    BSON_APPEND_DOCUMENT_BEGIN(& or, k, &cond);
     BSON_APPEND_UTF8(&cond, "user_id", items[i].msg.user_id);
     BSON_APPEND_UTF8(&cond, "cmid", items[i].msg.cmid);
-    bson_append_document_end(&or, &cond);
+    bson_append_document_end(& or, &cond);
   }
-  bson_append_array_end(&filter, &or);
-  bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(0), "room", BCON_INT32(1), "seq", BCON_INT32(1),
-                          "mid", BCON_INT32(1), "ts", BCON_INT32(1), "user_id", BCON_INT32(1), "cmid",
-                          BCON_INT32(1), "}");
+  bson_append_array_end(&filter, & or);
+  bson_t *opts =
+      BCON_NEW("projection", "{", "_id", BCON_INT32(0), "room", BCON_INT32(1), "seq", BCON_INT32(1), "mid",
+               BCON_INT32(1), "ts", BCON_INT32(1), "user_id", BCON_INT32(1), "cmid", BCON_INT32(1), "}");
   mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->messages, &filter, opts, NULL);
   const bson_t *doc;
   while (mongoc_cursor_next(c, &doc)) {
     bson_iter_t it;
     const char *uid = NULL, *cmid = NULL;
-    if (bson_iter_init_find(&it, doc, "user_id") && BSON_ITER_HOLDS_UTF8(&it)) uid = bson_iter_utf8(&it, NULL);
+    if (bson_iter_init_find(&it, doc, "user_id") && BSON_ITER_HOLDS_UTF8(&it))
+      uid = bson_iter_utf8(&it, NULL);
     if (bson_iter_init_find(&it, doc, "cmid") && BSON_ITER_HOLDS_UTF8(&it)) cmid = bson_iter_utf8(&it, NULL);
     if (!uid || !cmid) continue;
     for (size_t i = 0; i < n; i++) {
-      if (out[i].dup || strcmp(items[i].msg.user_id, uid) || strcmp(items[i].msg.cmid, cmid)) continue;
+      if (out[i].dup || out[i].stored || strcmp(items[i].msg.user_id, uid) || strcmp(items[i].msg.cmid, cmid))
+        continue;
+      bson_iter_t mit;
+      if (out[i].tried && bson_iter_init_find(&mit, doc, "mid") && BSON_ITER_HOLDS_UTF8(&mit) &&
+          !strcmp(bson_iter_utf8(&mit, NULL), items[i].msg.mid)) {
+        /* Our own message, from an insert that failed part-way (an ordered insert keeps its prefix). */
+        out[i].stored = true;
+        out[i].seq = get_u64(doc, "seq");
+        continue;
+      }
       bool ok = true;
       out[i].dup = true;
       out[i].room = get_str(doc, "room", &ok);
       out[i].mid = get_str(doc, "mid", &ok);
       out[i].seq = get_u64(doc, "seq");
       out[i].ts = get_u64(doc, "ts");
-      if (!ok || !out[i].room || !out[i].mid) *oom = *oom || !ok;
+      if (!ok) *oom = true;
     }
   }
   bool ok = !mongoc_cursor_error(c, e);
@@ -375,8 +404,10 @@ static bson_t *message_doc(const struct store_msg *m, uint64_t seq) {
   BSON_APPEND_UTF8(d, "mid", m->mid);
   BSON_APPEND_INT64(d, "ts", i64(m->ts));
   BSON_APPEND_UTF8(d, "user_id", m->user_id);
-  if (m->user_name) BSON_APPEND_UTF8(d, "user_name", m->user_name);
-  else BSON_APPEND_NULL(d, "user_name");
+  if (m->user_name)
+    BSON_APPEND_UTF8(d, "user_name", m->user_name);
+  else
+    BSON_APPEND_NULL(d, "user_name");
   BSON_APPEND_UTF8(d, "cmid", m->cmid);
   BSON_APPEND_UTF8(d, "body", m->body);
   return d;
@@ -402,6 +433,81 @@ static bool store_heads(struct mg *g, const struct head_view *heads, size_t nhea
   return ok;
 }
 
+#define DUPLICATE_KEY 11000
+
+/* One try at a batch: fills out[] (nothing is applied to the items). Returns STORE_OK, or an error with
+ * *collided set when the insert hit a unique index: another writer got there first. */
+static int append_once(struct mg *g, const struct store_append *items, size_t n, struct outcome *out,
+                       struct head_view *heads, const bson_t **docs, bool *collided, bson_error_t *e) {
+  size_t nheads = 0, ndocs = 0;
+  bool oom = false;
+  int ret = STORE_EUNAVAILABLE;
+  *collided = false;
+  for (size_t i = 0; i < n; i++) {
+    free(out[i].room);
+    free(out[i].mid);
+    out[i] = (struct outcome){.of = SIZE_MAX, .tried = out[i].tried};
+  }
+  /* 1. Duplicates: of stored messages (one find), then of earlier items of the batch. */
+  if (!find_stored_dups(g, items, n, out, &oom, e)) goto done;
+  for (size_t i = 1; i < n && !oom; i++) {
+    if (out[i].dup || out[i].stored) continue;
+    for (size_t j = 0; j < i; j++) {
+      if (out[j].dup || strcmp(items[i].msg.user_id, items[j].msg.user_id) ||
+          strcmp(items[i].msg.cmid, items[j].msg.cmid))
+        continue;
+      out[i].dup = true;
+      out[i].of = j;
+      out[i].ts = items[j].msg.ts;
+      out[i].room = strdup(items[j].msg.room);
+      out[i].mid = strdup(items[j].msg.mid);
+      oom = !out[i].room || !out[i].mid;
+      break;
+    }
+  }
+  /* 2. Seqs: each new message gets its room's next one. */
+  for (size_t i = 0; i < n && !oom; i++) {
+    if (out[i].dup || out[i].stored) continue;
+    const struct store_msg *m = &items[i].msg;
+    size_t h = 0;
+    while (h < nheads && strcmp(heads[h].room, m->room)) h++;
+    if (h == nheads) {
+      heads[h].room = m->room;
+      if (!room_head(g, m->room, &heads[h].head, e)) goto done;
+      nheads++;
+    }
+    out[i].seq = ++heads[h].head;
+    out[i].tried = true;
+    docs[ndocs++] = message_doc(m, out[i].seq);
+  }
+  if (oom) {
+    ret = STORE_ENOMEM;
+    bson_set_error(e, MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_NO_ACCEPTABLE_PEER, "out of memory");
+    goto done;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (out[i].of != SIZE_MAX) out[i].seq = out[out[i].of].seq;
+  /* 3. One ordered insert, with the pool's write concern. */
+  if (ndocs) {
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
+    bool ok = mongoc_collection_insert_many(g->messages, docs, ndocs, opts, NULL, e);
+    bson_destroy(opts);
+    if (!ok) {
+      *collided = e->code == DUPLICATE_KEY;
+      goto done;
+    }
+    /* The messages are stored: the append has succeeded. A failure to move rooms.head only delays it
+     * (the next append and head() take the max with the messages' own seqs). */
+    bson_error_t he;
+    if (!store_heads(g, heads, nheads, &he))
+      log_warn("store(mongo): updating rooms.head failed: %s", he.message);
+  }
+  ret = STORE_OK;
+done:
+  for (size_t i = 0; i < ndocs; i++) bson_destroy((bson_t *)docs[i]);
+  return ret;
+}
+
 static int mg_append(void *ctx, struct store_append *items, size_t n, char *err, size_t errlen) {
   struct mg *g = ctx;
   if (!n) return STORE_OK;
@@ -414,96 +520,32 @@ static int mg_append(void *ctx, struct store_append *items, size_t n, char *err,
   struct outcome *out = calloc(n, sizeof *out);
   struct head_view *heads = calloc(n, sizeof *heads);
   const bson_t **docs = calloc(n, sizeof *docs);
-  size_t nheads = 0, ndocs = 0;
-  int ret = STORE_OK;
-  bool oom = false;
+  int ret = STORE_ENOMEM;
   bson_error_t e;
-  if (!out || !heads || !docs) goto oom;
-  for (size_t i = 0; i < n; i++) out[i].of = SIZE_MAX;
-
-  /* 1. Duplicates: of stored messages (one find), then of earlier items of the batch. */
-  if (!find_stored_dups(g, items, n, out, &oom, &e)) goto unavailable;
-  if (oom) goto oom;
-  for (size_t i = 1; i < n; i++) {
-    if (out[i].dup) continue;
-    for (size_t j = 0; j < i; j++) {
-      if (out[j].dup || strcmp(items[i].msg.user_id, items[j].msg.user_id) ||
-          strcmp(items[i].msg.cmid, items[j].msg.cmid))
-        continue;
-      out[i].dup = true;
-      out[i].of = j;
-      break;
-    }
+  bson_set_error(&e, MONGOC_ERROR_CLIENT, MONGOC_ERROR_CLIENT_NO_ACCEPTABLE_PEER, "out of memory");
+  if (out && heads && docs) {
+    /* A collision on a unique index means another writer took the seq or stored the (user, cmid)
+     * meanwhile: look again. (parleyd has one writer; this covers a second process by mistake.) */
+    bool collided = true;
+    for (int attempt = 0; attempt < 3 && collided; attempt++)
+      ret = append_once(g, items, n, out, heads, docs, &collided, &e);
   }
-  /* 2. Seqs: each new message gets its room's next one. */
-  for (size_t i = 0; i < n; i++) {
-    if (out[i].dup) continue;
-    const struct store_msg *m = &items[i].msg;
-    size_t h = 0;
-    while (h < nheads && strcmp(heads[h].room, m->room)) h++;
-    if (h == nheads) {
-      heads[h].room = m->room;
-      if (!room_head(g, m->room, &heads[h].head, &e)) goto unavailable;
-      nheads++;
-    }
-    out[i].seq = ++heads[h].head;
-    if (!(docs[ndocs++] = message_doc(m, out[i].seq))) goto oom;
-  }
-  /* 3. One ordered insert (the write concern comes from the client). */
-  if (ndocs) {
-    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(true));
-    bool ok = mongoc_collection_insert_many(g->messages, docs, ndocs, opts, NULL, &e);
-    bson_destroy(opts);
-    if (!ok) goto unavailable;
-    /* The messages are stored: the append has succeeded. A failure to move rooms.head only delays it
-     * (the next append or head() takes the max with the messages' own seqs). */
-    if (!store_heads(g, heads, nheads, &e)) log_warn("store(mongo): updating rooms.head failed: %s", e.message);
-  }
-
-  for (size_t i = 0; i < n; i++) {
-    struct store_msg *m = &items[i].msg;
-    items[i].dup = out[i].dup;
-    if (!out[i].dup) {
+  if (ret) {
+    seterr(err, errlen, "MongoDB at %s: %s", g->uri_shown, e.message);
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      struct store_msg *m = &items[i].msg;
+      items[i].dup = out[i].dup;
       m->seq = out[i].seq;
-      continue;
-    }
-    char *room, *mid;
-    if (out[i].of != SIZE_MAX) { /* the original is an earlier item, already updated above */
-      const struct store_msg *o = &items[out[i].of].msg;
-      room = strdup(o->room);
-      mid = strdup(o->mid);
-      if (!room || !mid) { /* cannot report the original: the messages are stored, so say so loudly */
-        free(room);
-        free(mid);
-        log_error("store(mongo): out of memory reporting a duplicate");
-        continue;
-      }
-      out[i].seq = o->seq;
-      out[i].ts = o->ts;
-    } else {
-      room = out[i].room;
-      mid = out[i].mid;
+      if (!out[i].dup) continue;
+      free(m->room);
+      free(m->mid);
+      m->room = out[i].room;
+      m->mid = out[i].mid;
+      m->ts = out[i].ts;
       out[i].room = out[i].mid = NULL;
     }
-    free(m->room);
-    free(m->mid);
-    m->room = room;
-    m->mid = mid;
-    m->seq = out[i].seq;
-    m->ts = out[i].ts;
   }
-  goto out;
-
-unavailable:
-  seterr(err, errlen, "MongoDB at %s: %s", g->uri_shown, e.message);
-  ret = STORE_EUNAVAILABLE;
-  goto out;
-oom:
-  seterr(err, errlen, "out of memory");
-  ret = STORE_ENOMEM;
-out:
-  if (docs)
-    for (size_t i = 0; i < ndocs; i++) bson_destroy((bson_t *)docs[i]);
   if (out)
     for (size_t i = 0; i < n; i++) {
       free(out[i].room);
@@ -528,8 +570,9 @@ static int mg_read(void *ctx, const char *room, uint64_t after, uint64_t before,
   BSON_APPEND_INT64(&range, "$gt", i64(after));
   if (before) BSON_APPEND_INT64(&range, "$lt", i64(before));
   bson_append_document_end(&filter, &range);
-  bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(newest ? -1 : 1), "}", "projection", "{", "_id",
-                          BCON_INT32(0), "}", "limit", BCON_INT64(limit > INT64_MAX ? INT64_MAX : (int64_t)limit));
+  bson_t *opts =
+      BCON_NEW("sort", "{", "seq", BCON_INT32(newest ? -1 : 1), "}", "projection", "{", "_id", BCON_INT32(0),
+               "}", "limit", BCON_INT64(limit > INT64_MAX ? INT64_MAX : (int64_t)limit));
   mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->messages, &filter, opts, NULL);
   size_t first = out->n;
   int ret = STORE_OK;
@@ -610,6 +653,204 @@ static int mg_get_last_seen(void *ctx, const char *user_id, uint64_t *ts) {
   return ok ? call_ok(g) : call_fail(g, "get_last_seen", &e);
 }
 
+/* ---- room lists and read markers ---- */
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* One update_one; *matched gets matchedCount + upsertedCount. */
+static bool update1(mongoc_collection_t *c, const bson_t *sel, const bson_t *upd, bool upsert,
+                    uint64_t *matched, bson_error_t *e) {
+  bson_t *opts = BCON_NEW("upsert", BCON_BOOL(upsert));
+  bson_t reply;
+  bool ok = mongoc_collection_update_one(c, sel, upd, opts, &reply, e);
+  if (ok && matched) *matched = get_u64(&reply, "matchedCount") + get_u64(&reply, "upsertedCount");
+  bson_destroy(&reply);
+  bson_destroy(opts);
+  return ok;
+}
+
+/* The membership document of (user_id, room): *found, and its read marker and listed flag. */
+static bool membership_get(struct mg *g, const char *user_id, const char *room, bool *found, uint64_t *read,
+                           bool *listed, bson_error_t *e) {
+  bson_t *filter = BCON_NEW("user_id", BCON_UTF8(user_id), "room", BCON_UTF8(room));
+  bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+  mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->memberships, filter, opts, NULL);
+  const bson_t *doc;
+  *found = false;
+  *read = 0;
+  *listed = false;
+  if (mongoc_cursor_next(c, &doc)) {
+    bson_iter_t it;
+    *found = true;
+    *read = get_u64(doc, "read");
+    *listed = bson_iter_init_find(&it, doc, "listed") && bson_iter_as_bool(&it);
+  }
+  bool ok = !mongoc_cursor_error(c, e);
+  mongoc_cursor_destroy(c);
+  bson_destroy(opts);
+  bson_destroy(filter);
+  return ok;
+}
+
+#define MEMBERSHIP_TRIES 3
+
+static int mg_member_set(void *ctx, const char *user_id, const char *room, bool member) {
+  struct mg *g = ctx;
+  if (!user_id || !user_id[0] || !room || !room[0]) return STORE_EINVAL;
+  bson_error_t e;
+  bool ok = true;
+  if (member) {
+    /* List it unless it is listed already (then the upsert collides on user_room: nothing to do). The
+     * collision is confirmed by a read, in case a second writer inserted a marker-only document. */
+    bson_t *sel = BCON_NEW("user_id", BCON_UTF8(user_id), "room", BCON_UTF8(room), "listed", "{", "$ne",
+                           BCON_BOOL(true), "}");
+    bson_t *upd = BCON_NEW("$set", "{", "listed", BCON_BOOL(true), "joined_at", BCON_INT64(i64(now_ms())),
+                           "}", "$setOnInsert", "{", "read", BCON_INT64(0), "}");
+    bool listed = false;
+    for (int attempt = 0; ok && !listed && attempt < MEMBERSHIP_TRIES; attempt++) {
+      if (update1(g->memberships, sel, upd, true, NULL, &e)) {
+        listed = true;
+      } else if (e.code == DUPLICATE_KEY) {
+        bool found;
+        uint64_t read;
+        ok = membership_get(g, user_id, room, &found, &read, &listed, &e);
+      } else {
+        ok = false;
+      }
+    }
+    bson_destroy(upd);
+    bson_destroy(sel);
+    if (ok && !listed)
+      bson_set_error(&e, MONGOC_ERROR_COLLECTION, DUPLICATE_KEY, "member_set: kept colliding");
+    return ok && listed ? call_ok(g) : call_fail(g, "member_set", &e);
+  }
+  /* Removal: a document with a marker stays, unlisted; one without goes. */
+  bson_t *sel = BCON_NEW("user_id", BCON_UTF8(user_id), "room", BCON_UTF8(room), "read", "{", "$gt",
+                         BCON_INT64(0), "}");
+  bson_t *upd = BCON_NEW("$set", "{", "listed", BCON_BOOL(false), "}");
+  uint64_t matched = 0;
+  ok = update1(g->memberships, sel, upd, false, &matched, &e);
+  bson_destroy(upd);
+  bson_destroy(sel);
+  if (ok && !matched) {
+    sel = BCON_NEW("user_id", BCON_UTF8(user_id), "room", BCON_UTF8(room), "read", "{", "$lte", BCON_INT64(0),
+                   "}");
+    ok = mongoc_collection_delete_one(g->memberships, sel, NULL, NULL, &e);
+    bson_destroy(sel);
+  }
+  return ok ? call_ok(g) : call_fail(g, "member_set", &e);
+}
+
+static int mg_read_set(void *ctx, const char *user_id, const char *room, uint64_t seq, uint64_t *read) {
+  struct mg *g = ctx;
+  if (!user_id || !user_id[0] || !room || !room[0] || !read) return STORE_EINVAL;
+  bson_error_t e;
+  bool found, listed, ok = true;
+  if (!seq) {
+    ok = membership_get(g, user_id, room, &found, read, &listed, &e);
+    return ok ? call_ok(g) : call_fail(g, "read_set", &e);
+  }
+  /* No $max: a conditional update (read < seq) that upserts when there is no document. If one exists
+   * with read >= seq, the upsert collides on user_room, and the marker is read back instead. */
+  bson_t *sel = BCON_NEW("user_id", BCON_UTF8(user_id), "room", BCON_UTF8(room), "read", "{", "$lt",
+                         BCON_INT64(i64(seq)), "}");
+  bson_t *upd = BCON_NEW("$set", "{", "read", BCON_INT64(i64(seq)), "}", "$setOnInsert", "{", "listed",
+                         BCON_BOOL(false), "joined_at", BCON_INT64(0), "}");
+  bool have = false;
+  for (int attempt = 0; ok && !have && attempt < MEMBERSHIP_TRIES; attempt++) {
+    if (update1(g->memberships, sel, upd, true, NULL, &e)) {
+      *read = (uint64_t)i64(seq);
+      have = true;
+    } else if (e.code == DUPLICATE_KEY) {
+      uint64_t cur;
+      ok = membership_get(g, user_id, room, &found, &cur, &listed, &e);
+      if (ok && found && cur >= (uint64_t)i64(seq)) { /* else it changed meanwhile: try again */
+        *read = cur;
+        have = true;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  bson_destroy(upd);
+  bson_destroy(sel);
+  if (ok && !have) bson_set_error(&e, MONGOC_ERROR_COLLECTION, DUPLICATE_KEY, "read_set: kept colliding");
+  return ok && have ? call_ok(g) : call_fail(g, "read_set", &e);
+}
+
+static int room_cmp(const void *a, const void *b) {
+  return strcmp(((const struct store_room *)a)->room, ((const struct store_room *)b)->room);
+}
+
+static int mg_rooms_of(void *ctx, const char *user_id, struct store_room_list *out) {
+  struct mg *g = ctx;
+  if (!user_id || !out) return STORE_EINVAL;
+  size_t first = out->n;
+  int ret = STORE_OK;
+  bson_error_t e;
+  /* 1. The listed rooms with their markers. */
+  bson_t *filter = BCON_NEW("user_id", BCON_UTF8(user_id), "listed", BCON_BOOL(true));
+  bson_t *opts =
+      BCON_NEW("projection", "{", "_id", BCON_INT32(0), "room", BCON_INT32(1), "read", BCON_INT32(1), "}");
+  mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->memberships, filter, opts, NULL);
+  const bson_t *doc;
+  while (mongoc_cursor_next(c, &doc)) {
+    bool ok = true;
+    struct store_room r = {.room = get_str(doc, "room", &ok), .read = get_u64(doc, "read")};
+    if (ok && !r.room) continue; /* not a document of ours */
+    if (!ok || store_room_list_push(out, &r)) {
+      free(r.room);
+      ret = STORE_ENOMEM;
+      break;
+    }
+  }
+  if (!ret && mongoc_cursor_error(c, &e)) ret = call_fail(g, "rooms_of", &e);
+  mongoc_cursor_destroy(c);
+  bson_destroy(opts);
+  bson_destroy(filter);
+  size_t n = out->n - first;
+  /* Sorted here, byte-wise like SQLite, whatever the server's collation. */
+  if (!ret && n) qsort(out->v + first, n, sizeof *out->v, room_cmp);
+
+  /* 2. Their heads, in one $in query on rooms. */
+  if (!ret && n) {
+    bson_t in_filter = BSON_INITIALIZER, id, arr;
+    char key[16];
+    BSON_APPEND_DOCUMENT_BEGIN(&in_filter, "_id", &id);
+    BSON_APPEND_ARRAY_BEGIN(&id, "$in", &arr);
+    for (size_t i = 0; i < n; i++) {
+      const char *k;
+      bson_uint32_to_string((uint32_t)i, &k, key, sizeof key);
+      BSON_APPEND_UTF8(&arr, k, out->v[first + i].room);
+    }
+    bson_append_array_end(&id, &arr);
+    bson_append_document_end(&in_filter, &id);
+    opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "head", BCON_INT32(1), "}");
+    c = mongoc_collection_find_with_opts(g->rooms, &in_filter, opts, NULL);
+    while (mongoc_cursor_next(c, &doc)) {
+      bson_iter_t it;
+      if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it)) continue;
+      struct store_room k = {.room = (char *)bson_iter_utf8(&it, NULL)};
+      struct store_room *r = bsearch(&k, out->v + first, n, sizeof *out->v, room_cmp);
+      if (r) r->head = get_u64(doc, "head");
+    }
+    if (mongoc_cursor_error(c, &e)) ret = call_fail(g, "rooms_of", &e);
+    mongoc_cursor_destroy(c);
+    bson_destroy(opts);
+    bson_destroy(&in_filter);
+  }
+  if (ret) { /* leave out as it was */
+    for (size_t i = first; i < out->n; i++) free(out->v[i].room);
+    out->n = first;
+    return ret;
+  }
+  return call_ok(g);
+}
+
 /* ---- retention ---- */
 
 static bool delete_many(struct mg *g, bson_t *filter, uint64_t *deleted, bson_error_t *e) {
@@ -630,15 +871,16 @@ static bool retain_room(struct mg *g, const char *room, uint64_t ts_before, uint
     uint64_t upto; /* the newest seq beyond the keep_count newest: it and older ones go */
     if (!nth_newest_seq(g, room, keep_count, &upto, e)) return false;
     if (upto && !delete_many(g,
-                             BCON_NEW("room", BCON_UTF8(room), "seq", "{", "$lte", BCON_INT64(i64(upto)), "$lt",
-                                      BCON_INT64(i64(newest)), "}"),
+                             BCON_NEW("room", BCON_UTF8(room), "seq", "{", "$lte", BCON_INT64(i64(upto)),
+                                      "$lt", BCON_INT64(i64(newest)), "}"),
                              deleted, e))
       return false;
   }
-  if (ts_before && !delete_many(g,
-                                BCON_NEW("room", BCON_UTF8(room), "ts", "{", "$lt", BCON_INT64(i64(ts_before)),
-                                         "}", "seq", "{", "$lt", BCON_INT64(i64(newest)), "}"),
-                                deleted, e))
+  if (ts_before &&
+      !delete_many(g,
+                   BCON_NEW("room", BCON_UTF8(room), "ts", "{", "$lt", BCON_INT64(i64(ts_before)), "}", "seq",
+                            "{", "$lt", BCON_INT64(i64(newest)), "}"),
+                   deleted, e))
     return false;
   return true;
 }
@@ -653,7 +895,8 @@ static int mg_retain(void *ctx, const char *pattern, uint64_t ts_before, uint64_
    * the SQLite backend does, rather than translated to a $regex. Names are collected first so that no
    * cursor is open across the deletes. */
   bson_t filter = BSON_INITIALIZER;
-  bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "sort", "{", "_id", BCON_INT32(1), "}");
+  bson_t *opts =
+      BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "sort", "{", "_id", BCON_INT32(1), "}");
   mongoc_cursor_t *c = mongoc_collection_find_with_opts(g->rooms, &filter, opts, NULL);
   char **rooms = NULL;
   size_t nrooms = 0, cap = 0;
@@ -700,4 +943,7 @@ const struct store_backend store_backend_mongo = {
     .set_last_seen = mg_set_last_seen,
     .get_last_seen = mg_get_last_seen,
     .retain = mg_retain,
+    .member_set = mg_member_set,
+    .read_set = mg_read_set,
+    .rooms_of = mg_rooms_of,
 };

@@ -3,8 +3,9 @@
  * One SQLite file in WAL mode; the writer and the reader thread each open their own ctx (connection) on
  * it, so history reads never wait for a write transaction. Every statement is prepared once at open.
  * A room's head lives in rooms(room, head), written in the same transaction as the messages, so head()
- * is one lookup and survives retention. The schema carries its version in PRAGMA user_version and is
- * brought forward by the steps in migrations[] inside one write transaction. */
+ * is one lookup and survives retention. Users' room lists and read markers share memberships (version
+ * 2): a row is a listed room or only a marker. The schema carries its version in PRAGMA user_version and
+ * is brought forward by the steps in migrations[] inside one write transaction. */
 #include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "config.h"
 #include "store/backend.h"
@@ -30,6 +32,12 @@ static const char *const migrations[] = {
     "CREATE UNIQUE INDEX messages_user_cmid ON messages (user_id, cmid);"
     "CREATE TABLE rooms (room TEXT PRIMARY KEY, head INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE users (user_id TEXT PRIMARY KEY, last_seen INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 2: users' room lists and read markers. A row is a listed room (listed = 1), or only a read marker
+     * of a room the user has read but not listed (listed = 0, read > 0). */
+    "CREATE TABLE memberships ("
+    "  user_id TEXT NOT NULL, room TEXT NOT NULL, read INTEGER NOT NULL DEFAULT 0,"
+    "  joined_at INTEGER NOT NULL DEFAULT 0, listed INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (user_id, room)) WITHOUT ROWID;",
 };
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -53,6 +61,12 @@ enum {
   S_NTH_NEWEST,
   S_DEL_UPTO,
   S_DEL_OLDER,
+  S_MEMBER_ADD,
+  S_MEMBER_DROP,
+  S_MEMBER_UNLIST,
+  S_READ_SET,
+  S_READ_GET,
+  S_ROOMS_OF,
   S_COUNT
 };
 
@@ -77,6 +91,22 @@ static const char *const sql[S_COUNT] = {
     [S_NTH_NEWEST] = "SELECT seq FROM messages WHERE room = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
     [S_DEL_UPTO] = "DELETE FROM messages WHERE room = ?1 AND seq <= ?2 AND seq < ?3",
     [S_DEL_OLDER] = "DELETE FROM messages WHERE room = ?1 AND ts < ?2 AND seq < ?3",
+    /* listing an unlisted room stamps joined_at; a listed one is left as it is */
+    [S_MEMBER_ADD] =
+        "INSERT INTO memberships (user_id, room, read, joined_at, listed) VALUES (?1, ?2, 0, ?3, 1) "
+        "ON CONFLICT (user_id, room) DO UPDATE SET listed = 1, joined_at = excluded.joined_at "
+        "WHERE NOT listed",
+    [S_MEMBER_DROP] = "DELETE FROM memberships WHERE user_id = ?1 AND room = ?2 AND read = 0",
+    [S_MEMBER_UNLIST] = "UPDATE memberships SET listed = 0 WHERE user_id = ?1 AND room = ?2 AND listed",
+    /* a row only when the marker moved forward */
+    [S_READ_SET] =
+        "INSERT INTO memberships (user_id, room, read) VALUES (?1, ?2, ?3) "
+        "ON CONFLICT (user_id, room) DO UPDATE SET read = excluded.read WHERE excluded.read > read "
+        "RETURNING read",
+    [S_READ_GET] = "SELECT read FROM memberships WHERE user_id = ?1 AND room = ?2",
+    [S_ROOMS_OF] =
+        "SELECT m.room, coalesce(r.head, 0), m.read FROM memberships AS m "
+        "LEFT JOIN rooms AS r ON r.room = m.room WHERE m.user_id = ?1 AND m.listed ORDER BY m.room",
 };
 
 struct sq {
@@ -98,10 +128,13 @@ __attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errle
  * else (locked, busy, I/O error, disk full, read-only) is "cannot write now, retry later". */
 static int map_rc(int rc) {
   switch (rc & 0xff) {
-  case SQLITE_NOMEM: return STORE_ENOMEM;
+  case SQLITE_NOMEM:
+    return STORE_ENOMEM;
   case SQLITE_CORRUPT:
-  case SQLITE_NOTADB: return STORE_ECORRUPT;
-  default: return STORE_EUNAVAILABLE;
+  case SQLITE_NOTADB:
+    return STORE_ECORRUPT;
+  default:
+    return STORE_EUNAVAILABLE;
   }
 }
 
@@ -156,8 +189,10 @@ static int mkdirs(const char *dir) {
   }
   if (!rc) { /* the last component must be a directory (EEXIST also covers a file of that name) */
     struct stat st;
-    if (stat(p, &st)) rc = -errno;
-    else if (!S_ISDIR(st.st_mode)) rc = -ENOTDIR;
+    if (stat(p, &st))
+      rc = -errno;
+    else if (!S_ISDIR(st.st_mode))
+      rc = -ENOTDIR;
   }
   free(p);
   return rc;
@@ -166,7 +201,8 @@ static int mkdirs(const char *dir) {
 /* The database path: store.sqlite.path under server.data_dir (resolved against base_dir), or the
  * store path itself when absolute. The directory that holds the file is created when missing. */
 static char *db_path(const struct config *cfg, char *err, size_t errlen) {
-  const char *rel = cfg->store_sqlite_path && cfg->store_sqlite_path[0] ? cfg->store_sqlite_path : "parley.db";
+  const char *rel =
+      cfg->store_sqlite_path && cfg->store_sqlite_path[0] ? cfg->store_sqlite_path : "parley.db";
   char *path;
   if (rel[0] == '/') {
     path = strdup(rel);
@@ -218,8 +254,9 @@ static int migrate(struct sq *q, char *err, size_t errlen) {
   if ((rc = user_version(q->db, &v))) goto rollback; /* another connection may have migrated meanwhile */
   if (v > SCHEMA_VERSION || v < 0) {
     sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-    seterr(err, errlen, "%s: schema version %d is not one this parleyd knows (latest %d); use a newer parleyd",
-           q->path, v, SCHEMA_VERSION);
+    seterr(err, errlen,
+           "%s: schema version %d is not one this parleyd knows (latest %d); use a newer parleyd", q->path, v,
+           SCHEMA_VERSION);
     return STORE_ECORRUPT;
   }
   for (; v < SCHEMA_VERSION; v++) {
@@ -257,7 +294,8 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   }
   int ret = STORE_EUNAVAILABLE, rc;
   if (!(q->path = db_path(cfg, err, errlen))) goto fail;
-  rc = sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  rc = sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                       NULL);
   if (rc) {
     seterr(err, errlen, "cannot open SQLite database %s: %s", q->path,
            q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
@@ -286,7 +324,8 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
     seterr(err, errlen, "%s: cannot switch to WAL mode (journal_mode is %s)", q->path, mode);
     goto fail;
   }
-  const char *sync = cfg->store_sqlite_synchronous ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
+  const char *sync =
+      cfg->store_sqlite_synchronous ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
   if ((rc = sqlite3_exec(q->db, sync, NULL, NULL, NULL))) {
     seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
     ret = map_rc(rc);
@@ -532,6 +571,115 @@ static int sq_get_last_seen(void *ctx, const char *user_id, uint64_t *ts) {
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? call_ok(q) : call_fail(q, "get_last_seen", rc);
 }
 
+/* ---- room lists and read markers ---- */
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Step a statement that returns no rows; a store error code. */
+static int exec_stmt(struct sq *q, sqlite3_stmt *s, const char *what) {
+  int rc = sqlite3_step(s);
+  done(s);
+  return rc == SQLITE_DONE ? STORE_OK : call_fail(q, what, rc);
+}
+
+static int sq_member_set(void *ctx, const char *user_id, const char *room, bool member) {
+  struct sq *q = ctx;
+  if (!user_id || !user_id[0] || !room || !room[0]) return STORE_EINVAL;
+  sqlite3_stmt *s;
+  int ret;
+  if (member) {
+    s = q->st[S_MEMBER_ADD];
+    bind_text(s, 1, user_id);
+    bind_text(s, 2, room);
+    sqlite3_bind_int64(s, 3, clamp64(now_ms()));
+    ret = exec_stmt(q, s, "member_set");
+    return ret ? ret : call_ok(q);
+  }
+  /* Removal: a row without a marker goes; one with a marker stays, unlisted. One transaction. */
+  if ((ret = exec_stmt(q, q->st[S_BEGIN], "member_set"))) return ret;
+  s = q->st[S_MEMBER_DROP];
+  bind_text(s, 1, user_id);
+  bind_text(s, 2, room);
+  if (!(ret = exec_stmt(q, s, "member_set"))) {
+    s = q->st[S_MEMBER_UNLIST];
+    bind_text(s, 1, user_id);
+    bind_text(s, 2, room);
+    ret = exec_stmt(q, s, "member_set");
+  }
+  if (!ret) ret = exec_stmt(q, q->st[S_COMMIT], "member_set");
+  if (ret) {
+    if (sqlite3_get_autocommit(q->db) == 0) exec_stmt(q, q->st[S_ROLLBACK], "member_set");
+    return ret;
+  }
+  return call_ok(q);
+}
+
+static int read_marker(struct sq *q, const char *user_id, const char *room, uint64_t *read) {
+  sqlite3_stmt *s = q->st[S_READ_GET];
+  bind_text(s, 1, user_id);
+  bind_text(s, 2, room);
+  int rc = sqlite3_step(s);
+  *read = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
+  done(s);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? STORE_OK : call_fail(q, "read_set", rc);
+}
+
+static int sq_read_set(void *ctx, const char *user_id, const char *room, uint64_t seq, uint64_t *read) {
+  struct sq *q = ctx;
+  if (!user_id || !user_id[0] || !room || !room[0] || !read) return STORE_EINVAL;
+  int ret;
+  if (seq) {
+    /* One statement: it returns the row only when the marker moved (or was created) */
+    sqlite3_stmt *s = q->st[S_READ_SET];
+    bind_text(s, 1, user_id);
+    bind_text(s, 2, room);
+    sqlite3_bind_int64(s, 3, clamp64(seq));
+    int rc = sqlite3_step(s);
+    bool moved = rc == SQLITE_ROW;
+    if (moved) {
+      *read = (uint64_t)sqlite3_column_int64(s, 0);
+      rc = sqlite3_step(s);
+    }
+    done(s);
+    if (rc != SQLITE_DONE) return call_fail(q, "read_set", rc);
+    if (moved) return call_ok(q);
+  }
+  if ((ret = read_marker(q, user_id, room, read))) return ret; /* already at or beyond seq */
+  return call_ok(q);
+}
+
+static int sq_rooms_of(void *ctx, const char *user_id, struct store_room_list *out) {
+  struct sq *q = ctx;
+  if (!user_id || !out) return STORE_EINVAL;
+  sqlite3_stmt *s = q->st[S_ROOMS_OF];
+  size_t first = out->n;
+  int rc, ret = STORE_OK;
+  bind_text(s, 1, user_id);
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    bool ok = true;
+    struct store_room r = {.room = col_str(s, 0, &ok),
+                           .head = (uint64_t)sqlite3_column_int64(s, 1),
+                           .read = (uint64_t)sqlite3_column_int64(s, 2)};
+    if (!ok || !r.room || store_room_list_push(out, &r)) {
+      free(r.room);
+      ret = STORE_ENOMEM;
+      break;
+    }
+  }
+  if (!ret && rc != SQLITE_DONE) ret = call_fail(q, "rooms_of", rc);
+  done(s);
+  if (ret) { /* leave out as it was */
+    for (size_t i = first; i < out->n; i++) free(out->v[i].room);
+    out->n = first;
+    return ret;
+  }
+  return call_ok(q);
+}
+
 /* ---- retention ---- */
 
 /* Apply retention to one room in its own transaction (short write locks between message batches).
@@ -625,8 +773,7 @@ static int sq_retain(void *ctx, const char *pattern, uint64_t ts_before, uint64_
   }
   done(s);
   if (!ret && rc != SQLITE_DONE) ret = call_fail(q, "retain", rc);
-  for (size_t i = 0; !ret && i < nrooms; i++)
-    ret = retain_room(q, rooms[i], ts_before, keep_count, deleted);
+  for (size_t i = 0; !ret && i < nrooms; i++) ret = retain_room(q, rooms[i], ts_before, keep_count, deleted);
   for (size_t i = 0; i < nrooms; i++) free(rooms[i]);
   free(rooms);
   return ret ? ret : call_ok(q);
@@ -642,4 +789,7 @@ const struct store_backend store_backend_sqlite = {
     .set_last_seen = sq_set_last_seen,
     .get_last_seen = sq_get_last_seen,
     .retain = sq_retain,
+    .member_set = sq_member_set,
+    .read_set = sq_read_set,
+    .rooms_of = sq_rooms_of,
 };

@@ -36,7 +36,8 @@ struct store {
 };
 
 static bool is_write(enum store_req_kind k) {
-  return k == STORE_REQ_APPEND || k == STORE_REQ_LAST_SEEN_SET || k == STORE_REQ_RETAIN;
+  return k == STORE_REQ_APPEND || k == STORE_REQ_LAST_SEEN_SET || k == STORE_REQ_RETAIN ||
+         k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET;
 }
 
 static void complete(struct store *s, struct store_req *first, struct store_req *last) {
@@ -101,6 +102,15 @@ static void run_one(struct worker *w, struct store_req *r) {
     break;
   case STORE_REQ_HEAD:
     rc = be->head(w->ctx, r->u.head.room, &r->u.head.seq);
+    break;
+  case STORE_REQ_MEMBER_SET:
+    rc = be->member_set(w->ctx, r->u.member.user_id, r->u.member.room, r->u.member.member);
+    break;
+  case STORE_REQ_READ_SET:
+    rc = be->read_set(w->ctx, r->u.marker.user_id, r->u.marker.room, r->u.marker.seq, &r->u.marker.read);
+    break;
+  case STORE_REQ_ROOMS:
+    rc = be->rooms_of(w->ctx, r->u.rooms.user_id, &r->u.rooms.out);
     break;
   case STORE_REQ_APPEND:
     break; /* batched in run_appends */

@@ -23,6 +23,9 @@ enum store_req_kind {
   STORE_REQ_READ,          /* reader: u.read → u.read.out */
   STORE_REQ_HEAD,          /* reader: u.head.room → u.head.seq */
   STORE_REQ_LAST_SEEN_GET, /* reader */
+  STORE_REQ_MEMBER_SET,    /* writer: u.member */
+  STORE_REQ_READ_SET,      /* writer: u.marker → u.marker.read */
+  STORE_REQ_ROOMS,         /* reader: u.rooms.user_id → u.rooms.out */
 };
 
 #define STORE_EOVERLOADED (-10) /* submit: the queue is full */
@@ -55,6 +58,18 @@ struct store_req {
       char *pattern;
       uint64_t ts_before, keep_count, deleted;
     } retain;
+    struct {
+      char *user_id, *room;
+      bool member;
+    } member;
+    struct {
+      char *user_id, *room;
+      uint64_t seq, read;
+    } marker;
+    struct {
+      char *user_id;
+      struct store_room_list out; /* filled by the reader; the owner frees it */
+    } rooms;
   } u;
 };
 

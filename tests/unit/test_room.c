@@ -17,37 +17,50 @@
 static int conns[8];
 #define CONN(i) ((struct conn *)&conns[i])
 
-static void test_membership_per_user(void **state) {
+static void test_fanout_membership(void **state) {
   struct room_set set = {0};
   struct room *r = room_get(&set, "lobby", true, 4);
   assert_non_null(r);
   assert_ptr_equal(room_get(&set, "lobby", false, 0), r);
   assert_null(room_get(&set, "other", false, 0));
-
-  bool first, last;
-  struct member *a1 = room_add(r, CONN(0), "ann", &first);
-  assert_true(first);
-  struct member *a2 = room_add(r, CONN(1), "ann", &first); /* second tab */
-  assert_false(first);
-  struct member *b1 = room_add(r, CONN(2), "bob", &first);
-  assert_true(first);
-  assert_int_equal(r->nmembers, 3);
-
-  room_remove(r, a1, "ann", &last);
-  assert_false(last); /* ann still has a tab */
-  assert_int_equal(r->nmembers, 2);
-  /* swap-removal keeps every membership's index right */
-  for (uint32_t i = 0; i < r->nmembers; i++) assert_int_equal(r->members[i]->room_idx, i);
-  assert_ptr_equal(r->members[a2->room_idx], a2);
-  assert_ptr_equal(r->members[b1->room_idx], b1);
-
-  room_remove(r, a2, "ann", &last);
-  assert_true(last);
-  room_remove(r, b1, "bob", &last);
-  assert_true(last);
+  struct member *m[8];
+  for (int i = 0; i < 8; i++) assert_non_null(m[i] = room_add(r, CONN(i)));
+  int order[] = {3, 0, 7, 5, 1, 6, 2, 4};
+  for (int k = 0; k < 8; k++) {
+    room_remove(r, m[order[k]]);
+    /* swap-removal keeps every membership's index right */
+    for (uint32_t i = 0; i < r->nmembers; i++) {
+      assert_int_equal(r->members[i]->room_idx, i);
+      assert_ptr_equal(r->members[i]->room, r);
+    }
+  }
   assert_int_equal(r->nmembers, 0);
-  assert_int_equal(room_set_count(&set), 1);
   room_release_if_unused(&set, r); /* empty, no messages: freed */
+  assert_int_equal(room_set_count(&set), 0);
+  room_set_free(&set);
+}
+
+static void test_presence_per_user(void **state) {
+  struct room_set set = {0};
+  struct room *r = room_get(&set, "lobby", true, 4);
+  bool first, last;
+  assert_int_equal(room_presence_add(r, "ann", 1000, &first), 0);
+  assert_true(first);
+  assert_int_equal(room_presence_add(r, "ann", 2000, &first), 0); /* a second session (tab) */
+  assert_false(first);
+  assert_int_equal(room_presence_add(r, "bob", 3000, &first), 0);
+  assert_true(first);
+  room_presence_remove(r, "ann", &last);
+  assert_false(last); /* ann still has a session */
+  room_release_if_unused(&set, r);
+  assert_int_equal(room_set_count(&set), 1); /* someone is present: kept */
+  room_presence_remove(r, "ann", &last);
+  assert_true(last);
+  room_presence_remove(r, "bob", &last);
+  assert_true(last);
+  room_presence_remove(r, "nobody", &last);
+  assert_false(last);
+  room_release_if_unused(&set, r);
   assert_int_equal(room_set_count(&set), 0);
   room_set_free(&set);
 }
@@ -65,26 +78,6 @@ static void test_release_rules(void **state) {
   r->pins = 0;
   room_release_if_unused(&set, r);
   assert_int_equal(room_set_count(&set), 0);
-  room_set_free(&set);
-}
-
-static void test_many_members(void **state) {
-  struct room_set set = {0};
-  struct room *r = room_get(&set, "big", true, 0);
-  struct member *m[8];
-  bool first, last;
-  char uid[8][4];
-  for (int i = 0; i < 8; i++) {
-    snprintf(uid[i], sizeof uid[i], "u%d", i);
-    m[i] = room_add(r, CONN(i), uid[i], &first);
-    assert_true(first);
-  }
-  int order[] = {3, 0, 7, 5, 1, 6, 2, 4};
-  for (int k = 0; k < 8; k++) {
-    room_remove(r, m[order[k]], uid[order[k]], &last);
-    assert_true(last);
-    for (uint32_t i = 0; i < r->nmembers; i++) assert_int_equal(r->members[i]->room_idx, i);
-  }
   room_set_free(&set);
 }
 
@@ -120,9 +113,9 @@ static void test_ring(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_membership_per_user),
+      cmocka_unit_test(test_fanout_membership),
+      cmocka_unit_test(test_presence_per_user),
       cmocka_unit_test(test_release_rules),
-      cmocka_unit_test(test_many_members),
       cmocka_unit_test(test_ring),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,96 @@
+/* hooks/internal.h: what hooks.c, lua.c and plugin.c share. Not for the core. */
+#ifndef PARLEY_HOOKS_INTERNAL_H
+#define PARLEY_HOOKS_INTERNAL_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "hooks/hooks.h"
+
+/* invoke's negative returns */
+#define HOOK_ERR -1        /* runtime error or bad return value */
+#define HOOK_ERR_BUDGET -2 /* instruction budget or memory cap */
+
+enum owner_kind { OWNER_LUA, OWNER_PLUGIN };
+
+struct handler;
+typedef int (*handler_invoke_fn)(struct handler *hd, const struct parley_event *ev, struct hook_result *res);
+
+/* A registered handler. Owned by its owner's list (impl side), referenced by the per-point arrays. */
+struct handler {
+  struct hook_owner *owner;
+  int point;
+  int priority;  /* the handler's own; the sort adds owner->priority */
+  unsigned seq;  /* registration order within the owner */
+  handler_invoke_fn invoke;
+  parley_hook_fn fn; /* plugins */
+  void *ud;          /* plugins: their ud; Lua: struct lscript * */
+  int ref;           /* Lua: registry ref of the function */
+  struct handler *next;
+};
+
+/* One script or plugin section. Persists across reloads of the same name (counters, kv); impl is swapped. */
+struct hook_owner {
+  struct hooks *hooks;
+  enum owner_kind kind;
+  char *name;
+  char *path;       /* resolved path of the loaded version */
+  int64_t priority; /* scripts.<name>.priority / plugins.<name>.priority */
+  size_t order;     /* position in the configuration, for ties */
+  bool seen;        /* mark for hooks_reload */
+  uint64_t calls, errors, budget_kills, rejects, rewrites, load_failures;
+  void *impl;           /* struct lscript * or struct parley_plugin_ctx *; NULL while not loaded */
+  struct handler *handlers; /* of the loaded impl */
+  void *kv;             /* Lua: struct kv *, survives reloads */
+};
+
+/* A timer of a script or plugin, on host->loop. Freed in its close callback. */
+struct hook_timer {
+  uv_timer_t t;
+  uint64_t id;
+  void (*fire)(struct hook_timer *tm); /* kind-specific */
+  void *impl;                          /* lscript or plugin ctx */
+  parley_timer_fn cb;                  /* plugins */
+  void *ud;
+  int ref; /* Lua function ref */
+  struct hook_timer **head, *next;
+};
+
+struct hooks {
+  struct hooks_host host;
+  const struct config *cfg;
+  struct handler **pt[PARLEY_HOOK__COUNT]; /* sorted */
+  size_t npt[PARLEY_HOOK__COUNT];
+  struct hook_owner **owners;
+  size_t nowners;
+  unsigned depth;   /* nested dispatch */
+  bool pending_reset;
+  uint64_t next_timer_id;
+};
+
+/* Log through host->log or util/log. */
+void hooks__log(struct hooks *h, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Re-sort the per-point arrays after handlers changed. 0 or -ENOMEM (arrays then left as they were). */
+int hooks__rebuild(struct hooks *h);
+/* Start a timer; links it into *head. 0, -ENOTSUP (no loop) or -ENOMEM. */
+int hooks__timer_start(struct hooks *h, struct hook_timer **head, struct hook_timer *tm, uint64_t after_ms,
+                       uint64_t repeat_ms);
+/* Start a (one-shot) timer again from its callback. */
+void hooks__timer_again(struct hook_timer *tm, uint64_t after_ms);
+/* Stop and close one timer (unlinks it; memory freed in the close callback). */
+void hooks__timer_close(struct hook_timer *tm);
+/* Free a handler list. */
+void hooks__free_handlers(struct handler *hd);
+
+/* lua.c */
+int lua__load(struct hook_owner *o, const char *path, char *err, size_t errlen);
+void lua__unload(struct hook_owner *o);
+void lua__owner_free(struct hook_owner *o); /* kv */
+size_t lua__memory(const struct hook_owner *o);
+void lua__reset_pending(struct hooks *h); /* reset scripts whose memory stayed over the cap */
+
+/* plugin.c */
+int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errlen);
+void plugin__unload(struct hook_owner *o);
+
+#endif

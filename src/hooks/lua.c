@@ -1,0 +1,1337 @@
+/* lua: sandboxed Lua 5.4 scripts (docs/hooks.md "Lua scripts").
+ *
+ * One lua_State per script, not one shared state with an _ENV per script: the memory cap is then exact per
+ * script (the allocator of a state is the cap), a script that exhausts its memory or wedges its state is
+ * reset alone, reload is "build a new state, swap on success", and scripts cannot reach each other through
+ * the shared string metatable or library tables. The price is ~30 KiB per script, which is nothing here.
+ *
+ * Sandbox (NOTES.md): a capped allocator; only base, string, table, math, utf8 and coroutine are opened, and
+ * the script's globals are a fresh allow-listed table installed as the chunk's _ENV (the state's real
+ * globals are unreachable: no debug library, no getfenv). No dofile, loadfile, require, collectgarbage,
+ * string.dump; `load` accepts text chunks only and binds them to the script's env. The instruction budget
+ * is a count hook that, once the budget is spent, re-arms itself with count 1 before raising, so every
+ * following instruction raises again and `pcall` cannot swallow the kill. Pattern functions (find, match,
+ * gmatch, gsub) run in C where the hook cannot interrupt them, so before running they are charged their
+ * worst-case cost estimate (subject length ^ (backtracking quantifiers + 1)) against the same budget; a
+ * pattern that could run longer than the remaining budget is refused as a budget kill. */
+#include "hooks/internal.h"
+
+#include "util/log.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define HOOK_EVERY 1000   /* instructions between budget checks */
+#define MAX_DEPTH 4       /* nested calls into one script (a hook that kicks, whose disconnect hook runs ...) */
+#define JSON_DEPTH 64     /* nesting of converted values */
+#define MAX_ENCODED (1 << 20) /* bytes of JSON a script may produce in one value */
+#define KV_MAX_KEYS 10000
+#define KV_MAX_BYTES (4u << 20)
+#define KV_MAX_KEY 256
+#define KV_MAX_VALUE (64u << 10)
+
+int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_result *res);
+
+static char null_sentinel, empty_array_sentinel; /* parley.null, parley.empty_array */
+
+struct lscript {
+  struct hook_owner *owner;
+  lua_State *L;
+  size_t mem_used, mem_limit;
+  int64_t budget, used;
+  bool killed, oom, loading, needs_reset;
+  unsigned depth;
+  int env_ref;
+  struct handler *pending; /* handlers registered while loading */
+  unsigned nseq;
+  struct hook_timer *timers;
+  char *source; /* the text this state was built from, for a reset */
+  size_t source_len;
+  json_t *json_tmp; /* freed after the call that converted it */
+};
+
+static struct lscript *script_of(lua_State *L) {
+  void *ud;
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+static struct hooks *hooks_of(struct lscript *s) { return s->owner->hooks; }
+
+#define slog(s, level, ...) script_log((s), (level), __VA_ARGS__)
+__attribute__((format(printf, 3, 4))) static void script_log(struct lscript *s, int level, const char *fmt, ...) {
+  char msg[900];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  hooks__log(hooks_of(s), level, "script %s: %s", s->owner->name, msg);
+}
+
+/* ---- allocator and budget ---- */
+
+static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct lscript *s = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize == 0) {
+    free(ptr);
+    s->mem_used -= old;
+    return NULL;
+  }
+  if (nsize > old && s->mem_used - old + nsize > s->mem_limit) {
+    s->oom = true;
+    return NULL;
+  }
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  s->mem_used = s->mem_used - old + nsize;
+  return p;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  struct lscript *s = script_of(L);
+  s->used += lua_gethookcount(L);
+  if (!s->killed && s->used < s->budget) return;
+  s->killed = true;
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1); /* every next instruction raises again: pcall can't help */
+  lua_getinfo(L, "Sl", ar);
+  lua_pushfstring(L, "%s:%d: instruction budget exceeded (hooks.lua.instructions = %I)", ar->short_src,
+                  ar->currentline, (lua_Integer)s->budget);
+  lua_error(L);
+}
+
+static void begin_call(struct lscript *s) {
+  if (s->depth++) return; /* a nested call shares the outer call's budget */
+  const struct config *cfg = hooks_of(s)->cfg;
+  s->budget = cfg ? cfg->hooks_lua_instructions : 1000000;
+  if (cfg && (size_t)cfg->hooks_lua_memory > s->mem_limit) s->mem_limit = (size_t)cfg->hooks_lua_memory;
+  s->used = 0;
+  s->killed = s->oom = false;
+  lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+}
+
+static void end_call(struct lscript *s) {
+  if (--s->depth) return;
+  if (s->oom) {
+    lua_gc(s->L, LUA_GCCOLLECT);
+    if (s->mem_used > s->mem_limit / 4 * 3 && !s->loading) {
+      s->needs_reset = true; /* still full after a collection: the garbage is reachable, start over */
+      hooks_of(s)->pending_reset = true;
+    }
+  }
+  const struct config *cfg = hooks_of(s)->cfg;
+  if (cfg && !s->loading) s->mem_limit = (size_t)cfg->hooks_lua_memory; /* a lowered cap applies from now */
+  if (s->json_tmp) {
+    json_decref(s->json_tmp);
+    s->json_tmp = NULL;
+  }
+}
+
+/* Charge `steps` of C work to the budget before doing it; raise as a budget kill when it does not fit. */
+static void charge(lua_State *L, double steps, const char *what, size_t n) {
+  struct lscript *s = script_of(L);
+  double insns = steps / 2;
+  if (!s->killed && (double)s->used + insns < (double)s->budget) {
+    s->used += (int64_t)insns;
+    return;
+  }
+  s->killed = true;
+  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "%s: pattern too expensive for a %d-byte subject within the budget (use plain find or simpler "
+                "patterns)",
+             what, (int)n);
+}
+
+/* Worst-case steps of a Lua pattern over n bytes: each backtracking item (x* x+ x- %b %1) multiplies by n,
+ * except a last one that nothing able to fail follows (its continuation cannot make it backtrack); x? doubles;
+ * an unanchored search tries n starts. An estimate, deliberately pessimistic. */
+static double pattern_cost(const char *p, size_t pl, size_t n) {
+  size_t i = 0;
+  bool anchored = pl && p[0] == '^';
+  if (anchored) i = 1;
+  int q = 0, opt = 0;
+  bool last_unbounded = false, dollar = false;
+  while (i < pl) {
+    char c = p[i];
+    if (c == '(' || c == ')') {
+      i++;
+      continue;
+    }
+    if (c == '$' && i == pl - 1) {
+      dollar = true;
+      i++;
+      continue;
+    }
+    if (c == '%' && i + 1 < pl && p[i + 1] == 'b') {
+      q++;
+      last_unbounded = true;
+      i += 4;
+      continue;
+    }
+    if (c == '%' && i + 1 < pl && p[i + 1] >= '1' && p[i + 1] <= '9') {
+      q++;
+      last_unbounded = true;
+      i += 2;
+      continue;
+    }
+    bool frontier = c == '%' && i + 1 < pl && p[i + 1] == 'f';
+    if (frontier) i += 2, c = i < pl ? p[i] : 0;
+    if (c == '%') {
+      i += 2;
+    } else if (c == '[') {
+      i++;
+      if (i < pl && p[i] == '^') i++;
+      do { /* the first ']' is literal */
+        if (i < pl && p[i] == '%') i++;
+        i++;
+      } while (i < pl && p[i] != ']');
+      i++;
+    } else {
+      i++;
+    }
+    if (frontier) {
+      last_unbounded = false;
+      continue;
+    }
+    if (i < pl && (p[i] == '*' || p[i] == '+' || p[i] == '-')) {
+      q++;
+      last_unbounded = true;
+      i++;
+    } else if (i < pl && p[i] == '?') {
+      opt++;
+      last_unbounded = false;
+      i++;
+    } else {
+      last_unbounded = false;
+    }
+  }
+  if (last_unbounded && !dollar) q--;
+  double m = (double)n + 1;
+  double cost = (anchored ? 1.0 : m) * pow(m, q) * pow(2, opt > 60 ? 60 : opt) * ((double)pl + 1);
+  return cost;
+}
+
+static int w_pattern(lua_State *L, const char *what, bool plain_arg) {
+  size_t n, pl;
+  luaL_checklstring(L, 1, &n);
+  const char *p = luaL_checklstring(L, 2, &pl);
+  bool plain = plain_arg && lua_toboolean(L, 4);
+  charge(L, plain ? ((double)n + 1) * ((double)pl + 1) : pattern_cost(p, pl, n), what, n);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+static int w_find(lua_State *L) { return w_pattern(L, "string.find", true); }
+static int w_match(lua_State *L) { return w_pattern(L, "string.match", false); }
+static int w_gmatch(lua_State *L) { return w_pattern(L, "string.gmatch", false); }
+static int w_gsub(lua_State *L) { return w_pattern(L, "string.gsub", false); }
+
+/* string.rep builds its result in C: charge its length (memory is capped anyway). */
+static int w_rep(lua_State *L) {
+  size_t l, lsep = 0;
+  luaL_checklstring(L, 1, &l);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_optlstring(L, 3, "", &lsep);
+  if (n > 0) charge(L, ((double)l + (double)lsep) * (double)n / 64, "string.rep", l);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  return 1;
+}
+
+static void wrap(lua_State *L, int tbl, const char *name, lua_CFunction f) {
+  lua_getfield(L, tbl, name);
+  lua_pushcclosure(L, f, 1);
+  lua_setfield(L, tbl, name);
+}
+
+/* ---- JSON <-> Lua ---- */
+
+static void push_json(lua_State *L, json_t *j, int depth) {
+  if (depth > JSON_DEPTH) luaL_error(L, "JSON nested too deep");
+  luaL_checkstack(L, 4, "JSON nested too deep");
+  switch (json_typeof(j)) {
+  case JSON_OBJECT: {
+    lua_createtable(L, 0, (int)json_object_size(j));
+    const char *k;
+    json_t *v;
+    json_object_foreach(j, k, v) {
+      push_json(L, v, depth + 1);
+      lua_setfield(L, -2, k);
+    }
+    break;
+  }
+  case JSON_ARRAY: {
+    size_t n = json_array_size(j);
+    if (!n) {
+      lua_pushlightuserdata(L, &empty_array_sentinel);
+      break;
+    }
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+      push_json(L, json_array_get(j, i), depth + 1);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    break;
+  }
+  case JSON_STRING:
+    lua_pushlstring(L, json_string_value(j), json_string_length(j));
+    break;
+  case JSON_INTEGER:
+    lua_pushinteger(L, (lua_Integer)json_integer_value(j));
+    break;
+  case JSON_REAL:
+    lua_pushnumber(L, json_real_value(j));
+    break;
+  case JSON_TRUE:
+    lua_pushboolean(L, 1);
+    break;
+  case JSON_FALSE:
+    lua_pushboolean(L, 0);
+    break;
+  default:
+    lua_pushlightuserdata(L, &null_sentinel);
+  }
+}
+
+/* Push the value of JSON text; a string without escapes (the common body) skips the parser. */
+static void push_json_text(lua_State *L, const char *t, size_t n) {
+  if (n >= 2 && t[0] == '"' && t[n - 1] == '"' && !memchr(t + 1, '\\', n - 2)) {
+    lua_pushlstring(L, t + 1, n - 2);
+    return;
+  }
+  struct lscript *s = script_of(L);
+  json_error_t je;
+  json_t *j = json_loadb(t, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+  if (!j) luaL_error(L, "body is not valid JSON: %s", je.text);
+  if (s->json_tmp) json_decref(s->json_tmp);
+  s->json_tmp = j; /* freed by end_call even if a push below raises */
+  push_json(L, j, 0);
+}
+
+static bool valid_utf8(const unsigned char *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned c = p[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (!len || i + len > n) return false;
+    unsigned cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (size_t k = 1; k < len; k++) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+static int enc_string(buf_t *b, const char *s, size_t n, const char **err) {
+  if (!valid_utf8((const unsigned char *)s, n)) {
+    *err = "string is not valid UTF-8";
+    return -1;
+  }
+  if (buf_reserve(b, n + 2)) return -ENOMEM;
+  buf_putc(b, '"');
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (buf_append(b, s + run, i - run)) return -ENOMEM;
+    run = i + 1;
+    int rc = c == '"' ? buf_append(b, "\\\"", 2) : c == '\\' ? buf_append(b, "\\\\", 2)
+             : c == '\n'                         ? buf_append(b, "\\n", 2)
+             : c == '\t'                         ? buf_append(b, "\\t", 2)
+                                                 : buf_printf(b, "\\u%04x", c);
+    if (rc) return -ENOMEM;
+  }
+  if (buf_append(b, s + run, n - run) || buf_putc(b, '"')) return -ENOMEM;
+  return 0;
+}
+
+/* Encode the value at idx as compact JSON. Arrays: tables whose keys are exactly 1..n (n >= 1); every other
+ * table is an object with string keys (integer keys written in decimal). */
+static int encode(lua_State *L, int idx, buf_t *b, int depth, const char **err) {
+  if (b->len > MAX_ENCODED) {
+    *err = "value too large";
+    return -1;
+  }
+  if (depth > JSON_DEPTH || !lua_checkstack(L, 4)) {
+    *err = "value nested too deep (or a cycle)";
+    return -1;
+  }
+  idx = lua_absindex(L, idx);
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+    return buf_append(b, "null", 4);
+  case LUA_TBOOLEAN:
+    return lua_toboolean(L, idx) ? buf_append(b, "true", 4) : buf_append(b, "false", 5);
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, idx)) return buf_printf(b, "%lld", (long long)lua_tointeger(L, idx));
+    {
+      lua_Number x = lua_tonumber(L, idx);
+      if (!isfinite(x)) {
+        *err = "NaN or infinite number";
+        return -1;
+      }
+      return buf_printf(b, "%.17g", (double)x);
+    }
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    return enc_string(b, s, n, err);
+  }
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx) == &null_sentinel) return buf_append(b, "null", 4);
+    if (lua_touserdata(L, idx) == &empty_array_sentinel) return buf_append(b, "[]", 2);
+    break;
+  case LUA_TTABLE: {
+    lua_Unsigned len = lua_rawlen(L, idx), count = 0;
+    bool array = len > 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pop(L, 1);
+      count++;
+      if (array && !(lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && (lua_Unsigned)lua_tointeger(L, -1) <= len))
+        array = false;
+    }
+    if (array && count == len) {
+      if (buf_putc(b, '[')) return -ENOMEM;
+      for (lua_Unsigned i = 1; i <= len; i++) {
+        if (i > 1 && buf_putc(b, ',')) return -ENOMEM;
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        int rc = encode(L, -1, b, depth + 1, err);
+        lua_pop(L, 1);
+        if (rc) return rc;
+      }
+      return buf_putc(b, ']');
+    }
+    if (buf_putc(b, '{')) return -ENOMEM;
+    bool first = true;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      if (!first && buf_putc(b, ',')) return -ENOMEM;
+      first = false;
+      int rc;
+      if (lua_type(L, -2) == LUA_TSTRING) {
+        size_t kn;
+        const char *k = lua_tolstring(L, -2, &kn);
+        rc = enc_string(b, k, kn, err);
+      } else if (lua_isinteger(L, -2)) {
+        rc = buf_printf(b, "\"%lld\"", (long long)lua_tointeger(L, -2));
+      } else {
+        *err = "a table key is neither a string nor an integer";
+        rc = -1;
+      }
+      if (!rc) rc = buf_putc(b, ':');
+      if (!rc) rc = encode(L, -1, b, depth + 1, err);
+      lua_pop(L, 1);
+      if (rc) {
+        lua_pop(L, 1);
+        return rc;
+      }
+    }
+    return buf_putc(b, '}');
+  }
+  default:
+    break;
+  }
+  *err = lua_type(L, idx) == LUA_TFUNCTION ? "a function cannot be JSON" : "a value of this type cannot be JSON";
+  return -1;
+}
+
+/* Encode the value at idx into *out (malloc'd, NUL-terminated) or raise. */
+static char *encode_or_raise(lua_State *L, int idx, size_t *len) {
+  buf_t b = BUF_INIT;
+  const char *err = "out of memory";
+  int rc = encode(L, idx, &b, 0, &err);
+  if (!rc) rc = buf_putc(&b, 0);
+  if (rc) {
+    buf_free(&b);
+    luaL_error(L, "cannot convert to JSON: %s", err);
+  }
+  *len = b.len - 1;
+  return (char *)b.data;
+}
+
+/* ---- the parley table ---- */
+
+static int l_hook(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_Integer prio = luaL_optinteger(L, 3, 0);
+  int point = hooks_point_parse(name);
+  if (point < 0) return luaL_error(L, "parley.hook: unknown hook '%s'", name);
+  if (!s->loading) return luaL_error(L, "parley.hook: hooks are registered while the script loads");
+  if (prio < -1000000 || prio > 1000000) return luaL_error(L, "parley.hook: priority out of -1000000..1000000");
+  struct handler *hd = calloc(1, sizeof *hd);
+  if (!hd) return luaL_error(L, "out of memory");
+  lua_pushvalue(L, 2);
+  hd->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  hd->owner = s->owner;
+  hd->point = point;
+  hd->priority = (int)prio;
+  hd->seq = s->nseq++;
+  hd->ud = s;
+  hd->invoke = lua__invoke;
+  /* append: registration order is the tie-break */
+  struct handler **pp = &s->pending;
+  while (*pp) pp = &(*pp)->next;
+  *pp = hd;
+  return 0;
+}
+
+static const struct ext_opt *option(lua_State *L, const char *key) {
+  struct lscript *s = script_of(L);
+  const struct config *cfg = hooks_of(s)->cfg;
+  return cfg ? config_ext_opt(config_ext(cfg, false, s->owner->name), key) : NULL;
+}
+
+static int l_option_string(lua_State *L) {
+  const char *key = luaL_checkstring(L, 1);
+  const struct ext_opt *o = option(L, key);
+  if (o)
+    lua_pushstring(L, o->value);
+  else
+    lua_settop(L, 2);
+  return 1;
+}
+
+static int l_option_number(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const char *key = luaL_checkstring(L, 1);
+  lua_Number def = luaL_optnumber(L, 2, 0);
+  bool has_min = !lua_isnoneornil(L, 3), has_max = !lua_isnoneornil(L, 4);
+  lua_Number lo = luaL_optnumber(L, 3, 0), hi = luaL_optnumber(L, 4, 0);
+  const struct ext_opt *o = option(L, key);
+  if (!o) {
+    lua_pushvalue(L, 2);
+    if (lua_isnil(L, -1)) lua_pushinteger(L, 0);
+    return 1;
+  }
+  if (!lua_stringtonumber(L, o->value)) {
+    slog(s, LOG_WARN, "%s: scripts.%s.%s: '%s' is not a number; using %g", o->where, s->owner->name, key, o->value,
+         (double)def);
+    lua_pushvalue(L, 2);
+    return 1;
+  }
+  lua_Number v = lua_tonumber(L, -1);
+  if ((has_min && v < lo) || (has_max && v > hi)) {
+    lua_Number c = has_min && v < lo ? lo : hi;
+    slog(s, LOG_WARN, "%s: scripts.%s.%s: %s is out of range; using %g", o->where, s->owner->name, key, o->value,
+         (double)c);
+    lua_pop(L, 1);
+    lua_pushvalue(L, has_min && v < lo ? 3 : 4);
+  }
+  return 1;
+}
+
+static int l_option_bool(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const char *key = luaL_checkstring(L, 1);
+  int def = lua_toboolean(L, 2);
+  const struct ext_opt *o = option(L, key);
+  if (!o) {
+    lua_pushboolean(L, def);
+    return 1;
+  }
+  static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
+  for (int i = 0; i < 4; i++) {
+    if (!strcasecmp(o->value, yes[i]) || !strcasecmp(o->value, no[i])) {
+      lua_pushboolean(L, !strcasecmp(o->value, yes[i]));
+      return 1;
+    }
+  }
+  slog(s, LOG_WARN, "%s: scripts.%s.%s: '%s' is not a bool; using %s", o->where, s->owner->name, key, o->value,
+       def ? "true" : "false");
+  lua_pushboolean(L, def);
+  return 1;
+}
+
+/* A list of words separated by blanks or commas; the default may be a table or such a string. */
+static int l_option_list(lua_State *L) {
+  const char *key = luaL_checkstring(L, 1);
+  const struct ext_opt *o = option(L, key);
+  if (!o && lua_istable(L, 2)) {
+    lua_settop(L, 2);
+    return 1;
+  }
+  const char *t = o ? o->value : luaL_optstring(L, 2, "");
+  lua_newtable(L);
+  lua_Integer n = 0;
+  while (*t) {
+    while (*t == ' ' || *t == ',' || *t == '\t' || *t == '\n') t++;
+    const char *e = t;
+    while (*e && *e != ' ' && *e != ',' && *e != '\t' && *e != '\n') e++;
+    if (e > t) {
+      lua_pushlstring(L, t, (size_t)(e - t));
+      lua_rawseti(L, -2, ++n);
+    }
+    t = e;
+  }
+  return 1;
+}
+
+static int level_of(const char *s) {
+  int l = log_level_parse(s);
+  return l < 0 ? LOG_INFO : l;
+}
+
+static int l_log(lua_State *L) {
+  struct lscript *s = script_of(L);
+  int level = level_of(luaL_checkstring(L, 1));
+  size_t n;
+  const char *msg = luaL_tolstring(L, 2, &n);
+  slog(s, level, "%.*s", (int)(n > 800 ? 800 : n), msg);
+  return 0;
+}
+
+static int l_print(lua_State *L) {
+  struct lscript *s = script_of(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1, n = lua_gettop(L); i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  slog(s, LOG_INFO, "%s", lua_tostring(L, -1));
+  return 0;
+}
+
+static int push_rc(lua_State *L, int rc) {
+  if (!rc) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, rc == -ENOTSUP ? "not available" : strerror(-rc));
+  return 2;
+}
+
+static int l_publish(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const char *room = luaL_checkstring(L, 1);
+  luaL_checkany(L, 2);
+  size_t len;
+  char *json = encode_or_raise(L, 2, &len);
+  struct hooks *h = hooks_of(s);
+  int rc = h->host.publish ? h->host.publish(h->host.ud, room, json, len) : -ENOTSUP;
+  free(json);
+  return push_rc(L, rc);
+}
+
+static int l_kick(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const char *user = luaL_checkstring(L, 1);
+  const char *reason = luaL_optstring(L, 2, "kicked");
+  struct hooks *h = hooks_of(s);
+  return push_rc(L, h->host.kick ? h->host.kick(h->host.ud, user, reason) : -ENOTSUP);
+}
+
+/* timers */
+
+static void lua_timer_fire(struct hook_timer *tm) {
+  struct lscript *s = tm->impl;
+  lua_State *L = s->L;
+  int top = lua_gettop(L);
+  begin_call(s);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, tm->ref);
+  int rc = lua_pcall(L, 0, 1, 0);
+  bool killed = s->killed;
+  lua_Integer again = 0;
+  if (rc != LUA_OK) {
+    s->owner->errors++;
+    if (killed || rc == LUA_ERRMEM) s->owner->budget_kills++;
+    slog(s, LOG_ERROR, "timer: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+  } else if (lua_isinteger(L, -1) || lua_isnumber(L, -1)) {
+    again = (lua_Integer)lua_tonumber(L, -1);
+  }
+  lua_settop(L, top);
+  end_call(s);
+  if (uv_is_closing((uv_handle_t *)&tm->t)) {
+    /* cancelled by its own callback */
+  } else if (again > 0) {
+    hooks__timer_again(tm, (uint64_t)again);
+  } else {
+    luaL_unref(L, LUA_REGISTRYINDEX, tm->ref);
+    hooks__timer_close(tm);
+  }
+  struct hooks *h = hooks_of(s);
+  if (h->pending_reset && !h->depth) lua__reset_pending(h);
+}
+
+static int l_timer(lua_State *L) {
+  struct lscript *s = script_of(L);
+  lua_Integer after = luaL_checkinteger(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (after < 0) after = 0;
+  struct hook_timer *tm = calloc(1, sizeof *tm);
+  if (!tm) return luaL_error(L, "out of memory");
+  tm->impl = s;
+  tm->fire = lua_timer_fire;
+  lua_pushvalue(L, 2);
+  tm->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int rc = hooks__timer_start(hooks_of(s), &s->timers, tm, (uint64_t)after, 0);
+  if (rc) {
+    luaL_unref(L, LUA_REGISTRYINDEX, tm->ref);
+    free(tm);
+    return luaL_error(L, "parley.timer: %s", rc == -ENOTSUP ? "no event loop" : uv_strerror(rc));
+  }
+  lua_pushinteger(L, (lua_Integer)tm->id);
+  return 1;
+}
+
+static int l_cancel(lua_State *L) {
+  struct lscript *s = script_of(L);
+  lua_Integer id = luaL_checkinteger(L, 1);
+  for (struct hook_timer *tm = s->timers; tm; tm = tm->next)
+    if ((lua_Integer)tm->id == id) {
+      luaL_unref(L, LUA_REGISTRYINDEX, tm->ref);
+      hooks__timer_close(tm);
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* Milliseconds on a monotonic clock (for intervals; not a date). */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+  return 1;
+}
+
+static int l_encode(lua_State *L) {
+  luaL_checkany(L, 1);
+  size_t len;
+  char *json = encode_or_raise(L, 1, &len);
+  lua_pushlstring(L, json, len); /* may raise (memory): json leaks then; bounded by MAX_ENCODED */
+  free(json);
+  return 1;
+}
+
+static int l_decode(lua_State *L) {
+  size_t n;
+  const char *t = luaL_checklstring(L, 1, &n);
+  push_json_text(L, t, n);
+  return 1;
+}
+
+/* ---- parley.kv: a bounded in-memory store per script name, kept in C so it survives reloads ---- */
+
+enum { KV_INT = 1, KV_FLOAT, KV_BOOL, KV_STRING };
+
+struct kv_ent {
+  struct kv_ent *next;
+  int type;
+  lua_Integer i;
+  lua_Number f;
+  char *s;
+  size_t slen, klen;
+  char key[];
+};
+
+struct kv {
+  struct kv_ent **b;
+  size_t nb, n, bytes;
+};
+
+static uint64_t kv_hash(const char *k, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
+  return h;
+}
+
+static struct kv_ent **kv_find(struct kv *kv, const char *k, size_t n) {
+  if (!kv->nb) return NULL;
+  struct kv_ent **pp = &kv->b[kv_hash(k, n) & (kv->nb - 1)];
+  for (; *pp; pp = &(*pp)->next)
+    if ((*pp)->klen == n && !memcmp((*pp)->key, k, n)) return pp;
+  return pp;
+}
+
+static void kv_free_ent(struct kv *kv, struct kv_ent *e) {
+  kv->bytes -= e->klen + e->slen + sizeof *e;
+  kv->n--;
+  free(e->s);
+  free(e);
+}
+
+static void kv_destroy(struct kv *kv) {
+  if (!kv) return;
+  for (size_t i = 0; i < kv->nb; i++)
+    while (kv->b[i]) {
+      struct kv_ent *e = kv->b[i];
+      kv->b[i] = e->next;
+      kv_free_ent(kv, e);
+    }
+  free(kv->b);
+  free(kv);
+}
+
+static int kv_grow(struct kv *kv) {
+  size_t nb = kv->nb ? kv->nb * 2 : 64;
+  struct kv_ent **b = calloc(nb, sizeof *b);
+  if (!b) return -ENOMEM;
+  for (size_t i = 0; i < kv->nb; i++)
+    for (struct kv_ent *e = kv->b[i], *next; e; e = next) {
+      next = e->next;
+      struct kv_ent **pp = &b[kv_hash(e->key, e->klen) & (nb - 1)];
+      e->next = *pp;
+      *pp = e;
+    }
+  free(kv->b);
+  kv->b = b;
+  kv->nb = nb;
+  return 0;
+}
+
+static struct kv *kv_of(lua_State *L) {
+  struct lscript *s = script_of(L);
+  if (!s->owner->kv && !(s->owner->kv = calloc(1, sizeof(struct kv)))) luaL_error(L, "out of memory");
+  return s->owner->kv;
+}
+
+static void push_kv(lua_State *L, const struct kv_ent *e) {
+  switch (e->type) {
+  case KV_INT:
+    lua_pushinteger(L, e->i);
+    break;
+  case KV_FLOAT:
+    lua_pushnumber(L, e->f);
+    break;
+  case KV_BOOL:
+    lua_pushboolean(L, (int)e->i);
+    break;
+  default:
+    lua_pushlstring(L, e->s, e->slen);
+  }
+}
+
+static int l_kv_get(lua_State *L) {
+  size_t n;
+  const char *k = luaL_checklstring(L, 1, &n);
+  struct kv_ent **pp = kv_find(kv_of(L), k, n);
+  if (pp && *pp)
+    push_kv(L, *pp);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int kv_store(lua_State *L, const char *k, size_t n, int vidx) {
+  struct kv *kv = kv_of(L);
+  struct kv_ent **pp = kv_find(kv, k, n);
+  if (lua_isnil(L, vidx)) {
+    if (pp && *pp) {
+      struct kv_ent *e = *pp;
+      *pp = e->next;
+      kv_free_ent(kv, e);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  int t = lua_type(L, vidx);
+  if (t != LUA_TNUMBER && t != LUA_TSTRING && t != LUA_TBOOLEAN)
+    return luaL_error(L, "parley.kv: values are strings, numbers or booleans");
+  if (n > KV_MAX_KEY) return luaL_error(L, "parley.kv: key longer than %d bytes", KV_MAX_KEY);
+  size_t slen = 0;
+  const char *sv = t == LUA_TSTRING ? lua_tolstring(L, vidx, &slen) : NULL;
+  if (slen > KV_MAX_VALUE) return luaL_error(L, "parley.kv: value longer than %d bytes", (int)KV_MAX_VALUE);
+  struct kv_ent *e = pp ? *pp : NULL;
+  size_t old = e ? e->slen : 0;
+  if ((!e && (kv->n >= KV_MAX_KEYS || kv->bytes + n + slen + sizeof *e > KV_MAX_BYTES)) ||
+      (e && kv->bytes - old + slen > KV_MAX_BYTES)) {
+    lua_pushnil(L);
+    lua_pushstring(L, "kv full");
+    return 2;
+  }
+  char *copy = NULL;
+  if (sv && !(copy = malloc(slen + 1))) return luaL_error(L, "out of memory");
+  if (copy) memcpy(copy, sv, slen), copy[slen] = 0;
+  if (!e) {
+    if (kv->n >= kv->nb && kv_grow(kv)) {
+      free(copy);
+      return luaL_error(L, "out of memory");
+    }
+    pp = kv_find(kv, k, n);
+    if (!(e = calloc(1, sizeof *e + n + 1))) {
+      free(copy);
+      return luaL_error(L, "out of memory");
+    }
+    memcpy(e->key, k, n);
+    e->klen = n;
+    *pp = e;
+    kv->n++;
+    kv->bytes += n + sizeof *e;
+  }
+  free(e->s);
+  kv->bytes = kv->bytes - old + slen;
+  e->s = copy;
+  e->slen = slen;
+  if (t == LUA_TNUMBER && lua_isinteger(L, vidx))
+    e->type = KV_INT, e->i = lua_tointeger(L, vidx);
+  else if (t == LUA_TNUMBER)
+    e->type = KV_FLOAT, e->f = lua_tonumber(L, vidx);
+  else if (t == LUA_TBOOLEAN)
+    e->type = KV_BOOL, e->i = lua_toboolean(L, vidx);
+  else
+    e->type = KV_STRING;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_kv_set(lua_State *L) {
+  size_t n;
+  const char *k = luaL_checklstring(L, 1, &n);
+  lua_settop(L, 2);
+  return kv_store(L, k, n, 2);
+}
+
+static int l_kv_del(lua_State *L) {
+  size_t n;
+  const char *k = luaL_checklstring(L, 1, &n);
+  lua_pushnil(L);
+  return kv_store(L, k, n, lua_gettop(L));
+}
+
+static int l_kv_incr(lua_State *L) {
+  size_t n;
+  const char *k = luaL_checklstring(L, 1, &n);
+  lua_Integer by = luaL_optinteger(L, 2, 1);
+  struct kv_ent **pp = kv_find(kv_of(L), k, n);
+  lua_Integer v = 0;
+  if (pp && *pp) {
+    if ((*pp)->type != KV_INT) return luaL_error(L, "parley.kv.incr: '%s' is not an integer", k);
+    v = (*pp)->i;
+  }
+  lua_pushinteger(L, (lua_Integer)((lua_Unsigned)v + (lua_Unsigned)by));
+  int r = kv_store(L, k, n, lua_gettop(L));
+  if (r == 2) return 2;
+  lua_pushinteger(L, (lua_Integer)((lua_Unsigned)v + (lua_Unsigned)by));
+  return 1;
+}
+
+/* parley.kv.keys([prefix]) -> array of keys (unordered) */
+static int l_kv_keys(lua_State *L) {
+  size_t pn = 0;
+  const char *prefix = luaL_optlstring(L, 1, "", &pn);
+  struct kv *kv = kv_of(L);
+  lua_newtable(L);
+  lua_Integer i = 0;
+  for (size_t b = 0; b < kv->nb; b++)
+    for (struct kv_ent *e = kv->b[b]; e; e = e->next)
+      if (e->klen >= pn && !memcmp(e->key, prefix, pn)) {
+        lua_pushlstring(L, e->key, e->klen);
+        lua_rawseti(L, -2, ++i);
+      }
+  return 1;
+}
+
+/* load(chunk [, chunkname [, mode [, env]]]): text only, bound to the script's env unless env is given. */
+static int l_load(lua_State *L) {
+  size_t n;
+  if (lua_type(L, 1) != LUA_TSTRING) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "load: only string chunks are allowed");
+    return 2;
+  }
+  const char *chunk = lua_tolstring(L, 1, &n);
+  const char *name = luaL_optstring(L, 2, "=(load)");
+  int env = lua_gettop(L) >= 4 ? 4 : 0;
+  if (luaL_loadbufferx(L, chunk, n, name, "t") != LUA_OK) {
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  if (env)
+    lua_pushvalue(L, env);
+  else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, script_of(L)->env_ref);
+  if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+  return 1;
+}
+
+static void open_sandbox(lua_State *L, struct lscript *s) {
+  static const char *const base_allowed[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal",
+                                            "rawget", "rawlen", "rawset", "select", "setmetatable",
+                                            "getmetatable", "tonumber", "tostring", "type", "xpcall", "_VERSION",
+                                            NULL};
+  luaL_requiref(L, "_G", luaopen_base, 1);
+  int g = lua_gettop(L);
+  lua_newtable(L); /* env */
+  int env = lua_gettop(L);
+  for (size_t i = 0; base_allowed[i]; i++) {
+    lua_getfield(L, g, base_allowed[i]);
+    lua_setfield(L, env, base_allowed[i]);
+  }
+  lua_pushcfunction(L, l_load);
+  lua_setfield(L, env, "load");
+  lua_pushcfunction(L, l_print);
+  lua_setfield(L, env, "print");
+  static const struct {
+    const char *name;
+    lua_CFunction open;
+  } libs[] = {{LUA_STRLIBNAME, luaopen_string},
+              {LUA_TABLIBNAME, luaopen_table},
+              {LUA_MATHLIBNAME, luaopen_math},
+              {LUA_UTF8LIBNAME, luaopen_utf8},
+              {LUA_COLIBNAME, luaopen_coroutine}};
+  for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
+    luaL_requiref(L, libs[i].name, libs[i].open, 0);
+    lua_setfield(L, env, libs[i].name);
+  }
+  /* The string table is also the strings' metatable __index (s:find): wrap it in place. */
+  lua_getfield(L, env, "string");
+  int str = lua_gettop(L);
+  wrap(L, str, "find", w_find);
+  wrap(L, str, "match", w_match);
+  wrap(L, str, "gmatch", w_gmatch);
+  wrap(L, str, "gsub", w_gsub);
+  wrap(L, str, "rep", w_rep);
+  lua_pushnil(L);
+  lua_setfield(L, str, "dump");
+  lua_pop(L, 1);
+
+  static const luaL_Reg parley[] = {{"hook", l_hook},
+                                    {"option_string", l_option_string},
+                                    {"option_number", l_option_number},
+                                    {"option_bool", l_option_bool},
+                                    {"option_list", l_option_list},
+                                    {"log", l_log},
+                                    {"publish", l_publish},
+                                    {"kick", l_kick},
+                                    {"timer", l_timer},
+                                    {"cancel", l_cancel},
+                                    {"encode", l_encode},
+                                    {"now", l_now},
+                                    {"decode", l_decode},
+                                    {NULL, NULL}};
+  luaL_newlib(L, parley);
+  static const luaL_Reg kv[] = {{"get", l_kv_get},   {"set", l_kv_set},   {"del", l_kv_del},
+                                {"incr", l_kv_incr}, {"keys", l_kv_keys}, {NULL, NULL}};
+  luaL_newlib(L, kv);
+  lua_setfield(L, -2, "kv");
+  lua_pushlightuserdata(L, &null_sentinel);
+  lua_setfield(L, -2, "null");
+  lua_pushlightuserdata(L, &empty_array_sentinel);
+  lua_setfield(L, -2, "empty_array");
+  lua_pushstring(L, s->owner->name);
+  lua_setfield(L, -2, "name");
+  lua_setfield(L, env, "parley");
+  lua_pushvalue(L, env);
+  lua_setfield(L, env, "_G"); /* the script's own globals, not the state's */
+  lua_pushvalue(L, env);
+  s->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_settop(L, g - 1);
+}
+
+static int open_sandbox_p(lua_State *L) {
+  open_sandbox(L, lua_touserdata(L, 1));
+  return 0;
+}
+
+/* Only reached by a bug (an error outside lua_pcall): say so before Lua aborts. */
+static int panic(lua_State *L) {
+  log_error("hooks: unprotected Lua error: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "?");
+  return 0;
+}
+
+/* ---- calls ---- */
+
+static const char *const point_field_names[] = {"connect", "auth", "join", "message", "typing", "leave",
+                                                "disconnect", "offline"};
+
+static void setstr(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* Runs protected: (event lightuserdata, fn) -> fn(event table) -> 2 results. */
+static int trampoline(lua_State *L) {
+  const struct parley_event *ev = lua_touserdata(L, 1);
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, point_field_names[ev->point]);
+  lua_setfield(L, -2, "hook");
+  setstr(L, "user", ev->user_id);
+  setstr(L, "name", ev->user_name);
+  setstr(L, "room", ev->room);
+  setstr(L, "ip", ev->client_ip);
+  lua_pushinteger(L, (lua_Integer)ev->conn_id);
+  lua_setfield(L, -2, "conn");
+  if (ev->body) {
+    push_json_text(L, ev->body, ev->body_len);
+    lua_setfield(L, -2, "body");
+  }
+  if (ev->point == PARLEY_HOOK_TYPING) {
+    lua_pushboolean(L, ev->typing_active);
+    lua_setfield(L, -2, "active");
+  }
+  lua_call(L, 1, 2);
+  return 2;
+}
+
+static char *dup_field(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  char *v = lua_type(L, -1) == LUA_TSTRING ? strdup(lua_tostring(L, -1)) : NULL;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Turn a handler's (r1, r2) at the top of the stack into a decision. */
+static int decide(struct lscript *s, int point, struct hook_result *res, const char **why) {
+  lua_State *L = s->L;
+  int r1 = lua_gettop(L) - 1, r2 = r1 + 1;
+  switch (lua_type(L, r1)) {
+  case LUA_TNIL:
+    return PARLEY_PASS;
+  case LUA_TBOOLEAN:
+    if (lua_toboolean(L, r1)) return PARLEY_ALLOW;
+    res->reason = strdup(lua_type(L, r2) == LUA_TSTRING ? lua_tostring(L, r2) : "rejected");
+    return PARLEY_REJECT;
+  case LUA_TSTRING:
+    if (point == PARLEY_HOOK_AUTH) {
+      res->name = strdup(lua_tostring(L, r1));
+      return PARLEY_REWRITE;
+    }
+    if (point != PARLEY_HOOK_MESSAGE) break;
+    __attribute__((fallthrough)); /* a string is the new body */
+  case LUA_TTABLE: {
+    if (point == PARLEY_HOOK_AUTH) {
+      res->name = dup_field(L, r1, "name");
+      res->user_id = dup_field(L, r1, "user");
+      if (res->name || res->user_id) return PARLEY_REWRITE;
+      *why = "on_auth rewrite table needs name or user";
+      return HOOK_ERR;
+    }
+    if (point != PARLEY_HOOK_MESSAGE) break;
+    int v = r1;
+    if (lua_type(L, r1) == LUA_TTABLE) {
+      lua_getfield(L, r1, "body");
+      if (lua_isnil(L, -1)) {
+        *why = "a rewrite table needs a body field";
+        return HOOK_ERR;
+      }
+      v = lua_gettop(L);
+    }
+    buf_t b = BUF_INIT;
+    const char *err = "out of memory";
+    int rc = encode(L, v, &b, 0, &err);
+    if (!rc) rc = buf_putc(&b, 0);
+    if (rc) {
+      buf_free(&b);
+      *why = err;
+      return HOOK_ERR;
+    }
+    res->body = (char *)b.data;
+    res->body_len = b.len - 1;
+    return PARLEY_REWRITE;
+  }
+  default:
+    break;
+  }
+  *why = "bad return value (nil, true, false[, reason], a string or a table)";
+  return HOOK_ERR;
+}
+
+int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_result *res) {
+  struct lscript *s = hd->ud;
+  lua_State *L = s->L;
+  const char *pname = hooks_point_name(ev->point);
+  if (s->depth >= MAX_DEPTH || s->needs_reset) {
+    slog(s, LOG_ERROR, "%s: %s", pname, s->needs_reset ? "state is being reset" : "nested too deep");
+    return HOOK_ERR;
+  }
+  int top = lua_gettop(L);
+  if (!lua_checkstack(L, 8)) return HOOK_ERR;
+  begin_call(s);
+  lua_pushcfunction(L, trampoline);
+  lua_pushlightuserdata(L, (void *)ev);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, hd->ref);
+  int rc = lua_pcall(L, 2, 2, 0);
+  int d;
+  if (rc != LUA_OK) {
+    bool budget = s->killed || rc == LUA_ERRMEM || s->oom;
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+    if (rc == LUA_ERRMEM)
+      slog(s, LOG_ERROR, "%s: memory cap reached (hooks.lua.memory = %zu bytes)", pname, s->mem_limit);
+    else
+      slog(s, LOG_ERROR, "%s: %s", pname, msg);
+    d = budget ? HOOK_ERR_BUDGET : HOOK_ERR;
+  } else {
+    const char *why = NULL;
+    d = decide(s, ev->point, res, &why);
+    if (d == HOOK_ERR) {
+      lua_Debug ar;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, hd->ref);
+      lua_getinfo(L, ">S", &ar);
+      slog(s, LOG_ERROR, "%s: handler defined at %s:%d: %s", pname, ar.short_src, ar.linedefined, why);
+    } else if ((d == PARLEY_REJECT && !res->reason) || (d == PARLEY_REWRITE && !res->body && !res->name && !res->user_id)) {
+      d = HOOK_ERR; /* strdup failed */
+    }
+  }
+  lua_settop(L, top);
+  end_call(s);
+  return d;
+}
+
+/* ---- load, unload, reset ---- */
+
+static void lscript_destroy(struct lscript *s) {
+  if (!s) return;
+  while (s->timers) hooks__timer_close(s->timers); /* unlinks itself */
+  hooks__free_handlers(s->pending);
+  if (s->L) lua_close(s->L);
+  if (s->json_tmp) json_decref(s->json_tmp);
+  free(s->source);
+  free(s);
+}
+
+/* Build a state from text; on success the old impl is replaced. */
+static int load_text(struct hook_owner *o, const char *text, size_t len, const char *path, char *err,
+                     size_t errlen) {
+  struct hooks *h = o->hooks;
+  struct lscript *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  s->owner = o;
+  s->mem_limit = h->cfg ? (size_t)h->cfg->hooks_lua_memory : 16u << 20;
+  s->env_ref = LUA_NOREF;
+  if (!(s->source = malloc(len + 1))) {
+    free(s);
+    return -ENOMEM;
+  }
+  memcpy(s->source, text, len);
+  s->source[len] = 0;
+  s->source_len = len;
+  if (!(s->L = lua_newstate(lalloc, s))) {
+    snprintf(err, errlen, "cannot create a Lua state (memory cap too small?)");
+    lscript_destroy(s);
+    return -EINVAL;
+  }
+  s->loading = true;
+  begin_call(s);
+  lua_State *L = s->L;
+  lua_atpanic(L, panic);
+  lua_pushcfunction(L, open_sandbox_p);
+  lua_pushlightuserdata(L, s);
+  int rc = lua_pcall(L, 1, 0, 0);
+  char chunkname[600];
+  snprintf(chunkname, sizeof chunkname, "@%s", path);
+  if (rc == LUA_OK) rc = luaL_loadbufferx(L, text, len, chunkname, "t");
+  if (rc == LUA_OK) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->env_ref);
+    lua_setupvalue(L, -2, 1);
+    rc = lua_pcall(L, 0, 0, 0);
+  }
+  if (rc != LUA_OK) {
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error";
+    snprintf(err, errlen, "%s", rc == LUA_ERRMEM ? "memory cap reached while loading" : msg);
+  }
+  end_call(s);
+  s->loading = false;
+  if (rc != LUA_OK) {
+    lscript_destroy(s);
+    return -EINVAL;
+  }
+  if (!s->pending) slog(s, LOG_WARN, "registers no hook");
+  lua__unload(o);
+  o->impl = s;
+  o->handlers = s->pending;
+  s->pending = NULL;
+  return 0;
+}
+
+static int read_all(const char *path, char **out, size_t *len, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    return -EINVAL;
+  }
+  buf_t b = BUF_INIT;
+  char chunk[8192];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+    if (buf_append(&b, chunk, n)) {
+      fclose(f);
+      buf_free(&b);
+      return -ENOMEM;
+    }
+  bool bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    buf_free(&b);
+    snprintf(err, errlen, "%s: read error", path);
+    return -EINVAL;
+  }
+  if (buf_putc(&b, 0)) {
+    buf_free(&b);
+    return -ENOMEM;
+  }
+  *out = (char *)b.data;
+  *len = b.len - 1;
+  return 0;
+}
+
+int lua__load(struct hook_owner *o, const char *path, char *err, size_t errlen) {
+  char *text;
+  size_t len;
+  int rc = read_all(path, &text, &len, err, errlen);
+  if (rc) return rc;
+  rc = load_text(o, text, len, path, err, errlen);
+  free(text);
+  return rc;
+}
+
+void lua__unload(struct hook_owner *o) {
+  if (!o->impl) return;
+  lscript_destroy(o->impl);
+  o->impl = NULL;
+  /* o->handlers were owned by that state's registrations */
+  hooks__free_handlers(o->handlers);
+  o->handlers = NULL;
+}
+
+void lua__owner_free(struct hook_owner *o) {
+  kv_destroy(o->kv);
+  o->kv = NULL;
+}
+
+size_t lua__memory(const struct hook_owner *o) { return o->impl ? ((const struct lscript *)o->impl)->mem_used : 0; }
+
+void lua__reset_pending(struct hooks *h) {
+  h->pending_reset = false;
+  for (size_t i = 0; i < h->nowners; i++) {
+    struct hook_owner *o = h->owners[i];
+    struct lscript *s = o->kind == OWNER_LUA ? o->impl : NULL;
+    if (!s || !s->needs_reset) continue;
+    slog(s, LOG_WARN, "memory still over the cap after a collection; restarting the script (parley.kv kept)");
+    char err[512] = "";
+    char *text = s->source;
+    s->source = NULL; /* keep it alive across load_text, which destroys s */
+    int rc = load_text(o, text, strlen(text), o->path ? o->path : o->name, err, sizeof err);
+    if (rc) {
+      hooks__log(h, LOG_ERROR, "script %s: restart failed: %s; script disabled until the next reload", o->name, err);
+      lua__unload(o);
+      o->load_failures++;
+    }
+    free(text);
+  }
+  if (hooks__rebuild(h)) hooks__log(h, LOG_ERROR, "hooks: out of memory rebuilding the handler table");
+}
