@@ -86,8 +86,8 @@ static void test_op_name(void **state) {
   assert_string_equal(op_name((enum op) - 1), "unknown");
   /* every op in the table parses by its name */
   for (int op = 0; op < OP__COUNT; op++) {
-    json_t *v = json_pack("{s:i,s:s,s:s,s:s,s:n,s:s}", "id", 1, "op", op_name((enum op)op), "room", "r",
-                          "cmid", "c", "body", "token", "t");
+    json_t *v = json_pack("{s:i,s:s,s:s,s:s,s:n,s:s,s:b,s:i}", "id", 1, "op", op_name((enum op)op), "room",
+                          "r", "cmid", "c", "body", "token", "t", "active", 1, "seq", 1);
     assert_int_equal(parse_value(v), PERR_OK);
     assert_int_equal(req.op, op);
   }
@@ -308,6 +308,47 @@ static void test_leave(void **state) {
   expect_err("{\"id\":3,\"op\":\"leave\",\"room\":\"#general\"}", PERR_BAD_ROOM, "not a valid room name");
 }
 
+static void test_later_ops(void **state) {
+  expect_ok("{\"id\":3,\"op\":\"leave\",\"room\":\"lobby\",\"forget\":true}");
+  assert_true(req.forget);
+  expect_err("{\"id\":3,\"op\":\"leave\",\"room\":\"lobby\",\"forget\":1}", PERR_BAD_REQUEST,
+             "field 'forget' must be true or false");
+  expect_ok("{\"id\":1,\"op\":\"hello\",\"resume\":\"abc\"}");
+  assert_string_equal(req.resume, "abc");
+  expect_err("{\"id\":1,\"op\":\"hello\",\"resume\":\"\"}", PERR_BAD_REQUEST,
+             "field 'resume' must be 1..128 bytes");
+
+  expect_ok("{\"id\":5,\"op\":\"typing\",\"room\":\"r\",\"active\":false}");
+  assert_int_equal(req.op, OP_TYPING);
+  assert_false(req.active);
+  expect_err("{\"id\":5,\"op\":\"typing\",\"room\":\"r\"}", PERR_BAD_REQUEST, "missing field 'active'");
+
+  expect_ok("{\"id\":6,\"op\":\"presence\",\"room\":\"r\"}");
+  assert_string_equal(req.room, "r");
+  assert_null(req.users);
+  expect_ok("{\"id\":6,\"op\":\"presence\",\"users\":[\"a\",\"b\"]}");
+  assert_int_equal(json_array_size(req.users), 2);
+  expect_err("{\"id\":6,\"op\":\"presence\",\"users\":\"a\"}", PERR_BAD_REQUEST,
+             "must be an array of user ids");
+  expect_err("{\"id\":6,\"op\":\"presence\",\"users\":[1]}", PERR_BAD_REQUEST,
+             "must be an array of user ids");
+  expect_err("{\"id\":6,\"op\":\"presence\",\"users\":[]}", PERR_BAD_REQUEST, "1..100 user ids");
+  expect_err("{\"id\":6,\"op\":\"presence\",\"users\":[\"\"]}", PERR_BAD_REQUEST, "1..100 user ids");
+
+  expect_ok("{\"id\":7,\"op\":\"read\",\"room\":\"r\",\"seq\":9}");
+  assert_int_equal(req.seq, 9);
+  expect_err("{\"id\":7,\"op\":\"read\",\"room\":\"r\"}", PERR_BAD_REQUEST, "missing field 'seq'");
+  expect_err("{\"id\":7,\"op\":\"read\",\"room\":\"r\",\"seq\":-1}", PERR_BAD_REQUEST, "non-negative");
+  expect_ok("{\"id\":8,\"op\":\"rooms\"}");
+  assert_int_equal(req.op, OP_ROOMS);
+
+  expect_ok("{\"id\":9,\"op\":\"history\",\"room\":\"r\",\"before\":10,\"limit\":5}");
+  assert_true(req.has_before && req.has_limit && !req.has_after);
+  assert_int_equal(req.before, 10);
+  expect_err("{\"id\":9,\"op\":\"history\",\"room\":\"r\",\"after\":\"x\"}", PERR_BAD_REQUEST,
+             "field 'after' must be a non-negative integer");
+}
+
 static void test_send(void **state) {
   expect_ok("{\"id\":4,\"op\":\"send\",\"room\":\"lobby\",\"body\":\"hi\",\"cmid\":\"c-1\"}");
   assert_int_equal(req.op, OP_SEND);
@@ -414,6 +455,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_id, teardown),
       cmocka_unit_test_teardown(test_op, teardown),
       cmocka_unit_test_teardown(test_ping, teardown),
+      cmocka_unit_test_teardown(test_later_ops, teardown),
       cmocka_unit_test_teardown(test_hello, teardown),
       cmocka_unit_test_teardown(test_join, teardown),
       cmocka_unit_test_teardown(test_leave, teardown),
