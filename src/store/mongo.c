@@ -788,7 +788,7 @@ static int room_cmp(const void *a, const void *b) {
 
 static int mg_rooms_of(void *ctx, const char *user_id, struct store_room_list *out) {
   struct mg *g = ctx;
-  if (!user_id || !out) return STORE_EINVAL;
+  if (!user_id || !user_id[0] || !out) return STORE_EINVAL;
   size_t first = out->n;
   int ret = STORE_OK;
   bson_error_t e;

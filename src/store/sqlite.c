@@ -654,7 +654,7 @@ static int sq_read_set(void *ctx, const char *user_id, const char *room, uint64_
 
 static int sq_rooms_of(void *ctx, const char *user_id, struct store_room_list *out) {
   struct sq *q = ctx;
-  if (!user_id || !out) return STORE_EINVAL;
+  if (!user_id || !user_id[0] || !out) return STORE_EINVAL;
   sqlite3_stmt *s = q->st[S_ROOMS_OF];
   size_t first = out->n;
   int rc, ret = STORE_OK;

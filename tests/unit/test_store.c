@@ -1119,6 +1119,8 @@ static void test_room_list(void **state) {
   assert_int_equal(f->k->be->read_set(f->w, "", "a", 1, &read), STORE_EINVAL);
   assert_int_equal(f->k->be->read_set(f->w, "ann", NULL, 1, &read), STORE_EINVAL);
   assert_int_equal(f->k->be->rooms_of(f->r, NULL, &l), STORE_EINVAL);
+  assert_int_equal(f->k->be->rooms_of(f->r, "", &l), STORE_EINVAL);
+  assert_int_equal(l.n, 0);
 }
 
 static void test_read_markers(void **state) {
