@@ -64,7 +64,7 @@ union value {
   { n, KT_ENUM, FIELD(int64_t, m), d, 0, 0, ch, r, doc }
 #define KEY_RATE(n, m, d, r, doc)                                                                            \
   { n, KT_RATE, FIELD(struct config_rate, m), d, 0, RATE_MAX, NULL, r, doc }
-#define RATE_MAX       1000000  /* events per period */
+#define RATE_MAX       1000000 /* events per period */
 #define RATE_BURST_MAX 10000000
 
 #define LIVE    true
@@ -101,10 +101,9 @@ static const struct key keys[] = {
     KEY_BOOL("auth.allow_anonymous", auth_allow_anonymous, "false", LIVE,
              "Accept a `hello` without a token as guest `guest-<n>`; when false it is refused with "
              "`auth_required`."),
-    KEY_STRING(
-        "auth.jwt_secret", auth_jwt_secret, "", LIVE,
-        "HS256 secret that verifies `hello` tokens without a `kid` header (the default key, unless "
-        "`auth.default_kid` is set); empty: no such key. Other keys: `auth.keys.<kid>.*` below."),
+    KEY_STRING("auth.jwt_secret", auth_jwt_secret, "", LIVE,
+               "HS256 secret that verifies `hello` tokens without a `kid` header (the default key, unless "
+               "`auth.default_kid` is set); empty: no such key. Other keys: `auth.keys.<kid>.*` below."),
     KEY_STRING("auth.default_kid", auth_default_kid, "", LIVE,
                "The `auth.keys.<kid>` entry that verifies tokens without a `kid` header; empty: "
                "`auth.jwt_secret` does. Setting both is an error."),
@@ -119,8 +118,9 @@ static const struct key keys[] = {
     KEY_BOOL("auth.dev_login", auth_dev_login, "false", LIVE,
              "DEVELOPMENT ONLY: an HTTP endpoint that hands out a token for any user name. Never enable "
              "it on a server others can reach."),
-    KEY_DURATION("auth.token_ttl", auth_token_ttl, "1h", 1 * SEC, 365 * 24 * HOUR, LIVE,
-                 "Lifetime of tokens minted by the development login and by `parleyd token` without `--ttl`."),
+    KEY_DURATION(
+        "auth.token_ttl", auth_token_ttl, "1h", 1 * SEC, 365 * 24 * HOUR, LIVE,
+        "Lifetime of tokens minted by the development login and by `parleyd token` without `--ttl`."),
     KEY_SIZE("limits.max_frame", limits_max_frame, "64KiB", 256, 16 * MIB, RESTART,
              "Largest WebSocket frame a client may send; a larger one closes the connection with `1009`."),
     KEY_SIZE("limits.max_body", limits_max_body, "16KiB", 16, 16 * MIB, LIVE,
@@ -211,8 +211,9 @@ static const struct key keys[] = {
     KEY_ENUM("hooks.on_typing.fail", hooks_fail[4], "open", fail_policies, LIVE,
              "When an `on_typing` handler fails or overruns its budget: `open` skips it, `closed` drops the "
              "typing update."),
-    KEY_ENUM("hooks.on_leave.fail", hooks_fail[5], "open", fail_policies, LIVE,
-             "`on_leave` is a notification: a failing handler is skipped either way (accepted for symmetry)."),
+    KEY_ENUM(
+        "hooks.on_leave.fail", hooks_fail[5], "open", fail_policies, LIVE,
+        "`on_leave` is a notification: a failing handler is skipped either way (accepted for symmetry)."),
     KEY_ENUM("hooks.on_disconnect.fail", hooks_fail[6], "open", fail_policies, LIVE,
              "`on_disconnect` is a notification: a failing handler is skipped either way."),
     KEY_ENUM("hooks.on_offline.fail", hooks_fail[7], "open", fail_policies, LIVE,
@@ -236,9 +237,12 @@ static const struct key room_keys[] = {
      "`off`: an ephemeral room — live fan-out only, seq and recovery from memory while the server runs, "
      "nothing stored; acks mean \"accepted\"."},
     {"max_age", KT_DURATION, RFIELD(int64_t, max_age), "0", 0, 100000LL * 24 * HOUR, NULL, LIVE,
-     "Retention: delete messages older than this (`0`: keep). A room's newest message is always kept."},
+     "Retention: delete messages older than this (`0`: keep). Unlike other room keys, every rule that sets "
+     "it applies to the rooms it matches (overlaps: the strictest wins). A room's newest message is always "
+     "kept."},
     {"max_count", KT_INT, RFIELD(int64_t, max_count), "0", 0, INT64_MAX, NULL, LIVE,
-     "Retention: keep at most this many newest messages per room (`0`: keep all)."},
+     "Retention: keep at most this many newest messages per room (`0`: keep all); every rule that sets it "
+     "applies, as for `max_age`."},
     {"access", KT_ENUM, RFIELD(int64_t, access), "public", 0, 0, room_access_names, LIVE,
      "Who may read, write and see presence, with the token's `rooms` grants: `public`, `readonly`, "
      "`members` or `private` (docs/security.md). `dm:<a>:<b>` rooms ignore it."},
@@ -581,7 +585,8 @@ static int set_room_key(struct config *c, const char *key, const char *value, co
       break;
     }
   if (!k) {
-    seterr(err, errlen, where, "unknown room key '%s' (one of: history, max_age, max_count, access)", dot + 1);
+    seterr(err, errlen, where, "unknown room key '%s' (one of: history, max_age, max_count, access)",
+           dot + 1);
     return -EINVAL;
   }
   union value v;
@@ -715,7 +720,9 @@ const struct auth_key *config_auth_key(const struct config *c, const char *kid) 
 
 /* ---- scripts.<name>.<key> and plugins.<name>.<key> ---- */
 
-static bool is_ext_key(const char *key) { return !strncmp(key, "scripts.", 8) || !strncmp(key, "plugins.", 8); }
+static bool is_ext_key(const char *key) {
+  return !strncmp(key, "scripts.", 8) || !strncmp(key, "plugins.", 8);
+}
 
 static void free_ext(struct ext_section *e) {
   free(e->name);
@@ -773,7 +780,8 @@ static int set_ext_key(struct config *c, const char *key, const char *value, con
   size_t nlen = (size_t)(dot - name);
   struct ext_section *e = NULL;
   for (size_t i = 0; i < c->nexts; i++)
-    if (c->exts[i].plugin == plugin && strlen(c->exts[i].name) == nlen && !strncmp(c->exts[i].name, name, nlen))
+    if (c->exts[i].plugin == plugin && strlen(c->exts[i].name) == nlen &&
+        !strncmp(c->exts[i].name, name, nlen))
       e = &c->exts[i];
   if (!e) {
     struct ext_section *es = realloc(c->exts, (c->nexts + 1) * sizeof *es);
@@ -1269,7 +1277,10 @@ static void write_value(FILE *f, const struct key *k, const void *p) {
     if (!r->n)
       fputs("off", f);
     else
-      fprintf(f, "%" PRId64 "/%s burst %" PRId64, r->n, r->per_ms == HOUR ? "h" : r->per_ms == MIN ? "m" : "s",
+      fprintf(f, "%" PRId64 "/%s burst %" PRId64, r->n,
+              r->per_ms == HOUR  ? "h"
+              : r->per_ms == MIN ? "m"
+                                 : "s",
               r->burst);
     break;
   }

@@ -29,7 +29,8 @@ struct net {
   struct wsconn *dirty_head; /* connections with frames to write this iteration */
   buf_t scratch;             /* LWS_PRE + gathered frames */
   bool draining;
-  char *web_root; /* owned */
+  char *web_root;           /* owned */
+  char *tls_cert, *tls_key; /* owned: resolved paths */
   struct lws_http_mount mounts[4];
 };
 
@@ -270,6 +271,26 @@ static bool offers_known_subprotocol(struct lws *wsi) {
   return false;
 }
 
+/* Whether the handshake's Origin may connect (server.origins; no Origin header: not a browser, allowed). */
+static bool origin_allowed(const struct net *net, struct lws *wsi) {
+  const char *list = net->cfg->server_origins;
+  if (!list || !*list) return true;
+  char origin[256];
+  if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return true;
+  size_t ol = strlen(origin);
+  for (const char *p = list; *p;) {
+    while (*p == ',' || *p == ' ') p++;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    const char *t = e;
+    while (t > p && t[-1] == ' ') t--;
+    size_t n = (size_t)(t - p);
+    if ((n == 1 && *p == '*') || (n == ol && !strncmp(p, origin, n))) return true;
+    p = e;
+  }
+  return false;
+}
+
 static int confirm_upgrade(struct net *net, struct lws *wsi, const char *to) {
   struct metrics *m = core_metrics(net->core);
   char uri[256];
@@ -283,6 +304,8 @@ static int confirm_upgrade(struct net *net, struct lws *wsi, const char *to) {
     rc = http_text(wsi, 404, "WebSocket endpoint is /ws\n");
   else if (net->draining)
     rc = http_text(wsi, 503, "server is shutting down\n");
+  else if (!origin_allowed(net, wsi))
+    rc = http_text(wsi, 403, "this Origin may not connect (server.origins)\n");
   else if (core_conn_count(net->core) >= (size_t)net->cfg->limits_max_connections)
     rc = http_text(wsi, 503, "server is at limits.max_connections\n");
   else if (!offers_known_subprotocol(wsi))
@@ -485,8 +508,16 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
     info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* else iface is ignored (NOTES.md) */
   info.protocols = protocols;
   info.user = net;
-  info.max_http_header_data = 4096;
-  info.timeout_secs = 10;
+  info.max_http_header_data = (unsigned short)cfg->limits_max_header_size;
+  info.timeout_secs = (unsigned)((cfg->limits_handshake_timeout + 999) / 1000);
+  if (cfg->tls_cert && *cfg->tls_cert) {
+    net->tls_cert = config_path(cfg, cfg->tls_cert);
+    net->tls_key = config_path(cfg, cfg->tls_key);
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = net->tls_cert;
+    info.ssl_private_key_filepath = net->tls_key;
+    info.alpn = "http/1.1"; /* one HTTP/1.1 code path; WebSocket over HTTP/2 is not offered */
+  }
   info.fd_limit_per_thread = 0;
   static lws_retry_bo_t retry;
   uint64_t idle_s = (uint64_t)cfg->limits_idle_timeout / 1000;
@@ -526,6 +557,8 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
     snprintf(err, errlen, "cannot listen on %s:%lld (address in use or not available?)", cfg->server_host,
              (long long)cfg->server_port);
     free(net->web_root);
+    free(net->tls_cert);
+    free(net->tls_key);
     free(net);
     return NULL;
   }
@@ -547,5 +580,7 @@ void net_free(struct net *net) {
   if (net->ctx) lws_context_destroy(net->ctx); /* second destroy after uv_run returned (NOTES.md) */
   buf_free(&net->scratch);
   free(net->web_root);
+  free(net->tls_cert);
+  free(net->tls_key);
   free(net);
 }
