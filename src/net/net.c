@@ -161,7 +161,10 @@ static const struct conn_tx ws_tx = {tx_send, tx_close};
 /* Write as much of w's queue as one lws_write takes. Returns -1 if the connection failed. */
 static int flush(struct wsconn *w) {
   if (!w->qlen) return 0;
-  if (lws_send_pipe_choked(w->wsi)) {
+  /* lws_send_pipe_choked() costs a poll() syscall per call; lws_partial_buffered() only looks at what
+   * lws still holds of our previous write, which is all that matters: lws keeps a short write's rest and
+   * sends it before anything else, and we write again only once it has drained. */
+  if (lws_partial_buffered(w->wsi)) {
     lws_callback_on_writable(w->wsi);
     return 0;
   }

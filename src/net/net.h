@@ -2,8 +2,9 @@
  *
  * Write discipline (NOTES.md): every recipient's pre-framed frames are queued by reference during a
  * loop iteration and the connection is marked dirty; a uv_check callback, after the iteration's I/O,
- * writes each dirty connection's queue with one lws_write(LWS_WRITE_RAW) when the socket can take it,
- * and asks for WRITEABLE only when it cannot. Queues are bounded by limits.out_queue_bytes. */
+ * writes each dirty connection's queue with one lws_write(LWS_WRITE_RAW) unless lws still holds part of
+ * an earlier write, and asks for WRITEABLE only then (no poll() per write, no epoll_ctl churn per
+ * delivery). Queues are bounded by limits.out_queue_bytes. */
 #ifndef PARLEY_NET_NET_H
 #define PARLEY_NET_NET_H
 
@@ -17,8 +18,7 @@ struct net;
 
 /* Create the listener on cfg's host:port on loop. cfg and core are borrowed. NULL on failure, with
  * the reason in err. */
-struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg, char *err,
-                    size_t errlen);
+struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg, char *err, size_t errlen);
 /* Refuse new handshakes (503) from now on. */
 void net_stop_accepting(struct net *net);
 /* Tear the front end down from inside the running loop; the loop then runs until lws is done. Call
