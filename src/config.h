@@ -49,7 +49,16 @@ struct auth_key {
   char *private_key; /* auth.keys.K.private_key: RS/ES PEM file, only for minting ("" = none) */
 };
 /* Same order as the choices of auth.keys.K.alg. */
-enum config_jwt_alg { CJWT_HS256, CJWT_HS384, CJWT_HS512, CJWT_RS256, CJWT_RS384, CJWT_RS512, CJWT_ES256, CJWT_ES384 };
+enum config_jwt_alg {
+  CJWT_HS256,
+  CJWT_HS384,
+  CJWT_HS512,
+  CJWT_RS256,
+  CJWT_RS384,
+  CJWT_RS512,
+  CJWT_ES256,
+  CJWT_ES384
+};
 
 /* A rate limit (`20/s burst 40`): n events per per_ms milliseconds, at most burst at once; n = 0: off. */
 struct config_rate {
@@ -67,10 +76,10 @@ struct ext_opt {
   char *where; /* owned, "file:line" of the assignment */
 };
 struct ext_section {
-  bool plugin;      /* plugins.* (else scripts.*) */
-  char *name;       /* owned */
-  char *path;       /* owned, as written ("" = unset); resolve with config_path */
-  int64_t priority; /* added to every handler's own priority */
+  bool plugin;          /* plugins.* (else scripts.*) */
+  char *name;           /* owned */
+  char *path;           /* owned, as written ("" = unset); resolve with config_path */
+  int64_t priority;     /* added to every handler's own priority */
   struct ext_opt *opts; /* owned, in order of first assignment */
   size_t nopts;
 };
@@ -114,18 +123,18 @@ struct config {
   int64_t typing_interval;    /* typing.interval: fan-out of typing changes is batched per room (ms) */
 
   /* authentication, access, abuse limits, transport (docs/security.md) */
-  int64_t auth_leeway;           /* auth.leeway: clock skew allowed for exp/nbf/iat (ms) */
-  char *auth_audience;           /* auth.audience ("" = aud not checked) */
-  char *auth_issuer;             /* auth.issuer ("" = iss not checked) */
-  char *auth_guest_rooms;        /* auth.guest_rooms: "pattern:rights,..." cap for guests */
-  char *auth_default_kid;        /* auth.default_kid: key for tokens without kid ("" = auth.jwt_secret) */
-  bool auth_dev_login;           /* auth.dev_login: development login endpoint */
-  int64_t auth_token_ttl;        /* auth.token_ttl: lifetime of minted dev tokens (ms) */
-  struct config_rate rate_send;  /* rate.send: per connection */
-  struct config_rate rate_send_user;  /* rate.send_user: per user, all connections */
-  struct config_rate rate_send_ip;    /* rate.send_ip: per client IP */
-  struct config_rate rate_join;       /* rate.join: per connection */
-  struct config_rate rate_typing;     /* rate.typing: per connection */
+  int64_t auth_leeway;               /* auth.leeway: clock skew allowed for exp/nbf/iat (ms) */
+  char *auth_audience;               /* auth.audience ("" = aud not checked) */
+  char *auth_issuer;                 /* auth.issuer ("" = iss not checked) */
+  char *auth_guest_rooms;            /* auth.guest_rooms: "pattern:rights,..." cap for guests */
+  char *auth_default_kid;            /* auth.default_kid: key for tokens without kid ("" = auth.jwt_secret) */
+  bool auth_dev_login;               /* auth.dev_login: development login endpoint */
+  int64_t auth_token_ttl;            /* auth.token_ttl: lifetime of minted dev tokens (ms) */
+  struct config_rate rate_send;      /* rate.send: per connection */
+  struct config_rate rate_send_user; /* rate.send_user: per user, all connections */
+  struct config_rate rate_send_ip;   /* rate.send_ip: per client IP */
+  struct config_rate rate_join;      /* rate.join: per connection */
+  struct config_rate rate_typing;    /* rate.typing: per connection */
   struct config_rate rate_connect_ip; /* rate.connect_ip: WebSocket handshakes per client IP */
   int64_t rate_strikes;               /* rate.strikes: rejections within rate.strikes_window before close */
   int64_t rate_strikes_window;        /* rate.strikes_window (ms) */

@@ -144,16 +144,20 @@ size_t rl_table_expire(struct rl_table *t, const struct config_rate *r, int64_t 
 
 bool rl_strike(struct rl_strikes *s, int64_t n, int64_t window_ms, int64_t now_ms) {
   if (n <= 0 || window_ms <= 0) return false;
-  /* units: one strike = window_ms; leaks n units per ms, so n strikes leak in one window */
-  int64_t dt = now_ms - s->last;
-  if (dt > 0 && s->level > 0) s->level = dt >= s->level / n + 1 ? 0 : s->level - dt * n;
-  if (now_ms > s->last) s->last = now_ms;
-  s->level += window_ms;
-  if (s->level >= n * window_ms) {
-    s->level = 0;
-    return true;
+  if (!s->prev && !s->cur) s->start = now_ms; /* empty: the window starts now */
+  int64_t elapsed = now_ms - s->start;
+  if (elapsed < 0) elapsed = 0; /* the clock went backwards */
+  if (elapsed >= window_ms) {
+    int64_t k = elapsed / window_ms;
+    s->prev = k == 1 ? s->cur : 0;
+    s->cur = 0;
+    s->start += k * window_ms;
+    elapsed -= k * window_ms;
   }
-  return false;
+  s->cur++;
+  if (s->prev * (window_ms - elapsed) + s->cur * window_ms < n * window_ms) return false;
+  *s = (struct rl_strikes){0};
+  return true;
 }
 
 /* ---- connection counts ---- */

@@ -41,11 +41,14 @@ size_t rl_table_count(const struct rl_table *t);
 /* Drop every entry whose bucket is full at now_ms (e.g. from a 10 s timer); returns how many. */
 size_t rl_table_expire(struct rl_table *t, const struct config_rate *r, int64_t now_ms);
 
-/* Graded response: about n rejections within window_ms (a leaky counter: each strike adds 1, it leaks n per
- * window) -> true ("close the connection with 4029"). n <= 0: never. Zero-initialized is empty. */
+/* Graded response: n rejections within window_ms -> true ("close the connection with 4029"), then the count
+ * starts again. Estimated in O(1) like a sliding window: the previous fixed window's count, weighted by the
+ * part of it still inside the last window_ms, plus the current window's. n <= 0: never. Zero-initialized
+ * is empty. */
 struct rl_strikes {
-  int64_t level; /* strikes, in units of 1/n of window_ms */
-  int64_t last;
+  int64_t start; /* ms: start of the current fixed window */
+  int64_t prev;  /* strikes in the previous window */
+  int64_t cur;   /* strikes in the current window */
 };
 bool rl_strike(struct rl_strikes *s, int64_t n, int64_t window_ms, int64_t now_ms);
 

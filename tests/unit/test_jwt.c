@@ -8,6 +8,7 @@
 #include <cmocka.h> /* after the four above, which it needs */
 
 #include "auth/jwt.h"
+#include "auth/token_cli.h"
 #include "config.h"
 
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NOW 1700000000
@@ -704,15 +707,155 @@ static void test_error_table(void **state) {
   assert_string_equal(jwt_err_name(0), "ok");
 }
 
+/* ---- auth.keys.<kid>.* in the config: load, dump, reload ---- */
+
+static void test_config_keys(void **state) {
+  struct config c;
+  config_defaults(&c);
+  assert_int_equal(config_load_text(&c, "k.conf",
+                                    "auth.keys.a.b.alg = RS384\n"
+                                    "auth.keys.a.b.public_key = keys/ab.pem\n"
+                                    "auth.keys.h.secret = \"s3cr\\\"et\"\n"
+                                    "rooms.team-*.access = members\n",
+                                    err, sizeof err),
+                   0);
+  assert_int_equal(c.nauth_keys, 2);
+  const struct auth_key *k = config_auth_key(&c, "a.b");
+  assert_non_null(k);
+  assert_int_equal(k->alg, CJWT_RS384);
+  assert_string_equal(k->public_key, "keys/ab.pem");
+  assert_string_equal(k->secret, "");
+  k = config_auth_key(&c, "h");
+  assert_int_equal(k->alg, CJWT_HS256); /* the default */
+  assert_string_equal(k->secret, "s3cr\"et");
+  assert_null(config_auth_key(&c, "zzz"));
+  assert_int_equal(config_room_access(&c, "team-a"), ROOM_MEMBERS);
+
+  FILE *f = tmpfile();
+  config_dump(&c, f);
+  long n = ftell(f);
+  rewind(f);
+  char *dump = calloc(1, (size_t)n + 1);
+  assert_int_equal(fread(dump, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  assert_non_null(strstr(dump, "auth.keys.a.b.alg = RS384\n"));
+  assert_non_null(strstr(dump, "auth.keys.h.secret = \"s3cr\\\"et\"\n"));
+  assert_null(strstr(dump, "auth.keys.h.alg")); /* only what was set */
+  assert_non_null(strstr(dump, "rooms.team-*.access = members\n"));
+  struct config d, live;
+  config_defaults(&d);
+  assert_int_equal(config_load_text(&d, "dump", dump, err, sizeof err), 0);
+  free(dump);
+  config_defaults(&live);
+  config_apply_reload(&live, &d);
+  assert_int_equal(live.nauth_keys, 2);
+  assert_string_equal(config_auth_key(&live, "h")->secret, "s3cr\"et");
+  assert_int_equal(config_room_access(&live, "team-b"), ROOM_MEMBERS);
+  config_free(&live);
+  config_free(&d);
+
+  assert_int_not_equal(config_load_text(&c, "bad.conf", "\n\nauth.keys.x.alg = none\n", err, sizeof err), 0);
+  assert_non_null(strstr(err, "bad.conf:3: "));
+  assert_int_not_equal(config_load_text(&c, "bad.conf", "rooms.x.access = secret\n", err, sizeof err), 0);
+  assert_non_null(strstr(err, "bad.conf:1: "));
+  config_free(&c);
+}
+
+/* ---- parleyd token ---- */
+
+/* token_cli_main with stdout into out (the token line) and stderr dropped. */
+static int run_cli(char *out, size_t outlen, int argc, char **argv) {
+  char tmp[] = "/tmp/parley-cli-XXXXXX";
+  int fd = mkstemp(tmp);
+  assert_true(fd >= 0);
+  fflush(stdout);
+  fflush(stderr);
+  int saved_out = dup(1), saved_err = dup(2);
+  dup2(fd, 1);
+  dup2(fd, 2);
+  int rc = token_cli_main(argc, argv);
+  fflush(stdout);
+  fflush(stderr);
+  dup2(saved_out, 1);
+  dup2(saved_err, 2);
+  close(saved_out);
+  close(saved_err);
+  lseek(fd, 0, SEEK_SET);
+  ssize_t n = read(fd, out, outlen - 1);
+  out[n > 0 ? n : 0] = '\0';
+  close(fd);
+  unlink(tmp);
+  return rc;
+}
+
+static void test_cli(void **state) {
+  char conf[128], file[160];
+  snprintf(conf, sizeof conf, "%s/conf.d", dir);
+  mkdir(conf, 0700);
+  snprintf(file, sizeof file, "%s/10.conf", conf);
+  FILE *f = fopen(file, "w");
+  assert_non_null(f);
+  fprintf(f,
+          "auth.jwt_secret = \"%s\"\nauth.keys.r.alg = RS256\nauth.keys.r.public_key = %s\n"
+          "auth.keys.r.private_key = %s\nauth.keys.v.alg = ES256\nauth.keys.v.public_key = %s\n"
+          "auth.audience = parley\n",
+          SECRET, path("rsa1", "pub"), path("rsa1", "key"), path("p256a", "pub"));
+  fclose(f);
+  struct config c;
+  assert_int_equal(config_load_dir(&c, conf, err, sizeof err), 0);
+  struct jwt_keyset *ks = keyset(&c);
+  struct jwt_check chk = {(int64_t)time(NULL), 30, "parley", NULL};
+  char out[4096];
+
+  char *ok1[] = {"token",     "--sub", "u42", "--name", "Test User", "--rooms",
+                 "team-*:rw", "--ttl", "1h",  "-c",     conf};
+  assert_int_equal(run_cli(out, sizeof out, 11, ok1), 0);
+  *strchr(out, '\n') = '\0';
+  struct jwt_claims cl;
+  assert_int_equal(jwt_verify(ks, out, &chk, &cl), 0);
+  assert_string_equal(cl.name, "Test User");
+  assert_true(cl.exp >= chk.now + 3599 && cl.exp <= chk.now + 3601);
+  assert_int_equal(cl.ngrants, 1);
+  jwt_claims_free(&cl);
+
+  char *ok2[] = {"token", "--sub", "u1", "--kid", "r", "-c", conf};
+  assert_int_equal(run_cli(out, sizeof out, 7, ok2), 0);
+  *strchr(out, '\n') = '\0';
+  assert_int_equal(jwt_verify(ks, out, &chk, &cl), 0); /* aud from auth.audience */
+  jwt_claims_free(&cl);
+
+  char *bad_ttl[] = {"token", "--sub", "u1", "--ttl", "soon", "-c", conf};
+  assert_int_equal(run_cli(out, sizeof out, 7, bad_ttl), 1);
+  assert_non_null(strstr(out, "--ttl"));
+  char *no_priv[] = {"token", "--sub", "u1", "--kid", "v", "-c", conf};
+  assert_int_equal(run_cli(out, sizeof out, 7, no_priv), 1);
+  assert_non_null(strstr(out, "private_key"));
+  char *no_kid[] = {"token", "--sub", "u1", "--kid", "nope", "-c", conf};
+  assert_int_equal(run_cli(out, sizeof out, 7, no_kid), 1);
+  char *no_sub[] = {"token", "-c", conf};
+  assert_int_equal(run_cli(out, sizeof out, 3, no_sub), 2);
+  assert_non_null(strstr(out, "--sub is required"));
+  jwt_keyset_free(ks);
+  config_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_algorithms),     cmocka_unit_test(test_tampered),
-      cmocka_unit_test(test_alg_none),       cmocka_unit_test(test_hs_rs_confusion),
-      cmocka_unit_test(test_times),          cmocka_unit_test(test_aud_iss),
-      cmocka_unit_test(test_sub_and_claims), cmocka_unit_test(test_malformed),
-      cmocka_unit_test(test_kid_rotation),   cmocka_unit_test(test_keyset_errors),
-      cmocka_unit_test(test_mint),           cmocka_unit_test(test_grants),
+      cmocka_unit_test(test_algorithms),
+      cmocka_unit_test(test_tampered),
+      cmocka_unit_test(test_alg_none),
+      cmocka_unit_test(test_hs_rs_confusion),
+      cmocka_unit_test(test_times),
+      cmocka_unit_test(test_aud_iss),
+      cmocka_unit_test(test_sub_and_claims),
+      cmocka_unit_test(test_malformed),
+      cmocka_unit_test(test_kid_rotation),
+      cmocka_unit_test(test_keyset_errors),
+      cmocka_unit_test(test_mint),
+      cmocka_unit_test(test_grants),
       cmocka_unit_test(test_error_table),
+      cmocka_unit_test(test_config_keys),
+      cmocka_unit_test(test_cli),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
