@@ -4,11 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
+#include "auth/token_cli.h"
 #include "config.h"
 #include "parley/parley.h"
 
 static void usage(FILE *f) {
   fprintf(f, "usage: parleyd [-c CONF_DIR] [--check] [--print-config]\n"
+             "       parleyd token --sub ID [--name N] [--rooms 'pat:rw,...'] [--ttl 1h] [-c CONF_DIR]\n"
              "       parleyd --config-doc | --version | --help\n"
              "\n"
              "  -c, --conf DIR    configuration directory (default: conf.d); *.conf files, sorted\n"
@@ -32,6 +35,7 @@ int main(int argc, char **argv) {
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
+  if (argc > 1 && !strcmp(argv[1], "token")) return token_cli_main(argc - 1, argv + 1);
   int opt;
   while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
     switch (opt) {
@@ -68,6 +72,9 @@ int main(int argc, char **argv) {
     struct config cfg;
     char err[512];
     int rc = config_load_dir(&cfg, conf, err, sizeof err);
+    struct auth *auth = NULL;
+    if (!rc) rc = auth_new(&cfg, &auth, err, sizeof err); /* key files, guest rooms */
+    auth_free(auth);
     if (rc) {
       fprintf(stderr, "%s\n", err);
       config_free(&cfg);

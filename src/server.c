@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/auth.h"
 #include "config.h"
 #include "core/core.h"
 #include "net/net.h"
@@ -22,6 +23,7 @@ struct parley_server {
   struct config cfg;
   char *conf_dir; /* owned; NULL: defaults only */
   uv_loop_t loop;
+  struct auth *auth;   /* token keys; replaced on reload */
   struct store *store; /* NULL until running */
   struct core *core;
   struct net *net;
@@ -59,6 +61,12 @@ int parley_server_new(parley_server **out, const char *conf_dir, char *err, size
     return -ENOMEM;
   }
   log_set_level((int)s->cfg.log_level);
+  if ((rc = auth_new(&s->cfg, &s->auth, err, errlen))) {
+    config_free(&s->cfg);
+    free(s->conf_dir);
+    free(s);
+    return rc < 0 ? rc : -EINVAL;
+  }
   *out = s;
   return 0;
 }
@@ -107,8 +115,24 @@ int parley_server_reload(parley_server *s) {
     config_free(&fresh);
     return rc < 0 ? rc : -EINVAL;
   }
+  struct auth *check = NULL;
+  if ((rc = auth_new(&fresh, &check, err, sizeof err))) {
+    log_error("reload failed, keeping the running configuration: %s", err);
+    config_free(&fresh);
+    return rc < 0 ? rc : -EINVAL;
+  }
+  auth_free(check);
   config_apply_reload(&s->cfg, &fresh);
   config_free(&fresh);
+  struct auth *a = NULL;
+  if (auth_new(&s->cfg, &a, err, sizeof err) == 0) { /* from the applied values */
+    if (s->core) core_set_auth(s->core, a);
+    if (s->net) net_set_auth(s->net, a);
+    auth_free(s->auth);
+    s->auth = a;
+  } else {
+    log_error("reload: keeping the previous token keys: %s", err);
+  }
   log_set_level((int)s->cfg.log_level);
   log_info("configuration reloaded from %s", s->conf_dir);
   return 0;
@@ -148,6 +172,7 @@ int parley_server_run(parley_server *s, int handle_signals) {
     return -EIO;
   }
   s->core = core_new(&s->cfg, s->store);
+  if (s->core) core_set_auth(s->core, s->auth);
   if (!s->core) {
     store_close(s->store);
     uv_run(&s->loop, UV_RUN_NOWAIT);
@@ -167,6 +192,7 @@ int parley_server_run(parley_server *s, int handle_signals) {
     uv_loop_close(&s->loop);
     return -EADDRINUSE;
   }
+  net_set_auth(s->net, s->auth);
   uv_timer_init(&s->loop, &s->tick);
   s->tick.data = s;
   uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
@@ -197,6 +223,7 @@ int parley_server_run(parley_server *s, int handle_signals) {
 
 void parley_server_free(parley_server *s) {
   if (!s) return;
+  auth_free(s->auth);
   config_free(&s->cfg);
   free(s->conf_dir);
   free(s);

@@ -118,14 +118,4 @@ void identity_free(struct identity *id) {
   memset(id, 0, sizeof *id);
 }
 
-enum perr auth_identify(const struct config *cfg, const char *token, uint64_t guest_no, int64_t now,
-                        struct identity *out, const char **msg) {
-  static char buf[256];
-  struct auth *a = NULL;
-  memset(out, 0, sizeof *out);
-  *msg = buf;
-  if (token && auth_new(cfg, &a, buf, sizeof buf)) return PERR_AUTH_FAILED;
-  enum perr rc = auth_hello(a, cfg, token, guest_no, now, out, buf, sizeof buf);
-  auth_free(a);
-  return rc;
-}
+const struct jwt_keyset *auth_keyset(const struct auth *a) { return a ? a->keys : NULL; }

@@ -50,9 +50,7 @@ int64_t auth_deadline_ms(const struct config *cfg, const struct identity *who);
 
 void identity_free(struct identity *id);
 
-/* DEPRECATED, for the core until it holds a struct auth: auth_hello with a keyset built per call and msg
- * in a static buffer. Remove once src/core calls auth_hello. */
-enum perr auth_identify(const struct config *cfg, const char *token, uint64_t guest_no, int64_t now,
-                        struct identity *out, const char **msg);
+/* The key set (for minting development tokens). */
+const struct jwt_keyset *auth_keyset(const struct auth *a);
 
 #endif

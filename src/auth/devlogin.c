@@ -1,21 +1,17 @@
 #include "auth/devlogin.h"
 
 #include <ctype.h>
-#include <jwt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-int devlogin_mint(const struct config *cfg, const char *name, char **token, char **user_id,
-                  const char **msg) {
+int devlogin_mint(const struct auth *auth, const struct config *cfg, const char *name, char **token,
+                  char **user_id, char *msg, size_t msglen) {
   *token = *user_id = NULL;
   size_t n = name ? strlen(name) : 0;
   if (n < 1 || n > 64) {
-    *msg = "name must be 1..64 bytes";
-    return -1;
-  }
-  if (!cfg->auth_jwt_secret || !*cfg->auth_jwt_secret) {
-    *msg = "auth.jwt_secret is not set";
+    snprintf(msg, msglen, "name must be 1..64 bytes");
     return -1;
   }
   char id[72];
@@ -30,27 +26,27 @@ int devlogin_mint(const struct config *cfg, const char *name, char **token, char
   while (k && id[k - 1] == '-') k--;
   id[k] = 0;
   if (!k) {
-    *msg = "name needs at least one letter or digit";
+    snprintf(msg, msglen, "name needs at least one letter or digit");
     return -1;
   }
-  jwt_t *jwt = NULL;
-  if (jwt_new(&jwt)) {
-    *msg = "out of memory";
+  if (!strncmp(id, "guest-", 6)) {
+    snprintf(msg, msglen, "names starting with 'guest' are reserved for guests");
     return -1;
   }
-  time_t now = time(NULL);
-  int rc = jwt_add_grant(jwt, "sub", id) || jwt_add_grant(jwt, "name", name) ||
-           jwt_add_grant_int(jwt, "iat", (long)now) ||
-           jwt_add_grant_int(jwt, "exp", (long)(now + cfg->auth_token_ttl / 1000)) ||
-           jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)cfg->auth_jwt_secret,
-                       (int)strlen(cfg->auth_jwt_secret));
-  char *t = rc ? NULL : jwt_encode_str(jwt);
-  jwt_free(jwt);
-  if (!t || !(*user_id = strdup(id))) {
-    free(t);
-    *msg = "cannot mint a token";
+  struct jwt_mint_req req = {
+      .sub = id, .name = name, .now = (int64_t)time(NULL), .ttl = cfg->auth_token_ttl / 1000};
+  if (cfg->auth_audience && *cfg->auth_audience) req.aud = cfg->auth_audience;
+  if (cfg->auth_issuer && *cfg->auth_issuer) req.iss = cfg->auth_issuer;
+  char err[160];
+  if (jwt_mint(auth_keyset(auth), &req, token, err, sizeof err)) {
+    snprintf(msg, msglen, "cannot mint a token: %s", err);
     return -1;
   }
-  *token = t;
+  if (!(*user_id = strdup(id))) {
+    free(*token);
+    *token = NULL;
+    snprintf(msg, msglen, "out of memory");
+    return -1;
+  }
   return 0;
 }

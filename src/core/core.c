@@ -32,11 +32,60 @@ struct core *core_new(const struct config *cfg, struct store *store) {
   core->next_conn_id = 1;
   core->next_guest = 1;
   core->retention_last = core_mono_ms();
+  core->rl_send_user = rl_table_new(100000);
+  core->rl_send_ip = rl_table_new(100000);
+  core->rl_connect_ip = rl_table_new(100000);
+  core->ip_conns = rl_conns_new();
+  if (!core->rl_send_user || !core->rl_send_ip || !core->rl_connect_ip || !core->ip_conns) {
+    core_free(core);
+    return NULL;
+  }
   return core;
 }
 
+static void conn_send_doc(struct core *core, struct conn *c, json_t *doc);
+
 struct metrics *core_metrics(struct core *core) {
   return &core->metrics;
+}
+void core_set_auth(struct core *core, const struct auth *auth) { core->auth = auth; }
+
+int core_admit(struct core *core, const char *ip) {
+  const struct config *cfg = core->cfg;
+  if (cfg->limits_max_connections_per_ip &&
+      rl_conns_count(core->ip_conns, ip) >= cfg->limits_max_connections_per_ip)
+    return 503;
+  if (rl_table_take(core->rl_connect_ip, ip, &cfg->rate_connect_ip, (int64_t)core_mono_ms()) > 0) return 429;
+  return 0;
+}
+
+bool access_check(struct core *core, struct conn *c, json_t *id, const char *room, unsigned rights) {
+  if ((access_rights(core->cfg, &c->who, room) & rights) == rights) return true;
+  reply_err(core, c, id, PERR_FORBIDDEN, "you may not do that in this room");
+  return false;
+}
+
+bool rate_check(struct core *core, struct conn *c, json_t *id, struct rl_bucket *b,
+                const struct config_rate *r, bool is_send) {
+  const struct config *cfg = core->cfg;
+  int64_t now = (int64_t)core_mono_ms();
+  int64_t wait = rl_bucket_take(b, r, now);
+  if (!wait && is_send) {
+    int64_t w2 = rl_table_take(core->rl_send_user, c->who.id, &cfg->rate_send_user, now);
+    int64_t w3 = rl_table_take(core->rl_send_ip, c->peer, &cfg->rate_send_ip, now);
+    wait = w2 > w3 ? w2 : w3;
+    if (wait < 0) wait = 0; /* the tables are out of memory: let it through */
+  }
+  if (!wait) return true;
+  core->metrics.errors[PERR_RATE_LIMITED]++;
+  json_t *doc = json_pack("{s:O,s:{s:s,s:s,s:I}}", "re", id ? id : json_null(), "err", "code", "rate_limited",
+                          "msg", "slow down: too many requests", "retry_after", (json_int_t)wait);
+  conn_send_doc(core, c, doc);
+  if (rl_strike(&c->strikes, cfg->rate_strikes, cfg->rate_strikes_window, now)) {
+    log_info("conn %" PRIu64 " (%s, %s): closing after repeated rate limiting", c->id, c->who.id, c->peer);
+    conn_close(c, CLOSE_RATE_LIMITED, "rate limit exceeded");
+  }
+  return false;
 }
 size_t core_conn_count(const struct core *core) { return HASH_COUNT(core->conns); }
 size_t core_room_count(const struct core *core) { return room_set_count(&core->rooms); }
@@ -143,14 +192,15 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, PERR_ALREADY_AUTHENTICATED, "this connection has already said hello");
     return;
   }
-  const char *msg = NULL;
-  enum perr rc =
-      auth_identify(core->cfg, req->token, core->next_guest, (int64_t)(core_now_ms() / 1000), &c->who, &msg);
+  char msg[160];
+  enum perr rc = auth_hello(core->auth, core->cfg, req->token, core->next_guest,
+                            (int64_t)(core_now_ms() / 1000), &c->who, msg, sizeof msg);
   if (rc != PERR_OK) {
     reply_err(core, c, req->id, rc, msg);
     return;
   }
   if (!req->token) core->next_guest++;
+  c->deadline = auth_deadline_ms(core->cfg, &c->who);
   struct session *s = req->resume ? session_resume(core, c, req->resume) : NULL;
   bool resumed = s != NULL;
   if (!s && !(s = session_open(core, c, req->client))) {
@@ -181,6 +231,31 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
   reply_ok(core, c, req->id, ok);
 }
 
+/* refresh: a new token for the same user; rooms the new rights no longer allow are left (`kicked`). */
+static void op_refresh(struct core *core, struct conn *c, struct request *req) {
+  char msg[160];
+  enum perr rc = auth_refresh(core->auth, core->cfg, req->token, (int64_t)(core_now_ms() / 1000), &c->who,
+                              msg, sizeof msg);
+  if (rc != PERR_OK) {
+    reply_err(core, c, req->id, rc, msg);
+    return;
+  }
+  c->deadline = auth_deadline_ms(core->cfg, &c->who);
+  for (uint32_t i = c->nrooms; i-- > 0;) {
+    struct room *r = c->rooms[i]->room;
+    if (access_rights(core->cfg, &c->who, r->name) & ACCESS_READ) continue;
+    json_t *ev = json_pack("{s:s,s:s,s:s}", "ev", "kicked", "room", r->name, "reason", "access revoked");
+    r->pins++;
+    conn_leave_at(core, c, i);
+    if (c->sess) session_exit(core, c->sess, r);
+    r->pins--;
+    room_release_if_unused(&core->rooms, r);
+    conn_send_doc(core, c, ev);
+  }
+  reply_ok(core, c, req->id,
+           json_pack("{s:o}", "exp", c->who.exp ? json_integer((json_int_t)c->who.exp) : json_null()));
+}
+
 static void op_ping(struct core *core, struct conn *c, struct request *req) {
   reply_ok(core, c, req->id, json_pack("{s:I}", "ts", (json_int_t)core_now_ms()));
 }
@@ -201,6 +276,7 @@ static const struct {
     [OP_PRESENCE] = {op_presence, false},
     [OP_ROOMS]    = {op_rooms, false},
     [OP_READ]     = {op_read, false},
+    [OP_REFRESH]  = {op_refresh, false},
     /* clang-format on */
 };
 
@@ -222,6 +298,7 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
   c->tx_ctx = tx_ctx;
   c->opened_mono = core_mono_ms();
   snprintf(c->peer, sizeof c->peer, "%s", peer ? peer : "?");
+  c->ip_counted = rl_conns_acquire(core->ip_conns, c->peer, 0) == 0;
   HASH_ADD(hh, core->conns, id, sizeof c->id, c);
   c->pend_prev = core->pend_tail;
   if (core->pend_tail)
@@ -271,6 +348,7 @@ void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
     session_detach(core, c->sess);
   }
   pending_unlink(core, c);
+  if (c->ip_counted) rl_conns_release(core->ip_conns, c->peer);
   HASH_DEL(core->conns, c);
   log_debug("conn %" PRIu64 ": closed", c->id);
   identity_free(&c->who);
@@ -278,9 +356,30 @@ void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
   free(c);
 }
 
+/* Close connections whose token expired without a refresh; forget idle rate-limit entries. */
+static void expiry_scan(struct core *core) {
+  int64_t now = (int64_t)core_now_ms();
+  struct conn *c, *tmp;
+  HASH_ITER(hh, core->conns, c, tmp) {
+    if (c->deadline && now >= c->deadline && !c->closing) {
+      log_info("conn %" PRIu64 " (%s): token expired", c->id, c->who.id);
+      if (c->sess) c->sess->ending = true;
+      conn_close(c, CLOSE_TOKEN_EXPIRED, "token expired");
+    }
+  }
+  int64_t mono = (int64_t)core_mono_ms();
+  rl_table_expire(core->rl_send_user, &core->cfg->rate_send_user, mono);
+  rl_table_expire(core->rl_send_ip, &core->cfg->rate_send_ip, mono);
+  rl_table_expire(core->rl_connect_ip, &core->cfg->rate_connect_ip, mono);
+}
+
 void core_tick(struct core *core, uint64_t now_ms) {
   presence_tick(core, now_ms);
   typing_tick(core, now_ms);
+  if (now_ms - core->expiry_last >= 1000) {
+    core->expiry_last = now_ms;
+    expiry_scan(core);
+  }
   if (now_ms - core->retention_last >= (uint64_t)core->cfg->history_retention_interval) {
     core->retention_last = now_ms;
     core_retention_run(core);
@@ -304,5 +403,9 @@ void core_free(struct core *core) {
   HASH_ITER(hh, core->conns, c, tmp) core_conn_closed(core, c, CLOSE_GOING_AWAY);
   presence_free_all(core);
   room_set_free(&core->rooms);
+  rl_table_free(core->rl_send_user);
+  rl_table_free(core->rl_send_ip);
+  rl_table_free(core->rl_connect_ip);
+  rl_conns_free(core->ip_conns);
   free(core);
 }

@@ -35,7 +35,10 @@ enum close_code {
   CLOSE_TOO_BIG = 1009,
   CLOSE_INTERNAL = 1011,
   CLOSE_HELLO_TIMEOUT = 4001,
+  CLOSE_TOKEN_EXPIRED = 4002,
+  CLOSE_KICKED = 4003,
   CLOSE_SLOW_CONSUMER = 4008,
+  CLOSE_RATE_LIMITED = 4029,
 };
 
 struct store;
@@ -44,6 +47,13 @@ struct store;
  * core_free so that its last completions still find the core. */
 struct core *core_new(const struct config *cfg, struct store *store);
 void core_free(struct core *core);
+
+struct auth;
+/* The token verifier (borrowed; must outlive its use: set a new one on reload before freeing the old). */
+void core_set_auth(struct core *core, const struct auth *auth);
+/* Whether a handshake from ip may go on (limits.max_connections_per_ip, rate.connect_ip). Returns 0,
+ * or the HTTP status to refuse with (429 / 503). */
+int core_admit(struct core *core, const char *ip);
 
 struct metrics *core_metrics(struct core *core);
 size_t core_conn_count(const struct core *core);

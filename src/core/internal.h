@@ -5,7 +5,9 @@
 #include <jansson.h>
 #include <uthash.h>
 
+#include "auth/access.h"
 #include "auth/auth.h"
+#include "auth/ratelimit.h"
 #include "core/core.h"
 #include "core/room.h"
 #include "proto/request.h"
@@ -67,7 +69,11 @@ struct conn {
   struct session *sess;
   char **watching; /* user ids this connection watches (owned) */
   uint32_t nwatching;
-  uint32_t mark; /* fan-out dedupe (core->mark) */
+  uint32_t mark;                                /* fan-out dedupe (core->mark) */
+  int64_t deadline;                             /* wall ms when the token expires (0: never) */
+  struct rl_bucket rl_send, rl_join, rl_typing; /* per-connection rate limits */
+  struct rl_strikes strikes;                    /* rate-limit rejections, for the graded response */
+  bool ip_counted;                              /* holds a slot of limits.max_connections_per_ip */
   uint64_t opened_mono;
   struct conn *pend_prev, *pend_next; /* awaiting hello, oldest first */
   UT_hash_handle hh;
@@ -76,8 +82,12 @@ struct conn {
 
 struct core {
   const struct config *cfg;
-  struct store *store; /* NULL: no persistence, every room is ephemeral */
-  struct conn *conns;  /* uthash by id */
+  struct store *store;     /* NULL: no persistence, every room is ephemeral */
+  const struct auth *auth; /* token verification (borrowed; server.c swaps it on reload) */
+  struct rl_table *rl_send_user, *rl_send_ip, *rl_connect_ip; /* shared rate limits (owned) */
+  struct rl_conns *ip_conns;                                  /* connections per IP (owned) */
+  uint64_t expiry_last;                                       /* monotonic ms of the last expiry scan */
+  struct conn *conns;                                         /* uthash by id */
   struct conn *pend_head, *pend_tail;
   struct room_set rooms;
   struct metrics metrics;
@@ -124,6 +134,12 @@ void conn_send_frame(struct core *core, struct conn *c, frame_t *f);
 void conn_close(struct conn *c, int code, const char *reason);
 void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok);
 void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg);
+/* Whether c may do `rights` (ACCESS_*) in room; replies `forbidden` when not. */
+bool access_check(struct core *core, struct conn *c, json_t *id, const char *room, unsigned rights);
+/* Take a token from b (and the shared tables for sends); replies `rate_limited` (closing with 4029 when
+ * the client keeps at it) and returns false when the request must not go on. */
+bool rate_check(struct core *core, struct conn *c, json_t *id, struct rl_bucket *b,
+                const struct config_rate *r, bool is_send);
 frame_t *outev_frame(struct outev *e, codec_t codec);
 void outev_done(struct outev *e);
 void room_broadcast(struct core *core, struct room *r, struct outev *e, const char *skip_user);

@@ -109,10 +109,12 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room before sending to it");
     return;
   }
+  if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return;
   if (codec_json_size(req->body) > (size_t)core->cfg->limits_max_body) {
     reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the message body is larger than limits.max_body");
     return;
   }
+  if (!rate_check(core, c, req->id, &c->rl_send, &core->cfg->rate_send, true)) return;
   struct room *r = mem->room;
   typing_clear(core, r, c->who.id); /* sending ends typing */
   uint64_t ts = core_now_ms();
@@ -199,6 +201,7 @@ static void history_done(struct store_req *req) {
 }
 
 void op_history(struct core *core, struct conn *c, struct request *req) {
+  if (!access_check(core, c, req->id, req->room, ACCESS_READ)) return;
   size_t limit = req->has_limit ? (size_t)req->limit : HISTORY_DEFAULT_LIMIT;
   if (limit > (size_t)core->cfg->history_max_limit) limit = (size_t)core->cfg->history_max_limit;
   if (limit == 0) limit = 1;

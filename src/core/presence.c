@@ -419,6 +419,7 @@ static void presence_seen_done(struct store_req *req) {
 
 void op_presence(struct core *core, struct conn *c, struct request *req) {
   if (req->room) {
+    if (!access_check(core, c, req->id, req->room, ACCESS_PRESENCE)) return;
     struct member *m = conn_find_room(c, req->room, NULL);
     if (!m) {
       reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room to see who is there");

@@ -258,6 +258,8 @@ out:
 }
 
 void op_join(struct core *core, struct conn *c, struct request *req) {
+  if (!rate_check(core, c, req->id, &c->rl_join, &core->cfg->rate_join, false)) return;
+  if (!access_check(core, c, req->id, req->room, ACCESS_READ)) return;
   struct member *m = conn_find_room(c, req->room, NULL);
   if (m) { /* already in: nothing to replay, live messages flow */
     reply_ok(core, c, req->id,

@@ -51,6 +51,8 @@ void op_typing(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room before typing in it");
     return;
   }
+  if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return;
+  if (!rate_check(core, c, req->id, &c->rl_typing, &core->cfg->rate_typing, false)) return;
   struct room *r = m->room;
   int i = typist_find(r, c->who.id);
   if (req->active) {

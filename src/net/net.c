@@ -29,6 +29,7 @@ struct net {
   struct wsconn *dirty_head; /* connections with frames to write this iteration */
   buf_t scratch;             /* LWS_PRE + gathered frames */
   bool draining;
+  const struct auth *auth;  /* borrowed: for the development login */
   char *web_root;           /* owned */
   char *tls_cert, *tls_key; /* owned: resolved paths */
   struct lws_http_mount mounts[4];
@@ -254,10 +255,12 @@ static int dev_login(struct net *net, struct lws *wsi, const buf_t *body) {
   char *token = NULL, *uid = NULL;
   const char *msg = "send {\"name\": \"...\"}";
   int rc;
-  if (name && devlogin_mint(net->cfg, name, &token, &uid, &msg) == 0)
+  char why[200];
+  snprintf(why, sizeof why, "%s", msg);
+  if (name && devlogin_mint(net->auth, net->cfg, name, &token, &uid, why, sizeof why) == 0)
     rc = http_json(wsi, 200, json_pack("{s:s,s:{s:s,s:s}}", "token", token, "user", "id", uid, "name", name));
   else
-    rc = http_json_error(wsi, 400, msg);
+    rc = http_json_error(wsi, 400, why);
   free(token);
   free(uid);
   json_decref(doc);
@@ -272,6 +275,11 @@ static bool offers_known_subprotocol(struct lws *wsi) {
     if (!strcmp(t, codec_subprotocol(CODEC_JSON)) || !strcmp(t, codec_subprotocol(CODEC_MSGPACK)))
       return true;
   return false;
+}
+
+static const char *peer_ip(struct lws *wsi, char *buf, size_t len) {
+  lws_get_peer_simple(wsi, buf, len);
+  return buf;
 }
 
 /* Whether the handshake's Origin may connect (server.origins; no Origin header: not a browser, allowed). */
@@ -300,7 +308,8 @@ static int confirm_upgrade(struct net *net, struct lws *wsi, const char *to) {
   if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0) uri[0] = 0;
   char *q = strchr(uri, '?');
   if (q) *q = 0;
-  int rc = 0;
+  int rc = 0, admit;
+  char ip[64];
   if (strcmp(to, "websocket"))
     rc = http_text(wsi, 400, "only WebSocket upgrades are supported\n");
   else if (strcmp(uri, "/ws"))
@@ -309,6 +318,10 @@ static int confirm_upgrade(struct net *net, struct lws *wsi, const char *to) {
     rc = http_text(wsi, 503, "server is shutting down\n");
   else if (!origin_allowed(net, wsi))
     rc = http_text(wsi, 403, "this Origin may not connect (server.origins)\n");
+  else if ((admit = core_admit(net->core, peer_ip(wsi, ip, sizeof ip))) != 0)
+    rc = http_text(wsi, (unsigned)admit,
+                   admit == 429 ? "too many connection attempts from your address; retry later\n"
+                                : "too many connections from your address (limits.max_connections_per_ip)\n");
   else if (core_conn_count(net->core) >= (size_t)net->cfg->limits_max_connections)
     rc = http_text(wsi, 503, "server is at limits.max_connections\n");
   else if (!offers_known_subprotocol(wsi))
@@ -572,6 +585,7 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
 }
 
 void net_stop_accepting(struct net *net) { net->draining = true; }
+void net_set_auth(struct net *net, const struct auth *auth) { net->auth = auth; }
 
 void net_destroy_in_loop(struct net *net) {
   if (net->ctx) lws_context_destroy(net->ctx);

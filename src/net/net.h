@@ -19,6 +19,9 @@ struct net;
 /* Create the listener on cfg's host:port on loop. cfg and core are borrowed. NULL on failure, with
  * the reason in err. */
 struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg, char *err, size_t errlen);
+struct auth;
+/* The token verifier/minter for the development login (borrowed; swapped on reload). */
+void net_set_auth(struct net *net, const struct auth *auth);
 /* Refuse new handshakes (503) from now on. */
 void net_stop_accepting(struct net *net);
 /* Tear the front end down from inside the running loop; the loop then runs until lws is done. Call

@@ -1,9 +1,8 @@
 #include "proto/errors.h"
 
-static const char *const names[PERR__COUNT] = {
-    "ok",
+static const char *const names[PERR__COUNT] = {"ok",
 #define X(name, str) str,
-    PERR_MAP(X)
+                                               PERR_MAP(X)
 #undef X
 };
 

@@ -10,6 +10,8 @@
   X(ALREADY_AUTHENTICATED, "already_authenticated")                                                          \
   X(AUTH_REQUIRED, "auth_required")                                                                          \
   X(AUTH_FAILED, "auth_failed")                                                                              \
+  X(FORBIDDEN, "forbidden")                                                                                  \
+  X(RATE_LIMITED, "rate_limited")                                                                            \
   X(BAD_ROOM, "bad_room")                                                                                    \
   X(NOT_JOINED, "not_joined")                                                                                \
   X(TOO_MANY_ROOMS, "too_many_rooms")                                                                        \

@@ -123,6 +123,7 @@ static const struct field op_fields[OP__COUNT][OP_MAX_FIELDS] = {
     [OP_TYPING] = {F_ROOM("room", room, true), F_BOOL("active", active, true)},
     [OP_PRESENCE] = {F_ROOM("room", room, false), F_IDS("users", users, false, 100)},
     [OP_ROOMS] = {{.name = NULL}},
+    [OP_REFRESH] = {F_STR("token", token, true, 1, TOKEN_MAX)},
     [OP_READ] = {F_ROOM("room", room, true), F_UINT("seq", seq, has_seq, true)},
 };
 

@@ -18,7 +18,8 @@
   X(TYPING, "typing")                                                                                        \
   X(PRESENCE, "presence")                                                                                    \
   X(ROOMS, "rooms")                                                                                          \
-  X(READ, "read")
+  X(READ, "read")                                                                                            \
+  X(REFRESH, "refresh")
 
 enum op {
 #define X(name, str) OP_##name,

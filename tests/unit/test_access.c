@@ -260,13 +260,6 @@ static void test_hello_refresh(void **state) {
   assert_int_equal(auth_hello(a, &c, t2, NOW, NOW, &who, msg, sizeof msg), PERR_AUTH_FAILED);
   assert_true(!strncmp(msg, "bad_audience: ", 14));
 
-  /* the deprecated wrapper still works for the core */
-  set(&c, "auth.audience", "");
-  const char *m = NULL;
-  assert_int_equal(auth_identify(&c, t2, 1, NOW, &who, &m), PERR_OK);
-  assert_string_equal(who.id, "u42");
-  identity_free(&who);
-
   free(t1);
   free(t2);
   free(t3);
