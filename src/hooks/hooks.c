@@ -122,8 +122,8 @@ enum parley_decision hooks_dispatch(struct hooks *h, enum parley_hook_point poin
     o->calls++;
     int d = hd->invoke(hd, ev, res);
     if (d >= 0 && !notification(point) && d != PARLEY_PASS && !decision_ok(point, res, d)) {
-      hooks__log(h, LOG_ERROR, "%s %s: %s: decision %d is not valid here", o->kind == OWNER_LUA ? "script" : "plugin",
-                 o->name, point_names[point], d);
+      hooks__log(h, LOG_ERROR, "%s %s: %s: decision %d is not valid here",
+                 o->kind == OWNER_LUA ? "script" : "plugin", o->name, point_names[point], d);
       d = HOOK_ERR;
     }
     if (d < 0) {
@@ -154,7 +154,6 @@ enum parley_decision hooks_dispatch(struct hooks *h, enum parley_hook_point poin
   }
   /* The list may not change under the loop above: scripts over their memory cap are reset afterwards. */
   if (--h->depth == 0 && h->pending_reset) lua__reset_pending(h);
-  if (out == PARLEY_REJECT && !res->reason) out = res->decision = PARLEY_REJECT; /* strdup failed: still reject */
   return out;
 }
 
@@ -181,7 +180,9 @@ int hooks__timer_start(struct hooks *h, struct hook_timer **head, struct hook_ti
   return 0;
 }
 
-void hooks__timer_again(struct hook_timer *tm, uint64_t after_ms) { uv_timer_start(&tm->t, timer_cb, after_ms, 0); }
+void hooks__timer_again(struct hook_timer *tm, uint64_t after_ms) {
+  uv_timer_start(&tm->t, timer_cb, after_ms, 0);
+}
 
 void hooks__timer_close(struct hook_timer *tm) {
   for (struct hook_timer **pp = tm->head; *pp; pp = &(*pp)->next)
@@ -239,8 +240,8 @@ static int load_section(struct hooks *h, const struct ext_section *e, size_t ord
   o->order = order;
   o->priority = e->priority;
   if (!e->path[0]) {
-    hooks__log(h, LOG_ERROR, "%s %s: no %s.%s.path set; not loaded", what, e->name, e->plugin ? "plugins" : "scripts",
-               e->name);
+    hooks__log(h, LOG_ERROR, "%s %s: no %s.%s.path set; not loaded", what, e->name,
+               e->plugin ? "plugins" : "scripts", e->name);
     o->load_failures++;
     return 1;
   }
@@ -249,6 +250,7 @@ static int load_section(struct hooks *h, const struct ext_section *e, size_t ord
   /* A plugin already loaded from the same file stays: dlopen would hand back the same image anyway. */
   if (kind == OWNER_PLUGIN && o->impl && o->path && !strcmp(o->path, path)) {
     free(path);
+    plugin__reload(o);
     return 0;
   }
   char err[512] = "";
@@ -286,8 +288,8 @@ int hooks_reload(struct hooks *h, const struct config *cfg) {
       h->owners[keep++] = o;
       continue;
     }
-    hooks__log(h, LOG_INFO, "%s %s: removed from the configuration; unloaded", o->kind == OWNER_LUA ? "script" : "plugin",
-               o->name);
+    hooks__log(h, LOG_INFO, "%s %s: removed from the configuration; unloaded",
+               o->kind == OWNER_LUA ? "script" : "plugin", o->name);
     owner_free(o);
   }
   h->nowners = keep;
@@ -325,8 +327,8 @@ static int metric(buf_t *out, const struct hooks *h, const char *name, const cha
   int rc = buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
   for (size_t i = 0; !rc && i < h->nowners; i++) {
     const struct hook_owner *o = h->owners[i];
-    rc = buf_printf(out, "%s{kind=\"%s\",name=\"%s\"} %" PRIu64 "\n", name, o->kind == OWNER_LUA ? "lua" : "plugin",
-                    o->name, get(o));
+    rc = buf_printf(out, "%s{kind=\"%s\",name=\"%s\"} %" PRIu64 "\n", name,
+                    o->kind == OWNER_LUA ? "lua" : "plugin", o->name, get(o));
   }
   return rc;
 }
@@ -353,8 +355,12 @@ int hooks_metrics_render(const struct hooks *h, buf_t *out) {
   rc = rc ? rc : metric(out, h, "parley_hook_rejects_total", "counter", "Reject decisions.", g_rejects);
   rc = rc ? rc : metric(out, h, "parley_hook_rewrites_total", "counter", "Rewrite decisions.", g_rewrites);
   rc = rc ? rc
-          : metric(out, h, "parley_hook_load_failures_total", "counter", "Failed loads and reloads.", g_failures);
-  rc = rc ? rc : metric(out, h, "parley_hook_loaded", "gauge", "1 while a version is loaded and running.", g_loaded);
-  rc = rc ? rc : metric(out, h, "parley_hook_memory_bytes", "gauge", "Memory of a Lua script's state.", g_memory);
+          : metric(out, h, "parley_hook_load_failures_total", "counter", "Failed loads and reloads.",
+                   g_failures);
+  rc = rc ? rc
+          : metric(out, h, "parley_hook_loaded", "gauge", "1 while a version is loaded and running.",
+                   g_loaded);
+  rc = rc ? rc
+          : metric(out, h, "parley_hook_memory_bytes", "gauge", "Memory of a Lua script's state.", g_memory);
   return rc;
 }

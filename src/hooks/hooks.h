@@ -43,14 +43,15 @@ struct hooks_host {
 /* The outcome of a dispatch. Initialise with HOOK_RESULT_INIT; release with hook_result_clear. */
 struct hook_result {
   enum parley_decision decision; /* PASS (no handler decided), ALLOW, REJECT or REWRITE */
-  char *reason;                  /* REJECT: text for the client's error frame (owned, never NULL on REJECT) */
-  char *body;                    /* REWRITE on on_message: the new body, compact JSON text (owned, NUL-ended) */
+  char *reason; /* REJECT: text for the client error (owned; NULL only when out of memory: send "rejected") */
+  char *body;   /* REWRITE on on_message: the new body, compact JSON text (owned, NUL-ended) */
   size_t body_len;
-  char *name;    /* REWRITE on on_auth: new display name (owned) or NULL */
-  char *user_id; /* REWRITE on on_auth: new user id (owned) or NULL */
+  char *name;     /* REWRITE on on_auth: new display name (owned) or NULL */
+  char *user_id;  /* REWRITE on on_auth: new user id (owned) or NULL */
   const char *by; /* name of the script/plugin that decided (valid until the next hooks_reload) */
 };
-#define HOOK_RESULT_INIT {PARLEY_PASS, NULL, NULL, 0, NULL, NULL, NULL}
+#define HOOK_RESULT_INIT                                                                                     \
+  { PARLEY_PASS, NULL, NULL, 0, NULL, NULL, NULL }
 void hook_result_clear(struct hook_result *r);
 
 struct hooks;

@@ -8,7 +8,7 @@
 #include "hooks/hooks.h"
 
 /* invoke's negative returns */
-#define HOOK_ERR -1        /* runtime error or bad return value */
+#define HOOK_ERR        -1 /* runtime error or bad return value */
 #define HOOK_ERR_BUDGET -2 /* instruction budget or memory cap */
 
 enum owner_kind { OWNER_LUA, OWNER_PLUGIN };
@@ -20,8 +20,8 @@ typedef int (*handler_invoke_fn)(struct handler *hd, const struct parley_event *
 struct handler {
   struct hook_owner *owner;
   int point;
-  int priority;  /* the handler's own; the sort adds owner->priority */
-  unsigned seq;  /* registration order within the owner */
+  int priority; /* the handler's own; the sort adds owner->priority */
+  unsigned seq; /* registration order within the owner */
   handler_invoke_fn invoke;
   parley_hook_fn fn; /* plugins */
   void *ud;          /* plugins: their ud; Lua: struct lscript * */
@@ -39,9 +39,9 @@ struct hook_owner {
   size_t order;     /* position in the configuration, for ties */
   bool seen;        /* mark for hooks_reload */
   uint64_t calls, errors, budget_kills, rejects, rewrites, load_failures;
-  void *impl;           /* struct lscript * or struct parley_plugin_ctx *; NULL while not loaded */
+  void *impl;               /* struct lscript * or struct parley_plugin_ctx *; NULL while not loaded */
   struct handler *handlers; /* of the loaded impl */
-  void *kv;             /* Lua: struct kv *, survives reloads */
+  void *kv;                 /* Lua: struct kv *, survives reloads */
 };
 
 /* A timer of a script or plugin, on host->loop. Freed in its close callback. */
@@ -63,7 +63,7 @@ struct hooks {
   size_t npt[PARLEY_HOOK__COUNT];
   struct hook_owner **owners;
   size_t nowners;
-  unsigned depth;   /* nested dispatch */
+  unsigned depth; /* nested dispatch */
   bool pending_reset;
   uint64_t next_timer_id;
 };
@@ -92,5 +92,6 @@ void lua__reset_pending(struct hooks *h); /* reset scripts whose memory stayed o
 /* plugin.c */
 int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errlen);
 void plugin__unload(struct hook_owner *o);
+void plugin__reload(struct hook_owner *o); /* call the plugin's reload, if any */
 
 #endif

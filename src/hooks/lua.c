@@ -30,16 +30,21 @@
 #include <strings.h>
 #include <time.h>
 
-#define HOOK_EVERY 1000   /* instructions between budget checks */
-#define MAX_DEPTH 4       /* nested calls into one script (a hook that kicks, whose disconnect hook runs ...) */
-#define JSON_DEPTH 64     /* nesting of converted values */
-#define MAX_ENCODED (1 << 20) /* bytes of JSON a script may produce in one value */
-#define KV_MAX_KEYS 10000
+#define HOOK_EVERY   1000 /* instructions between budget checks */
+#define MAX_DEPTH    4  /* nested calls into one script (a hook that kicks, whose disconnect hook runs ...) */
+#define JSON_DEPTH   64 /* nesting of converted values */
+#define MAX_ENCODED  (1 << 20) /* bytes of JSON a script may produce in one value */
+#define KV_MAX_KEYS  10000
 #define KV_MAX_BYTES (4u << 20)
-#define KV_MAX_KEY 256
+#define KV_MAX_KEY   256
 #define KV_MAX_VALUE (64u << 10)
 
 int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_result *res);
+
+static const char *const point_field_names[] = {"connect", "auth",  "join",       "message",
+                                                "typing",  "leave", "disconnect", "offline"};
+
+static int event_index(lua_State *L);
 
 static char null_sentinel, empty_array_sentinel; /* parley.null, parley.empty_array */
 
@@ -56,7 +61,9 @@ struct lscript {
   struct hook_timer *timers;
   char *source; /* the text this state was built from, for a reset */
   size_t source_len;
-  json_t *json_tmp; /* freed after the call that converted it */
+  json_t *json_tmp;                  /* freed after the call that converted it */
+  const struct parley_event *cur_ev; /* the event of the running handler call, for the lazy event table */
+  const void *cur_tbl;               /* ... and its table */
 };
 
 static struct lscript *script_of(lua_State *L) {
@@ -68,7 +75,8 @@ static struct lscript *script_of(lua_State *L) {
 static struct hooks *hooks_of(struct lscript *s) { return s->owner->hooks; }
 
 #define slog(s, level, ...) script_log((s), (level), __VA_ARGS__)
-__attribute__((format(printf, 3, 4))) static void script_log(struct lscript *s, int level, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void script_log(struct lscript *s, int level, const char *fmt,
+                                                             ...) {
   char msg[900];
   va_list ap;
   va_start(ap, fmt);
@@ -146,14 +154,15 @@ static void charge(lua_State *L, double steps, const char *what, size_t n) {
   }
   s->killed = true;
   lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L, "%s: pattern too expensive for a %d-byte subject within the budget (use plain find or simpler "
-                "patterns)",
+  luaL_error(L,
+             "%s: pattern too expensive for a %d-byte subject within the budget (use plain find or simpler "
+             "patterns)",
              what, (int)n);
 }
 
 /* Worst-case steps of a Lua pattern over n bytes: each backtracking item (x* x+ x- %b %1) multiplies by n,
- * except a last one that nothing able to fail follows (its continuation cannot make it backtrack); x? doubles;
- * an unanchored search tries n starts. An estimate, deliberately pessimistic. */
+ * except a last one that nothing able to fail follows (its continuation cannot make it backtrack); x?
+ * doubles; an unanchored search tries n starts. An estimate, deliberately pessimistic. */
 static double pattern_cost(const char *p, size_t pl, size_t n) {
   size_t i = 0;
   bool anchored = pl && p[0] == '^';
@@ -329,8 +338,8 @@ static bool valid_utf8(const unsigned char *p, size_t n) {
       if ((p[i + k] & 0xc0) != 0x80) return false;
       cp = (cp << 6) | (p[i + k] & 0x3f);
     }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+        (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
       return false;
     i += len;
   }
@@ -350,10 +359,11 @@ static int enc_string(buf_t *b, const char *s, size_t n, const char **err) {
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     if (buf_append(b, s + run, i - run)) return -ENOMEM;
     run = i + 1;
-    int rc = c == '"' ? buf_append(b, "\\\"", 2) : c == '\\' ? buf_append(b, "\\\\", 2)
-             : c == '\n'                         ? buf_append(b, "\\n", 2)
-             : c == '\t'                         ? buf_append(b, "\\t", 2)
-                                                 : buf_printf(b, "\\u%04x", c);
+    int rc = c == '"'    ? buf_append(b, "\\\"", 2)
+             : c == '\\' ? buf_append(b, "\\\\", 2)
+             : c == '\n' ? buf_append(b, "\\n", 2)
+             : c == '\t' ? buf_append(b, "\\t", 2)
+                         : buf_printf(b, "\\u%04x", c);
     if (rc) return -ENOMEM;
   }
   if (buf_append(b, s + run, n - run) || buf_putc(b, '"')) return -ENOMEM;
@@ -403,7 +413,8 @@ static int encode(lua_State *L, int idx, buf_t *b, int depth, const char **err) 
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
       count++;
-      if (array && !(lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && (lua_Unsigned)lua_tointeger(L, -1) <= len))
+      if (array &&
+          !(lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && (lua_Unsigned)lua_tointeger(L, -1) <= len))
         array = false;
     }
     if (array && count == len) {
@@ -447,7 +458,8 @@ static int encode(lua_State *L, int idx, buf_t *b, int depth, const char **err) 
   default:
     break;
   }
-  *err = lua_type(L, idx) == LUA_TFUNCTION ? "a function cannot be JSON" : "a value of this type cannot be JSON";
+  *err =
+      lua_type(L, idx) == LUA_TFUNCTION ? "a function cannot be JSON" : "a value of this type cannot be JSON";
   return -1;
 }
 
@@ -475,7 +487,8 @@ static int l_hook(lua_State *L) {
   int point = hooks_point_parse(name);
   if (point < 0) return luaL_error(L, "parley.hook: unknown hook '%s'", name);
   if (!s->loading) return luaL_error(L, "parley.hook: hooks are registered while the script loads");
-  if (prio < -1000000 || prio > 1000000) return luaL_error(L, "parley.hook: priority out of -1000000..1000000");
+  if (prio < -1000000 || prio > 1000000)
+    return luaL_error(L, "parley.hook: priority out of -1000000..1000000");
   struct handler *hd = calloc(1, sizeof *hd);
   if (!hd) return luaL_error(L, "out of memory");
   lua_pushvalue(L, 2);
@@ -522,16 +535,16 @@ static int l_option_number(lua_State *L) {
     return 1;
   }
   if (!lua_stringtonumber(L, o->value)) {
-    slog(s, LOG_WARN, "%s: scripts.%s.%s: '%s' is not a number; using %g", o->where, s->owner->name, key, o->value,
-         (double)def);
+    slog(s, LOG_WARN, "%s: scripts.%s.%s: '%s' is not a number; using %g", o->where, s->owner->name, key,
+         o->value, (double)def);
     lua_pushvalue(L, 2);
     return 1;
   }
   lua_Number v = lua_tonumber(L, -1);
   if ((has_min && v < lo) || (has_max && v > hi)) {
     lua_Number c = has_min && v < lo ? lo : hi;
-    slog(s, LOG_WARN, "%s: scripts.%s.%s: %s is out of range; using %g", o->where, s->owner->name, key, o->value,
-         (double)c);
+    slog(s, LOG_WARN, "%s: scripts.%s.%s: %s is out of range; using %g", o->where, s->owner->name, key,
+         o->value, (double)c);
     lua_pop(L, 1);
     lua_pushvalue(L, has_min && v < lo ? 3 : 4);
   }
@@ -554,8 +567,8 @@ static int l_option_bool(lua_State *L) {
       return 1;
     }
   }
-  slog(s, LOG_WARN, "%s: scripts.%s.%s: '%s' is not a bool; using %s", o->where, s->owner->name, key, o->value,
-       def ? "true" : "false");
+  slog(s, LOG_WARN, "%s: scripts.%s.%s: '%s' is not a bool; using %s", o->where, s->owner->name, key,
+       o->value, def ? "true" : "false");
   lua_pushboolean(L, def);
   return 1;
 }
@@ -730,6 +743,173 @@ static int l_decode(lua_State *L) {
   size_t n;
   const char *t = luaL_checklstring(L, 1, &n);
   push_json_text(L, t, n);
+  return 1;
+}
+
+/* ---- parley.wordset: whole-word matching in C, linear in the text, no Lua garbage per message ----
+ *
+ * A word is a maximal run of ASCII letters, digits and bytes >= 0x80 (so UTF-8 letters join words); words
+ * compare ASCII-case-insensitively. The set is one userdata block (counted by the memory cap): an open-
+ * addressing table of offsets into a pool of length-prefixed lowercase words. */
+
+#define WORDSET_MT "parley.wordset"
+
+struct wordset {
+  uint32_t nslots; /* power of two */
+  uint32_t nwords;
+  uint32_t pool_len;
+  uint32_t slots[]; /* offset + 1 into pool (0 = empty); the pool follows the slots */
+};
+
+static const unsigned char *ws_pool(const struct wordset *ws) {
+  return (const unsigned char *)&ws->slots[ws->nslots];
+}
+
+static bool word_byte(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
+}
+static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+static uint32_t ws_hash(const unsigned char *w, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) h = (h ^ lower(w[i])) * 16777619u;
+  return h;
+}
+
+static bool ws_has(const struct wordset *ws, const unsigned char *w, size_t n) {
+  if (!ws->nwords || n > 255) return false;
+  const unsigned char *pool = ws_pool(ws);
+  for (uint32_t i = ws_hash(w, n) & (ws->nslots - 1);; i = (i + 1) & (ws->nslots - 1)) {
+    uint32_t off = ws->slots[i];
+    if (!off) return false;
+    const unsigned char *e = pool + off - 1;
+    if (e[0] != n) continue;
+    size_t k = 0;
+    while (k < n && e[1 + k] == lower(w[k])) k++;
+    if (k == n) return true;
+  }
+}
+
+/* parley.wordset(list): list is an array of strings or one string of words separated by blanks/commas. */
+static int l_wordset(lua_State *L) {
+  lua_settop(L, 1);
+  if (lua_type(L, 1) == LUA_TSTRING) { /* split through option_list's splitter */
+    lua_pushcfunction(L, l_option_list);
+    lua_pushliteral(L, "");
+    lua_pushvalue(L, 1);
+    lua_call(L, 2, 1);
+    lua_replace(L, 1);
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  size_t pool = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t l;
+    lua_rawgeti(L, 1, i);
+    if (!lua_isstring(L, -1)) return luaL_error(L, "parley.wordset: item %d is not a string", (int)i);
+    lua_tolstring(L, -1, &l);
+    lua_pop(L, 1);
+    if (l > 255) return luaL_error(L, "parley.wordset: word %d is longer than 255 bytes", (int)i);
+    pool += l + 1;
+  }
+  if (n > 1000000 || pool > 64u << 20) return luaL_error(L, "parley.wordset: too many words");
+  uint32_t nslots = 8;
+  while (nslots < 2 * (uint32_t)n) nslots *= 2;
+  struct wordset *ws = lua_newuserdatauv(L, sizeof *ws + nslots * sizeof(uint32_t) + pool, 0);
+  ws->nslots = nslots;
+  ws->nwords = 0;
+  ws->pool_len = 0;
+  memset(ws->slots, 0, nslots * sizeof(uint32_t));
+  unsigned char *p = (unsigned char *)&ws->slots[nslots];
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t l;
+    lua_rawgeti(L, 1, i);
+    const unsigned char *w = (const unsigned char *)lua_tolstring(L, -1, &l);
+    if (l && !ws_has(ws, w, l)) {
+      uint32_t off = ws->pool_len;
+      p[off] = (unsigned char)l;
+      for (size_t k = 0; k < l; k++) p[off + 1 + k] = lower(w[k]);
+      ws->pool_len += (uint32_t)l + 1;
+      uint32_t s = ws_hash(w, l) & (nslots - 1);
+      while (ws->slots[s]) s = (s + 1) & (nslots - 1);
+      ws->slots[s] = off + 1;
+      ws->nwords++;
+    }
+    lua_pop(L, 1);
+  }
+  luaL_setmetatable(L, WORDSET_MT);
+  return 1;
+}
+
+/* set:find(text) -> word, start, end (1-based, inclusive) of the first listed word, or nil */
+static int l_ws_find(lua_State *L) {
+  const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
+  size_t n;
+  const unsigned char *t = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  for (size_t i = 0; i < n;) {
+    if (!word_byte(t[i])) {
+      i++;
+      continue;
+    }
+    size_t s = i;
+    while (i < n && word_byte(t[i])) i++;
+    if (ws_has(ws, t + s, i - s)) {
+      lua_pushlstring(L, (const char *)t + s, i - s);
+      lua_pushinteger(L, (lua_Integer)s + 1);
+      lua_pushinteger(L, (lua_Integer)i);
+      return 3;
+    }
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* set:mask(text [, char]) -> text with each listed word replaced by char per character, count */
+static int l_ws_mask(lua_State *L) {
+  const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
+  size_t n, cl;
+  const unsigned char *t = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  const char *ch = luaL_optlstring(L, 3, "*", &cl);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  lua_Integer count = 0;
+  size_t done = 0;
+  for (size_t i = 0; i < n;) {
+    if (!word_byte(t[i])) {
+      i++;
+      continue;
+    }
+    size_t s = i;
+    while (i < n && word_byte(t[i])) i++;
+    if (!ws_has(ws, t + s, i - s)) continue;
+    luaL_addlstring(&b, (const char *)t + done, s - done);
+    for (size_t k = s; k < i; k++)
+      if ((t[k] & 0xc0) != 0x80) luaL_addlstring(&b, ch, cl); /* one per UTF-8 character */
+    done = i;
+    count++;
+  }
+  if (!count) {
+    lua_settop(L, 2);
+    lua_pushinteger(L, 0);
+    return 2;
+  }
+  luaL_addlstring(&b, (const char *)t + done, n - done);
+  luaL_pushresult(&b);
+  lua_pushinteger(L, count);
+  return 2;
+}
+
+static int l_ws_has(lua_State *L) {
+  const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
+  size_t n;
+  const char *w = luaL_checklstring(L, 2, &n);
+  lua_pushboolean(L, ws_has(ws, (const unsigned char *)w, n));
+  return 1;
+}
+
+static int l_ws_len(lua_State *L) {
+  const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
+  lua_pushinteger(L, ws->nwords);
   return 1;
 }
 
@@ -969,10 +1149,10 @@ static int l_load(lua_State *L) {
 }
 
 static void open_sandbox(lua_State *L, struct lscript *s) {
-  static const char *const base_allowed[] = {"assert", "error", "ipairs", "next", "pairs", "pcall", "rawequal",
-                                            "rawget", "rawlen", "rawset", "select", "setmetatable",
-                                            "getmetatable", "tonumber", "tostring", "type", "xpcall", "_VERSION",
-                                            NULL};
+  static const char *const base_allowed[] = {"assert", "error",        "ipairs",       "next",     "pairs",
+                                             "pcall",  "rawequal",     "rawget",       "rawlen",   "rawset",
+                                             "select", "setmetatable", "getmetatable", "tonumber", "tostring",
+                                             "type",   "xpcall",       "_VERSION",     NULL};
   luaL_requiref(L, "_G", luaopen_base, 1);
   int g = lua_gettop(L);
   lua_newtable(L); /* env */
@@ -1021,8 +1201,24 @@ static void open_sandbox(lua_State *L, struct lscript *s) {
                                     {"cancel", l_cancel},
                                     {"encode", l_encode},
                                     {"now", l_now},
+                                    {"wordset", l_wordset},
                                     {"decode", l_decode},
                                     {NULL, NULL}};
+  static const luaL_Reg wsm[] = {{"find", l_ws_find}, {"mask", l_ws_mask}, {"has", l_ws_has}, {NULL, NULL}};
+  luaL_newmetatable(L, WORDSET_MT);
+  luaL_newlib(L, wsm);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, l_ws_len);
+  lua_setfield(L, -2, "__len");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 2); /* event tables' metatable */
+  lua_pushcfunction(L, event_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "locked");
+  lua_setfield(L, -2, "__metatable");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &point_field_names);
   luaL_newlib(L, parley);
   static const luaL_Reg kv[] = {{"get", l_kv_get},   {"set", l_kv_set},   {"del", l_kv_del},
                                 {"incr", l_kv_incr}, {"keys", l_kv_keys}, {NULL, NULL}};
@@ -1055,36 +1251,51 @@ static int panic(lua_State *L) {
 
 /* ---- calls ---- */
 
-static const char *const point_field_names[] = {"connect", "auth", "join", "message", "typing", "leave",
-                                                "disconnect", "offline"};
-
-static void setstr(lua_State *L, const char *k, const char *v) {
-  if (!v) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
+/* The event table is filled lazily: its metatable's __index converts a field from the C event on first
+ * read during the call and caches it in the table (most handlers read two or three fields; the body's
+ * conversion is the expensive part). After the call, fields never read are nil: copy what you keep. */
+static int event_index(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const struct parley_event *ev = s->cur_ev;
+  const char *k = lua_tostring(L, 2);
+  if (!ev || !k || lua_topointer(L, 1) != s->cur_tbl) return 0;
+  if (!strcmp(k, "hook"))
+    lua_pushstring(L, point_field_names[ev->point]);
+  else if (!strcmp(k, "user"))
+    lua_pushstring(L, ev->user_id);
+  else if (!strcmp(k, "name"))
+    lua_pushstring(L, ev->user_name);
+  else if (!strcmp(k, "room"))
+    lua_pushstring(L, ev->room);
+  else if (!strcmp(k, "ip"))
+    lua_pushstring(L, ev->client_ip);
+  else if (!strcmp(k, "conn"))
+    lua_pushinteger(L, (lua_Integer)ev->conn_id);
+  else if (!strcmp(k, "body") && ev->body)
+    push_json_text(L, ev->body, ev->body_len);
+  else if (!strcmp(k, "active") && ev->point == PARLEY_HOOK_TYPING)
+    lua_pushboolean(L, ev->typing_active);
+  else
+    return 0;
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
 }
 
 /* Runs protected: (event lightuserdata, fn) -> fn(event table) -> 2 results. */
 static int trampoline(lua_State *L) {
-  const struct parley_event *ev = lua_touserdata(L, 1);
-  lua_createtable(L, 0, 8);
-  lua_pushstring(L, point_field_names[ev->point]);
-  lua_setfield(L, -2, "hook");
-  setstr(L, "user", ev->user_id);
-  setstr(L, "name", ev->user_name);
-  setstr(L, "room", ev->room);
-  setstr(L, "ip", ev->client_ip);
-  lua_pushinteger(L, (lua_Integer)ev->conn_id);
-  lua_setfield(L, -2, "conn");
-  if (ev->body) {
-    push_json_text(L, ev->body, ev->body_len);
-    lua_setfield(L, -2, "body");
-  }
-  if (ev->point == PARLEY_HOOK_TYPING) {
-    lua_pushboolean(L, ev->typing_active);
-    lua_setfield(L, -2, "active");
-  }
-  lua_call(L, 1, 2);
+  struct lscript *s = script_of(L);
+  lua_createtable(L, 0, 2);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &point_field_names); /* the event metatable */
+  lua_setmetatable(L, -2);
+  const void *prev_tbl = s->cur_tbl;
+  const struct parley_event *prev_ev = s->cur_ev;
+  s->cur_ev = lua_touserdata(L, 1);
+  s->cur_tbl = lua_topointer(L, -1);
+  lua_call(L, 1, 2); /* on error cur_* are restored by lua__invoke */
+  s->cur_ev = prev_ev;
+  s->cur_tbl = prev_tbl;
   return 2;
 }
 
@@ -1165,7 +1376,11 @@ int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_r
   lua_pushcfunction(L, trampoline);
   lua_pushlightuserdata(L, (void *)ev);
   lua_rawgeti(L, LUA_REGISTRYINDEX, hd->ref);
+  const struct parley_event *prev_ev = s->cur_ev;
+  const void *prev_tbl = s->cur_tbl;
   int rc = lua_pcall(L, 2, 2, 0);
+  s->cur_ev = prev_ev;
+  s->cur_tbl = prev_tbl;
   int d;
   if (rc != LUA_OK) {
     bool budget = s->killed || rc == LUA_ERRMEM || s->oom;
@@ -1183,7 +1398,8 @@ int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_r
       lua_rawgeti(L, LUA_REGISTRYINDEX, hd->ref);
       lua_getinfo(L, ">S", &ar);
       slog(s, LOG_ERROR, "%s: handler defined at %s:%d: %s", pname, ar.short_src, ar.linedefined, why);
-    } else if ((d == PARLEY_REJECT && !res->reason) || (d == PARLEY_REWRITE && !res->body && !res->name && !res->user_id)) {
+    } else if ((d == PARLEY_REJECT && !res->reason) ||
+               (d == PARLEY_REWRITE && !res->body && !res->name && !res->user_id)) {
       d = HOOK_ERR; /* strdup failed */
     }
   }
@@ -1313,7 +1529,9 @@ void lua__owner_free(struct hook_owner *o) {
   o->kv = NULL;
 }
 
-size_t lua__memory(const struct hook_owner *o) { return o->impl ? ((const struct lscript *)o->impl)->mem_used : 0; }
+size_t lua__memory(const struct hook_owner *o) {
+  return o->impl ? ((const struct lscript *)o->impl)->mem_used : 0;
+}
 
 void lua__reset_pending(struct hooks *h) {
   h->pending_reset = false;
@@ -1327,7 +1545,8 @@ void lua__reset_pending(struct hooks *h) {
     s->source = NULL; /* keep it alive across load_text, which destroys s */
     int rc = load_text(o, text, strlen(text), o->path ? o->path : o->name, err, sizeof err);
     if (rc) {
-      hooks__log(h, LOG_ERROR, "script %s: restart failed: %s; script disabled until the next reload", o->name, err);
+      hooks__log(h, LOG_ERROR, "script %s: restart failed: %s; script disabled until the next reload",
+                 o->name, err);
       lua__unload(o);
       o->load_failures++;
     }

@@ -119,14 +119,14 @@ static int64_t api_config_int(struct parley_plugin_ctx *ctx, const char *key, in
   if (!o) return def;
   int64_t v;
   if (parse_scaled(o->value, &v)) {
-    api_log(ctx, LOG_WARN, "%s: plugins.%s.%s: '%s' is not an integer; using %lld", o->where, ctx->owner->name, key,
-            o->value, (long long)def);
+    api_log(ctx, LOG_WARN, "%s: plugins.%s.%s: '%s' is not an integer; using %lld", o->where,
+            ctx->owner->name, key, o->value, (long long)def);
     return def;
   }
   if (v < min || v > max) {
     int64_t c = v < min ? min : max;
-    api_log(ctx, LOG_WARN, "%s: plugins.%s.%s: %s is out of range %lld..%lld; using %lld", o->where, ctx->owner->name,
-            key, o->value, (long long)min, (long long)max, (long long)c);
+    api_log(ctx, LOG_WARN, "%s: plugins.%s.%s: %s is out of range %lld..%lld; using %lld", o->where,
+            ctx->owner->name, key, o->value, (long long)min, (long long)max, (long long)c);
     return c;
   }
   return v;
@@ -138,8 +138,8 @@ static void plugin_timer_fire(struct hook_timer *tm) {
   if (!repeat && !uv_is_closing((uv_handle_t *)&tm->t)) hooks__timer_close(tm);
 }
 
-static int api_timer_start(struct parley_plugin_ctx *ctx, uint64_t after_ms, uint64_t repeat_ms, parley_timer_fn cb,
-                           void *ud, uint64_t *id) {
+static int api_timer_start(struct parley_plugin_ctx *ctx, uint64_t after_ms, uint64_t repeat_ms,
+                           parley_timer_fn cb, void *ud, uint64_t *id) {
   if (!cb) return -EINVAL;
   struct hook_timer *tm = calloc(1, sizeof *tm);
   if (!tm) return -ENOMEM;
@@ -235,8 +235,8 @@ int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errle
     goto fail;
   }
   if (d->magic != PARLEY_PLUGIN_MAGIC) {
-    snprintf(err, errlen, "refused: %s: bad magic 0x%08x (expected 0x%08x): not a Parley plugin descriptor", path,
-             d->magic, PARLEY_PLUGIN_MAGIC);
+    snprintf(err, errlen, "refused: %s: bad magic 0x%08x (expected 0x%08x): not a Parley plugin descriptor",
+             path, d->magic, PARLEY_PLUGIN_MAGIC);
     goto fail;
   }
   if (d->abi_version != PARLEY_PLUGIN_ABI) {
@@ -245,8 +245,9 @@ int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errle
     goto fail;
   }
   if (d->size != sizeof(struct parley_plugin)) {
-    snprintf(err, errlen, "refused: %s: descriptor size %u, expected %zu (built against a different plugin.h)",
-             path, d->size, sizeof(struct parley_plugin));
+    snprintf(err, errlen,
+             "refused: %s: descriptor size %u, expected %zu (built against a different plugin.h)", path,
+             d->size, sizeof(struct parley_plugin));
     goto fail;
   }
   if (!d->init || !d->name || !d->name[0]) {
@@ -267,11 +268,17 @@ int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errle
   o->impl = ctx;
   o->handlers = ctx->pending;
   ctx->pending = NULL;
-  hooks__log(o->hooks, LOG_INFO, "plugin %s: %s %s initialised", o->name, d->name, d->version ? d->version : "");
+  hooks__log(o->hooks, LOG_INFO, "plugin %s: %s %s initialised", o->name, d->name,
+             d->version ? d->version : "");
   return 0;
 fail:
   ctx_destroy(ctx);
   return -EINVAL;
+}
+
+void plugin__reload(struct hook_owner *o) {
+  struct parley_plugin_ctx *ctx = o->impl;
+  if (ctx && ctx->desc->reload) ctx->desc->reload(ctx, ctx->state);
 }
 
 void plugin__unload(struct hook_owner *o) {

@@ -58,6 +58,7 @@ struct wsconn {
   struct wsconn *dirty_prev, *dirty_next;
   int close_code; /* nonzero: close at the next WRITEABLE */
   int peer_code;  /* the close code the client sent, 0: none */
+  bool close_sent; /* our close frame is written: close the socket once lws has sent it */
   char close_reason[64];
 };
 
@@ -196,6 +197,20 @@ static int flush(struct wsconn *w) {
   }
   if (w->qlen) lws_callback_on_writable(w->wsi);
   return 0;
+}
+
+/* Write a close frame (code + reason) as raw bytes. Returns -1 if the write failed. */
+static int send_close_frame(struct wsconn *w) {
+  uint8_t frame[LWS_PRE + 2 + 2 + 123];
+  size_t rl = strlen(w->close_reason);
+  if (rl > 123) rl = 123;
+  uint8_t *p = frame + LWS_PRE;
+  p[0] = 0x88; /* FIN + close */
+  p[1] = (uint8_t)(2 + rl);
+  p[2] = (uint8_t)(w->close_code >> 8);
+  p[3] = (uint8_t)(w->close_code & 0xff);
+  memcpy(p + 4, w->close_reason, rl);
+  return lws_write(w->wsi, p, 4 + rl, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
 static void on_check(uv_check_t *h) {
@@ -430,14 +445,23 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   }
   case LWS_CALLBACK_SERVER_WRITEABLE:
     if (w->close_code) {
+      if (lws_partial_buffered(wsi)) { /* lws still sends the rest of an earlier write */
+        lws_callback_on_writable(wsi);
+        return 0;
+      }
+      if (w->close_sent) return -1;
       if (w->qlen && w->close_code != CLOSE_SLOW_CONSUMER) { /* say what is queued, then close */
         if (flush(w)) return -1;
         lws_callback_on_writable(wsi);
         return 0;
       }
-      lws_close_reason(wsi, (enum lws_close_status)w->close_code, (unsigned char *)w->close_reason,
-                       strlen(w->close_reason));
-      return -1;
+      /* lws 4.1 drops the close frame when a WRITEABLE callback asks to close (seen with strace), so
+       * the frame is written here like every other pre-framed frame, and the socket closed after it. */
+      if (send_close_frame(w)) return -1;
+      w->close_sent = true;
+      if (!lws_partial_buffered(wsi)) return -1;
+      lws_callback_on_writable(wsi);
+      return 0;
     }
     return flush(w) ? -1 : 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:

@@ -1,0 +1,454 @@
+/* Unit tests for hooks/lua.c: the sandbox (budget, memory cap, forbidden libraries, bytecode, patterns),
+ * error reports with script and line, JSON conversion, options, kv, timers, and the shipped moderation
+ * scripts (scripts/moderation). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the four headers above first */
+#include <cmocka.h>
+
+#include <time.h>
+#include <uv.h>
+
+#include "hooks/internal.h"
+#include "hooks_helpers.h"
+
+static int setup(void **state) {
+  make_tdir();
+  reset_records();
+  return 0;
+}
+static int teardown(void **state) {
+  remove_tdir();
+  free_records();
+  return 0;
+}
+
+static struct hooks *load1(struct config *c, const char *name, const char *text) {
+  add_script(c, name, text);
+  struct hooks *h;
+  struct hooks_host host = test_host(NULL);
+  assert_int_equal(hooks_new(&h, &host, c), 0);
+  return h;
+}
+
+static struct hook_owner *owner(struct hooks *h, const char *name) {
+  for (size_t i = 0; i < h->nowners; i++)
+    if (!strcmp(h->owners[i]->name, name)) return h->owners[i];
+  fail_msg("no owner %s", name);
+  return NULL;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void test_infinite_loop(void **state) {
+  struct config c;
+  config_defaults(&c);
+  struct hooks *h =
+      load1(&c, "loop",
+            "parley.hook('on_message', function(e)\n"
+            "  if e.body == 'loop' then while true do end end\n"
+            "  if e.body == 'ploop' then while true do pcall(function() while true do end end) end end\n"
+            "  if e.body == 'xloop' then\n"
+            "    local co = coroutine.wrap(function() while true do end end)\n"
+            "    while true do pcall(co) end\n"
+            "  end\n"
+            "  return true\n"
+            "end)\n");
+  struct hook_result res = HOOK_RESULT_INIT;
+  const char *loops[] = {"\"loop\"", "\"ploop\"", "\"xloop\""};
+  for (int i = 0; i < 3; i++) {
+    reset_records();
+    double t0 = now_s();
+    assert_int_equal(send_msg(h, "u", "r", loops[i], &res), PARLEY_PASS); /* fail open: skipped */
+    double dt = now_s() - t0;
+    assert_true(dt < 1.0);
+    assert_non_null(strstr(text_of(&logged), "instruction budget exceeded"));
+    assert_non_null(strstr(text_of(&logged), "loop.lua:"));
+    /* the next message still flows */
+    assert_int_equal(send_msg(h, "u", "r", "\"ok\"", &res), PARLEY_ALLOW);
+  }
+  assert_int_equal(owner(h, "loop")->budget_kills, 3);
+  assert_int_equal(owner(h, "loop")->errors, 3);
+  /* a loop at load time fails the load */
+  add_script(&c, "loadloop", "while true do end");
+  reset_records();
+  assert_int_equal(hooks_reload(h, &c), 1);
+  assert_non_null(strstr(text_of(&logged), "script loadloop: "));
+  assert_non_null(strstr(text_of(&logged), "instruction budget exceeded"));
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_memory_cap(void **state) {
+  struct config c;
+  config_defaults(&c);
+  cset(&c, "hooks.lua.memory", "1MiB");
+  cset(&c, "hooks.lua.instructions", "100000000");
+  struct hooks *h = load1(
+      &c, "bomb",
+      "keep = {}\n"
+      "parley.hook('on_message', function(e)\n"
+      "  if e.body == 'local' then local t = {} while true do t[#t + 1] = ('x'):rep(100) .. #t end end\n"
+      "  if e.body == 'global' then while true do keep[#keep + 1] = ('y'):rep(100) .. #keep end end\n"
+      "  if e.body == 'rep' then return string.rep('z', 1 << 30) end\n"
+      "  return true\n"
+      "end)\n");
+  struct hook_result res = HOOK_RESULT_INIT;
+  /* garbage that dies with the call: collected, the state stays usable */
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "\"local\"", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "memory cap reached"));
+  struct hook_owner *o = owner(h, "bomb");
+  void *impl = o->impl;
+  assert_int_equal(send_msg(h, "u", "r", "\"ok\"", &res), PARLEY_ALLOW);
+  assert_ptr_equal(o->impl, impl);
+  /* one big allocation in C */
+  assert_int_equal(send_msg(h, "u", "r", "\"rep\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "u", "r", "\"ok\"", &res), PARLEY_ALLOW);
+  /* memory that stays reachable: the script is restarted from its source */
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "\"global\"", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "restarting the script"));
+  assert_int_equal(send_msg(h, "u", "r", "\"ok\"", &res), PARLEY_ALLOW);
+  assert_true(lua__memory(o) < 256 * 1024);
+  assert_int_equal(o->budget_kills, 3);
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_sandbox(void **state) {
+  struct config c;
+  config_defaults(&c);
+  struct hooks *h =
+      load1(&c, "sb",
+            "assert(os == nil and io == nil and debug == nil and package == nil)\n"
+            "assert(require == nil and dofile == nil and loadfile == nil and collectgarbage == nil)\n"
+            "assert(string.dump == nil)\n"
+            "local f, err = load('\\27Lua\\84\\0\\25\\147\\13\\10\\26\\10')\n"
+            "assert(f == nil and err:find('binary', 1, true), err)\n"
+            "assert(load(function() return 'return 1' end) == nil)\n"
+            "assert(load('return 1 + 1')() == 2)\n"
+            "assert(load('return os')() == nil)\n"
+            "x = 5\n"
+            "assert(load('return x')() == 5)\n"
+            "assert(_G.x == 5 and _G.parley == parley)\n"
+            "assert(getmetatable('').__index.find == string.find)\n"
+            "parley.hook('on_message', function(e)\n"
+            "  if e.body == 'os' then return os.execute('true') end\n"
+            "  if e.body == 'io' then return io.open('/etc/passwd') end\n"
+            "  if e.body == 'pattern' then return string.find(string.rep('a', 3000), '.-.-b') end\n"
+            "  if e.body == 'method' then return (string.rep('a', 3000)):find('.-.-b') end\n"
+            "  if e.body == 'ppattern' then while true do pcall(string.find, string.rep('a', 3000), '.-.-b') "
+            "end end\n"
+            "  if e.body == 'cheap' then local n = 0 for w in ('a b c '):rep(1000):gmatch('%a+') do n = n + "
+            "1 end return n == 3000 end\n"
+            "  return true\n"
+            "end)\n");
+  assert_int_equal(owner(h, "sb")->load_failures, 0);
+  assert_non_null(owner(h, "sb")->impl);
+  struct hook_result res = HOOK_RESULT_INIT;
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "\"os\"", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "script sb: on_message: "));
+  assert_non_null(strstr(text_of(&logged), "sb.lua:14: attempt to index a nil value (global 'os')"));
+  assert_int_equal(send_msg(h, "u", "r", "\"io\"", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "sb.lua:15: attempt to index a nil value (global 'io')"));
+  const char *patterns[] = {"\"pattern\"", "\"method\"", "\"ppattern\""};
+  for (int i = 0; i < 3; i++) {
+    reset_records();
+    double t0 = now_s();
+    assert_int_equal(send_msg(h, "u", "r", patterns[i], &res), PARLEY_PASS);
+    assert_true(now_s() - t0 < 0.5);
+    /* under pcall the refusal is caught, and the re-armed hook stops the next instruction */
+    assert_non_null(
+        strstr(text_of(&logged), i < 2 ? "pattern too expensive" : "instruction budget exceeded"));
+  }
+  assert_int_equal(owner(h, "sb")->budget_kills, 3);
+  assert_int_equal(send_msg(h, "u", "r", "\"cheap\"", &res), PARLEY_ALLOW);
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_error_line_and_returns(void **state) {
+  struct config c;
+  config_defaults(&c);
+  struct hooks *h =
+      load1(&c, "err",
+            "parley.hook('on_message', function(e)\n"
+            "  if e.body == 1 then error('boom') end\n"
+            "  if e.body == 2 then return false end\n"
+            "  if e.body == 3 then return function() end end\n"
+            "  if e.body == 4 then return {body = {f = print}} end\n"
+            "  if e.body == 5 then return {body = parley.empty_array} end\n"
+            "  if e.body == 6 then return {body = {n = parley.null, a = {1, 2}, o = {}, [7] = 'x'}} end\n"
+            "  if e.body == 7 then return {body = e.body} end\n"
+            "end)\n");
+  struct hook_result res = HOOK_RESULT_INIT;
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "1", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "script err: on_message: "));
+  assert_non_null(strstr(text_of(&logged), "err.lua:2: boom"));
+  assert_int_equal(send_msg(h, "u", "r", "2", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "rejected");
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "3", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "err.lua:1: bad return value"));
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "4", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "a function cannot be JSON"));
+  assert_int_equal(send_msg(h, "u", "r", "5", &res), PARLEY_REWRITE);
+  assert_string_equal(res.body, "[]");
+  assert_int_equal(send_msg(h, "u", "r", "6", &res), PARLEY_REWRITE);
+  assert_non_null(strstr(res.body, "\"n\":null"));
+  assert_non_null(strstr(res.body, "\"a\":[1,2]"));
+  assert_non_null(strstr(res.body, "\"o\":{}"));
+  assert_non_null(strstr(res.body, "\"7\":\"x\""));
+  assert_int_equal(send_msg(h, "u", "r", "7", &res), PARLEY_REWRITE);
+  assert_string_equal(res.body, "7");
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_json_round_trip(void **state) {
+  struct config c;
+  config_defaults(&c);
+  struct hooks *h = load1(&c, "rt", "parley.hook('on_message', function(e) return {body = e.body} end)");
+  struct hook_result res = HOOK_RESULT_INIT;
+  const char *same[] = {"\"plain\"", "\"esc \\\" \\\\ \\n \\u00e9 \\ud83d\\ude00\"",
+                        "[]",        "[1,2,[3,[]]]",
+                        "{}",        "true",
+                        "null",      "-12",
+                        "1.5",       "{\"a\":{\"b\":[null,false]}}"};
+  const char *want[] = {"\"plain\"", "\"esc \\\" \\\\ \\n \xc3\xa9 \xf0\x9f\x98\x80\"",
+                        "[]",        "[1,2,[3,[]]]",
+                        "{}",        "true",
+                        "null",      "-12",
+                        "1.5",       "{\"a\":{\"b\":[null,false]}}"};
+  for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+    if (!strcmp(same[i], "null")) continue; /* a nil body field means "no body": see docs/hooks.md */
+    assert_int_equal(send_msg(h, "u", "r", same[i], &res), PARLEY_REWRITE);
+    assert_string_equal(res.body, want[i]);
+  }
+  assert_int_equal(send_msg(h, "u", "r", "null", &res), PARLEY_REWRITE);
+  assert_string_equal(res.body, "null");
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_options_kv_reload(void **state) {
+  struct config c;
+  config_defaults(&c);
+  cset(&c, "scripts.opt.n", "500");
+  cset(&c, "scripts.opt.bad", "abc");
+  cset(&c, "scripts.opt.flag", "yes");
+  cset(&c, "scripts.opt.list", "a, b  c");
+  const char *text =
+      "local n = parley.option_number('n', 1, 0, 100)\n"
+      "local bad = parley.option_number('bad', 7)\n"
+      "local flag = parley.option_bool('flag', false)\n"
+      "local list = parley.option_list('list')\n"
+      "local s = parley.option_string('missing', 'dflt')\n"
+      "assert(n == 100 and bad == 7 and flag == true and #list == 3 and list[3] == 'c' and s == 'dflt')\n"
+      "parley.hook('on_message', function(e)\n"
+      "  if e.body == 'set' then assert(parley.kv.set('k', 'v')) parley.kv.incr('n', 5) return true end\n"
+      "  if e.body == 'big' then return parley.kv.set('big', ('x'):rep(70000)) end\n"
+      "  return false, tostring(parley.kv.get('k')) .. ',' .. tostring(parley.kv.get('n')) .. ',' .. "
+      "#parley.kv.keys()\n"
+      "end)\n";
+  struct hooks *h = load1(&c, "opt", text);
+  assert_non_null(strstr(text_of(&logged), "test:1: scripts.opt.n: 500 is out of range; using 100"));
+  assert_non_null(strstr(text_of(&logged), "test:1: scripts.opt.bad: 'abc' is not a number; using 7"));
+  struct hook_result res = HOOK_RESULT_INIT;
+  assert_int_equal(send_msg(h, "u", "r", "\"get\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "nil,nil,0");
+  assert_int_equal(send_msg(h, "u", "r", "\"set\"", &res), PARLEY_ALLOW);
+  reset_records();
+  assert_int_equal(send_msg(h, "u", "r", "\"big\"", &res), PARLEY_PASS);
+  assert_non_null(strstr(text_of(&logged), "parley.kv: value longer than"));
+  /* kv survives a reload of the same script */
+  assert_int_equal(hooks_reload(h, &c), 0);
+  assert_int_equal(send_msg(h, "u", "r", "\"get\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "v,5,2");
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_timers(void **state) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  struct config c;
+  config_defaults(&c);
+  add_script(&c, "tm",
+             "local n = 0\n"
+             "parley.timer(1, function() n = n + 1 parley.publish('t', n) if n < 3 then return 1 end end)\n"
+             "parley.timer(1, function() while true do end end)\n"
+             "local never = parley.timer(50000, function() parley.publish('t', 'never') end)\n"
+             "parley.timer(1, function() parley.cancel(never) end)\n"
+             "parley.timer(60000, function() end) -- pending at unload\n");
+  struct hooks *h;
+  struct hooks_host host = test_host(&loop);
+  assert_int_equal(hooks_new(&h, &host, &c), 0);
+  for (int i = 0; i < 100 && !strstr(text_of(&published), "t 3\n"); i++) uv_run(&loop, UV_RUN_ONCE);
+  assert_string_equal(text_of(&published), "t 1\nt 2\nt 3\n");
+  assert_non_null(strstr(text_of(&logged), "script tm: timer: "));
+  assert_non_null(strstr(text_of(&logged), "instruction budget exceeded"));
+  hooks_free(h);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  assert_int_equal(uv_loop_close(&loop), 0); /* every timer handle was closed */
+  config_free(&c);
+}
+
+/* ---- shipped moderation scripts ---- */
+
+static void add_shipped(struct config *c, const char *name) {
+  char key[128];
+  snprintf(key, sizeof key, "scripts.%s.path", name);
+  char path[512];
+  snprintf(path, sizeof path, "%s/scripts/moderation/%s.lua", PARLEY_SOURCE_DIR, name);
+  cset(c, key, path);
+}
+
+static struct hooks *shipped(struct config *c) {
+  struct hooks *h;
+  struct hooks_host host = test_host(NULL);
+  assert_int_equal(hooks_new(&h, &host, c), 0);
+  for (size_t i = 0; i < h->nowners; i++) {
+    if (!h->owners[i]->impl) fail_msg("%s", text_of(&logged));
+  }
+  return h;
+}
+
+static void test_profanity(void **state) {
+  struct config c;
+  config_defaults(&c);
+  add_shipped(&c, "profanity");
+  cset(&c, "scripts.profanity.words", "darn, heck");
+  cset(&c, "scripts.profanity.rooms", "public-* lobby");
+  struct hooks *h = shipped(&c);
+  struct hook_result res = HOOK_RESULT_INIT;
+  assert_int_equal(send_msg(h, "u", "public-1", "\"oh DARN it\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "message contains a banned word");
+  assert_int_equal(send_msg(h, "u", "lobby", "{\"text\":\"heck\"}", &res), PARLEY_REJECT);
+  assert_int_equal(send_msg(h, "u", "lobby", "\"darned heckle\"", &res), PARLEY_PASS); /* whole words only */
+  assert_int_equal(send_msg(h, "u", "private", "\"darn\"", &res), PARLEY_PASS);        /* room not covered */
+  assert_int_equal(send_msg(h, "u", "lobby", "42", &res), PARLEY_PASS);
+
+  cset(&c, "scripts.profanity.mode", "mask");
+  assert_int_equal(hooks_reload(h, &c), 0);
+  assert_int_equal(send_msg(h, "u", "lobby", "\"oh Darn, heck!\"", &res), PARLEY_REWRITE);
+  assert_string_equal(res.body, "\"oh ****, ****!\"");
+  assert_int_equal(send_msg(h, "u", "lobby", "{\"text\":\"darn\",\"x\":1}", &res), PARLEY_REWRITE);
+  assert_non_null(strstr(res.body, "\"text\":\"****\""));
+  assert_non_null(strstr(res.body, "\"x\":1"));
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_slowmode(void **state) {
+  struct config c;
+  config_defaults(&c);
+  add_shipped(&c, "slowmode");
+  cset(&c, "scripts.slowmode.interval", "0.2");
+  cset(&c, "scripts.slowmode.rooms", "slow-*");
+  cset(&c, "scripts.slowmode.exempt", "mod");
+  struct hooks *h = shipped(&c);
+  struct hook_result res = HOOK_RESULT_INIT;
+  assert_int_equal(send_msg(h, "alice", "slow-1", "\"1\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "alice", "slow-1", "\"2\"", &res), PARLEY_REJECT);
+  assert_non_null(strstr(res.reason, "slow mode: wait"));
+  assert_int_equal(send_msg(h, "bob", "slow-1", "\"1\"", &res), PARLEY_PASS);   /* per user */
+  assert_int_equal(send_msg(h, "alice", "slow-2", "\"1\"", &res), PARLEY_PASS); /* per room */
+  assert_int_equal(send_msg(h, "alice", "fast", "\"1\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "alice", "fast", "\"1\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "mod", "slow-1", "\"1\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "mod", "slow-1", "\"1\"", &res), PARLEY_PASS);
+  usleep(250 * 1000);
+  assert_int_equal(send_msg(h, "alice", "slow-1", "\"3\"", &res), PARLEY_PASS);
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_links(void **state) {
+  struct config c;
+  config_defaults(&c);
+  add_shipped(&c, "links");
+  cset(&c, "scripts.links.max_links", "1");
+  cset(&c, "scripts.links.allow", "example.com");
+  struct hooks *h = shipped(&c);
+  struct hook_result res = HOOK_RESULT_INIT;
+  assert_int_equal(send_msg(h, "u", "r", "\"see https://a.org\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "u", "r", "\"https://a.org and http://b.org\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "too many links (2, at most 1)");
+  assert_int_equal(send_msg(h, "u", "r", "\"www.a.org www.b.org\"", &res), PARLEY_REJECT);
+  assert_int_equal(send_msg(h, "u", "r", "\"https://docs.example.com https://example.com x.org\"", &res),
+                   PARLEY_PASS);
+  assert_int_equal(send_msg(h, "u", "r", "{\"text\":\"https://a.org https://b.org\"}", &res), PARLEY_REJECT);
+  cset(&c, "scripts.links.max_links", "0");
+  assert_int_equal(hooks_reload(h, &c), 0);
+  assert_int_equal(send_msg(h, "u", "r", "\"see https://a.org\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "links are not allowed here");
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+static void test_mute(void **state) {
+  struct config c;
+  config_defaults(&c);
+  add_shipped(&c, "mute");
+  cset(&c, "scripts.mute.moderators", "mod");
+  struct hooks *h = shipped(&c);
+  struct hook_result res = HOOK_RESULT_INIT;
+  assert_int_equal(send_msg(h, "bob", "r", "\"hello\"", &res), PARLEY_PASS);
+  assert_int_equal(send_msg(h, "bob", "r", "\"/mute alice\"", &res), PARLEY_PASS); /* not a moderator */
+  assert_int_equal(send_msg(h, "mod", "r", "\"/mute bob 5\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "muted bob for 5 min");
+  assert_int_equal(send_msg(h, "bob", "r", "\"hello\"", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "you are muted");
+  struct parley_event ev = {0};
+  ev.user_id = "bob";
+  ev.room = "r";
+  ev.typing_active = 1;
+  hook_result_clear(&res);
+  assert_int_equal(hooks_dispatch(h, PARLEY_HOOK_TYPING, &ev, &res), PARLEY_REJECT);
+  /* the mute list survives a reload */
+  assert_int_equal(hooks_reload(h, &c), 0);
+  assert_int_equal(send_msg(h, "bob", "r", "{\"text\":\"hi\"}", &res), PARLEY_REJECT);
+  assert_int_equal(send_msg(h, "mod", "r", "{\"text\":\"/unmute bob\"}", &res), PARLEY_REJECT);
+  assert_string_equal(res.reason, "unmuted bob");
+  assert_int_equal(send_msg(h, "bob", "r", "\"hello\"", &res), PARLEY_PASS);
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_infinite_loop, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_memory_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_error_line_and_returns, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_json_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_options_kv_reload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_profanity, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_slowmode, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_links, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mute, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
