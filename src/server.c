@@ -11,6 +11,7 @@
 #include "auth/auth.h"
 #include "config.h"
 #include "core/core.h"
+#include "hooks/hooks.h"
 #include "net/net.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -26,6 +27,7 @@ struct parley_server {
   struct auth *auth;   /* token keys; replaced on reload */
   struct store *store; /* NULL until running */
   struct core *core;
+  struct hooks *hooks; /* scripts and plugins; NULL until running */
   struct net *net;
   uv_timer_t tick;
   uv_signal_t sig_term, sig_int, sig_hup;
@@ -77,6 +79,9 @@ static void close_handle(uv_handle_t *h) {
 
 static void finish_stop(parley_server *s) {
   net_destroy_in_loop(s->net);
+  core_set_hooks(s->core, NULL);
+  hooks_free(s->hooks); /* inside the loop: its timers close with it */
+  s->hooks = NULL;
   store_close(s->store); /* commits what is queued; its completions still find the core */
   close_handle((uv_handle_t *)&s->tick);
   if (s->signals) {
@@ -134,9 +139,16 @@ int parley_server_reload(parley_server *s) {
     log_error("reload: keeping the previous token keys: %s", err);
   }
   log_set_level((int)s->cfg.log_level);
+  if (s->hooks) {
+    int failed = hooks_reload(s->hooks, &s->cfg);
+    if (failed > 0)
+      log_warn("reload: %d scripts/plugins failed to load; their previous versions keep running", failed);
+  }
   log_info("configuration reloaded from %s", s->conf_dir);
   return 0;
 }
+
+static int net_reload_cb(void *ud) { return parley_server_reload(ud); }
 
 static void on_signal(uv_signal_t *h, int signum) {
   parley_server *s = h->data;
@@ -193,6 +205,13 @@ int parley_server_run(parley_server *s, int handle_signals) {
     return -EADDRINUSE;
   }
   net_set_auth(s->net, s->auth);
+  net_set_reload(s->net, net_reload_cb, s);
+  struct hooks_host host = {
+      .ud = s->core, .loop = &s->loop, .publish = core_host_publish, .kick = core_host_kick};
+  if (hooks_new(&s->hooks, &host, &s->cfg) == 0)
+    core_set_hooks(s->core, s->hooks);
+  else
+    log_error("hooks: out of memory; running without scripts and plugins");
   uv_timer_init(&s->loop, &s->tick);
   s->tick.data = s;
   uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);

@@ -201,6 +201,30 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
   }
   if (!req->token) core->next_guest++;
   c->deadline = auth_deadline_ms(core->cfg, &c->who);
+  if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_AUTH)) {
+    struct hook_result res = HOOK_RESULT_INIT;
+    enum parley_decision d =
+        hook_run(core, PARLEY_HOOK_AUTH, c, c->who.id, c->who.name, NULL, NULL, 0, 0, &res);
+    if (d == PARLEY_REJECT) {
+      reply_err(core, c, req->id, PERR_REJECTED, res.reason ? res.reason : "rejected");
+      hook_result_clear(&res);
+      identity_free(&c->who);
+      return;
+    }
+    if (d == PARLEY_REWRITE) { /* the hook names the user: take its strings */
+      if (res.name) {
+        free(c->who.name);
+        c->who.name = res.name;
+        res.name = NULL;
+      }
+      if (res.user_id) {
+        free(c->who.id);
+        c->who.id = res.user_id;
+        res.user_id = NULL;
+      }
+    }
+    hook_result_clear(&res);
+  }
   struct session *s = req->resume ? session_resume(core, c, req->resume) : NULL;
   bool resumed = s != NULL;
   if (!s && !(s = session_open(core, c, req->client))) {
@@ -307,11 +331,17 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
     core->pend_head = c;
   core->pend_tail = c;
   core->metrics.connections_total++;
+  if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_CONNECT)) {
+    struct hook_result res = HOOK_RESULT_INIT;
+    if (hook_run(core, PARLEY_HOOK_CONNECT, c, NULL, NULL, NULL, NULL, 0, 0, &res) == PARLEY_REJECT)
+      conn_close(c, CLOSE_POLICY, res.reason ? res.reason : "rejected");
+    hook_result_clear(&res);
+  }
   log_debug("conn %" PRIu64 ": open from %s (%s)", c->id, c->peer, codec_subprotocol(codec));
   return c;
 }
 
-void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary) {
+static void conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary) {
   core->metrics.frames_in++;
   core->metrics.bytes_in += n;
   if (c->closing) return;
@@ -339,7 +369,15 @@ void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size
   json_decref(doc);
 }
 
+void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary) {
+  core_enter(core);
+  conn_message(core, c, p, n, binary);
+  core_leave(core);
+}
+
 void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
+  core_enter(core);
+  if (c->authed) hook_notify(core, PARLEY_HOOK_DISCONNECT, c, c->who.id, c->who.name, NULL);
   while (c->nrooms) conn_leave_at(core, c, c->nrooms - 1);
   presence_conn_closed(core, c);
   if (c->sess) {
@@ -354,6 +392,7 @@ void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
   identity_free(&c->who);
   free(c->rooms);
   free(c);
+  core_leave(core);
 }
 
 /* Close connections whose token expired without a refresh; forget idle rate-limit entries. */
@@ -374,6 +413,7 @@ static void expiry_scan(struct core *core) {
 }
 
 void core_tick(struct core *core, uint64_t now_ms) {
+  core_enter(core);
   presence_tick(core, now_ms);
   typing_tick(core, now_ms);
   if (now_ms - core->expiry_last >= 1000) {
@@ -390,6 +430,7 @@ void core_tick(struct core *core, uint64_t now_ms) {
     pending_unlink(core, c);
     conn_close(c, CLOSE_HELLO_TIMEOUT, "hello timeout");
   }
+  core_leave(core);
 }
 
 void core_close_all(struct core *core, int code, const char *reason) {
@@ -407,5 +448,6 @@ void core_free(struct core *core) {
   rl_table_free(core->rl_send_ip);
   rl_table_free(core->rl_connect_ip);
   rl_conns_free(core->ip_conns);
+  hooks_deferred_free(core);
   free(core);
 }

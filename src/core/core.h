@@ -31,6 +31,7 @@ enum close_code {
   CLOSE_NORMAL = 1000,
   CLOSE_GOING_AWAY = 1001,
   CLOSE_PROTOCOL = 1002,
+  CLOSE_POLICY = 1008,
   CLOSE_BAD_UTF8 = 1007,
   CLOSE_TOO_BIG = 1009,
   CLOSE_INTERNAL = 1011,
@@ -54,6 +55,18 @@ void core_set_auth(struct core *core, const struct auth *auth);
 /* Whether a handshake from ip may go on (limits.max_connections_per_ip, rate.connect_ip). Returns 0,
  * or the HTTP status to refuse with (429 / 503). */
 int core_admit(struct core *core, const char *ip);
+
+struct hooks;
+/* Scripts and plugins (borrowed; NULL: none). */
+void core_set_hooks(struct core *core, struct hooks *hooks);
+/* Publish body_json (JSON text) into room as the server ("parley"). 0, -EINVAL (bad room or JSON) or
+ * -EMSGSIZE (over limits.max_body). Loop thread only. */
+int core_publish(struct core *core, const char *room, const char *body_json, size_t len);
+/* Close every connection of user_id with 4003 and end its sessions. Returns the connections closed. */
+int core_kick(struct core *core, const char *user_id, const char *reason);
+/* struct hooks_host callbacks (ud = the core): publish and kick, deferred while the core is busy. */
+int core_host_publish(void *ud, const char *room, const char *body_json, size_t len);
+int core_host_kick(void *ud, const char *user_id, const char *reason);
 
 struct metrics *core_metrics(struct core *core);
 size_t core_conn_count(const struct core *core);

@@ -10,6 +10,7 @@
 #include "auth/ratelimit.h"
 #include "core/core.h"
 #include "core/room.h"
+#include "hooks/hooks.h"
 #include "proto/request.h"
 #include "store/store.h"
 
@@ -87,7 +88,10 @@ struct core {
   struct rl_table *rl_send_user, *rl_send_ip, *rl_connect_ip; /* shared rate limits (owned) */
   struct rl_conns *ip_conns;                                  /* connections per IP (owned) */
   uint64_t expiry_last;                                       /* monotonic ms of the last expiry scan */
-  struct conn *conns;                                         /* uthash by id */
+  struct hooks *hooks;                                        /* borrowed: scripts and plugins (NULL: none) */
+  int depth; /* > 0 while a request or hook runs: hook actions wait in `deferred` */
+  struct deferred *deferred, *deferred_tail;
+  struct conn *conns; /* uthash by id */
   struct conn *pend_head, *pend_tail;
   struct room_set rooms;
   struct metrics metrics;
@@ -103,6 +107,14 @@ struct core {
   struct room *typing_rooms; /* rooms with typists or a pending typing event */
   uint64_t next_session_id;
   uint32_t mark;
+};
+
+/* A publish or kick asked for by a hook while the core was busy; done when the current work ends. */
+struct deferred {
+  struct deferred *next;
+  bool kick;
+  char *target; /* room (publish) or user id (kick), owned */
+  char *text;   /* body JSON (publish) or reason (kick), owned */
 };
 
 /* An event on its way to many connections: encoded at most once per codec, lazily. */
@@ -180,9 +192,26 @@ void op_typing(struct core *core, struct conn *c, struct request *req);
 void typing_clear(struct core *core, struct room *r, const char *user_id);
 void typing_tick(struct core *core, uint64_t now_mono);
 
+/* hooks: dispatch point for c (NULL for server-side events), with the event's optional parts. Returns
+ * the decision; res must be hook_result_clear'ed by the caller. Without handlers: PARLEY_PASS, no work. */
+enum parley_decision hook_run(struct core *core, enum parley_hook_point point, struct conn *c,
+                              const char *user_id, const char *user_name, const char *room, const char *body,
+                              size_t body_len, int typing, struct hook_result *res);
+/* Notification points: hook_run without a decision. */
+void hook_notify(struct core *core, enum parley_hook_point point, struct conn *c, const char *user_id,
+                 const char *user_name, const char *room);
+/* Run deferred hook actions once the outermost piece of work is done. */
+void core_enter(struct core *core);
+void core_leave(struct core *core);
+void hooks_deferred_free(struct core *core);
+
 /* messages.c */
 void op_send(struct core *core, struct conn *c, struct request *req);
 void op_history(struct core *core, struct conn *c, struct request *req);
+/* Publish body into room as `from` (a connection's user, or the server when c is NULL). cmid NULL: one
+ * is made up. Replies to c/req_id when c is given. */
+void message_publish(struct core *core, struct conn *c, json_t *req_id, struct room *r, const char *room,
+                     json_t *body, const char *cmid, const struct identity *from);
 /* A message of r was committed (or accepted, for ephemeral rooms): ring it and fan it out. Takes ev. */
 void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev);
 /* The `message` event for a stored message (new reference; NULL when out of memory). */

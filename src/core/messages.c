@@ -103,6 +103,67 @@ static char *dup_str(const char *s, bool *fail) {
   return d;
 }
 
+void message_publish(struct core *core, struct conn *c, json_t *req_id, struct room *r, const char *room,
+                     json_t *body, const char *cmid, const struct identity *from) {
+  uint64_t ts = core_now_ms();
+  char mid[24], made_cmid[40];
+  snprintf(mid, sizeof mid, "%012" PRIx64 "%08" PRIx32, ts, ++core->mid_counter);
+  if (!cmid) { /* server-side publishes: unique per server */
+    snprintf(made_cmid, sizeof made_cmid, "srv-%s", mid);
+    cmid = made_cmid;
+  }
+  if (!r && !room_is_durable(core, room)) /* an ephemeral room nobody is in yet: numbering starts here */
+    r = room_get(&core->rooms, room, true, (uint32_t)core->cfg->history_ring_size);
+
+  if (r && !r->durable) {      /* ephemeral: accepted = delivered, numbered here */
+    uint64_t seq = r->seq + 1; /* room_deliver makes it the head */
+    core->metrics.messages_total++;
+    if (c) reply_ok(core, c, req_id, ack_json(r->name, seq, mid, ts));
+    json_t *ev = event_with_body(r->name, seq, mid, ts, from->id, from->name, body, cmid);
+    if (ev) room_deliver(core, r, seq, ev);
+    return;
+  }
+
+  struct pending_send *ps = calloc(1, sizeof *ps);
+  if (!ps) goto oom;
+  ps->core = core;
+  ps->conn_id = c ? c->id : 0;
+  ps->req_id = req_id ? json_incref(req_id) : NULL;
+  ps->body = json_incref(body);
+  ps->req.kind = STORE_REQ_APPEND;
+  ps->req.done = send_done;
+  struct store_msg *m = &ps->req.u.append.msg;
+  bool fail = false;
+  m->room = dup_str(room, &fail);
+  m->mid = dup_str(mid, &fail);
+  m->ts = ts;
+  m->user_id = dup_str(from->id, &fail);
+  m->user_name = dup_str(from->name, &fail);
+  m->cmid = dup_str(cmid, &fail);
+  m->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+  if (fail || !m->body) {
+    send_free(ps);
+    goto oom;
+  }
+  int rc = store_submit(core->store, &ps->req);
+  if (rc) {
+    send_free(ps);
+    if (!c)
+      log_warn("publish to %s dropped: the store is %s", room,
+               rc == STORE_EOVERLOADED ? "overloaded" : "closed");
+    else if (rc == STORE_EOVERLOADED)
+      reply_err(core, c, req_id, PERR_OVERLOADED, "too many messages waiting to be stored; retry shortly");
+    else
+      reply_err(core, c, req_id, PERR_STORE_UNAVAILABLE, "the message store is closed");
+  }
+  return;
+oom:
+  if (c)
+    reply_err(core, c, req_id, PERR_INTERNAL, "out of memory");
+  else
+    log_error("publish to %s: out of memory", room);
+}
+
 void op_send(struct core *core, struct conn *c, struct request *req) {
   struct member *mem = conn_find_room(c, req->room, NULL);
   if (!mem) {
@@ -116,52 +177,35 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
   }
   if (!rate_check(core, c, req->id, &c->rl_send, &core->cfg->rate_send, true)) return;
   struct room *r = mem->room;
+  json_t *body = json_incref(req->body);
+  if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_MESSAGE)) {
+    char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    struct hook_result res = HOOK_RESULT_INIT;
+    enum parley_decision d = hook_run(core, PARLEY_HOOK_MESSAGE, c, c->who.id, c->who.name, r->name, text,
+                                      text ? strlen(text) : 0, 0, &res);
+    free(text);
+    if (d == PARLEY_REJECT) {
+      reply_err(core, c, req->id, PERR_REJECTED, res.reason ? res.reason : "rejected");
+    } else if (d == PARLEY_REWRITE && res.body) {
+      json_t *nb = json_loadb(res.body, res.body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+      json_decref(body);
+      body = nb;
+      if (!nb)
+        reply_err(core, c, req->id, PERR_INTERNAL, "a hook returned a body that is not JSON");
+      else if (codec_json_size(nb) > (size_t)core->cfg->limits_max_body) {
+        reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the rewritten body is larger than limits.max_body");
+        d = PARLEY_REJECT;
+      }
+    }
+    hook_result_clear(&res);
+    if (d == PARLEY_REJECT || !body) {
+      json_decref(body);
+      return;
+    }
+  }
   typing_clear(core, r, c->who.id); /* sending ends typing */
-  uint64_t ts = core_now_ms();
-  char mid[24];
-  snprintf(mid, sizeof mid, "%012" PRIx64 "%08" PRIx32, ts, ++core->mid_counter);
-
-  if (!r->durable) {           /* ephemeral: accepted = delivered, numbered here */
-    uint64_t seq = r->seq + 1; /* room_deliver makes it the head */
-    core->metrics.messages_total++;
-    reply_ok(core, c, req->id, ack_json(r->name, seq, mid, ts));
-    json_t *ev = event_with_body(r->name, seq, mid, ts, c->who.id, c->who.name, req->body, req->cmid);
-    if (ev) room_deliver(core, r, seq, ev);
-    return;
-  }
-
-  struct pending_send *ps = calloc(1, sizeof *ps);
-  if (!ps) goto oom;
-  ps->core = core;
-  ps->conn_id = c->id;
-  ps->req_id = json_incref(req->id);
-  ps->body = json_incref(req->body);
-  ps->req.kind = STORE_REQ_APPEND;
-  ps->req.done = send_done;
-  struct store_msg *m = &ps->req.u.append.msg;
-  bool fail = false;
-  m->room = dup_str(r->name, &fail);
-  m->mid = dup_str(mid, &fail);
-  m->ts = ts;
-  m->user_id = dup_str(c->who.id, &fail);
-  m->user_name = dup_str(c->who.name, &fail);
-  m->cmid = dup_str(req->cmid, &fail);
-  m->body = json_dumps(req->body, JSON_COMPACT | JSON_ENCODE_ANY);
-  if (fail || !m->body) {
-    send_free(ps);
-    goto oom;
-  }
-  int rc = store_submit(core->store, &ps->req);
-  if (rc) {
-    send_free(ps);
-    if (rc == STORE_EOVERLOADED)
-      reply_err(core, c, req->id, PERR_OVERLOADED, "too many messages waiting to be stored; retry shortly");
-    else
-      reply_err(core, c, req->id, PERR_STORE_UNAVAILABLE, "the message store is closed");
-  }
-  return;
-oom:
-  reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+  message_publish(core, c, req->id, r, r->name, body, req->cmid, &c->who);
+  json_decref(body);
 }
 
 /* ---- history ------------------------------------------------------------------------------------- */

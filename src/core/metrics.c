@@ -29,5 +29,6 @@ int metrics_render(const struct core *core, buf_t *out) {
   buf_printf(out, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
   for (int e = 1; e < PERR__COUNT; e++)
     buf_printf(out, "parley_errors_total{code=\"%s\"} %" PRIu64 "\n", perr_name((enum perr)e), m->errors[e]);
+  core_metrics_hooks(core, out);
   return 0;
 }

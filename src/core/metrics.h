@@ -23,5 +23,7 @@ struct metrics {
 struct core;
 /* Append the exposition text (gauges read from the core) to out. */
 int metrics_render(const struct core *core, buf_t *out);
+/* The hooks' counters (per script/plugin), appended by metrics_render. */
+void core_metrics_hooks(const struct core *core, buf_t *out);
 
 #endif

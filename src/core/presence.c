@@ -224,6 +224,7 @@ static void session_exit_at(struct core *core, struct session *s, uint32_t i) {
   if (last) {
     struct identity who = {.id = s->user->id, .name = s->user->name};
     room_notify(core, r, "leave", &who);
+    hook_notify(core, PARLEY_HOOK_LEAVE, s->conn, s->user->id, s->user->name, r->name);
   }
   room_release_if_unused(&core->rooms, r);
 }
@@ -273,7 +274,7 @@ void session_end(struct core *core, struct session *s) {
     send_to_watchers(core, u->id, &e);
     outev_done(&e);
     seen_store(core, u->id, now);
-    /* hooks seam: on_offline fires here, exactly once per user going offline */
+    hook_notify(core, PARLEY_HOOK_OFFLINE, NULL, u->id, u->name, NULL); /* exactly once per going offline */
   }
   while (s->nrooms) session_exit_at(core, s, s->nrooms - 1);
   free(s->rooms);

@@ -261,6 +261,14 @@ void op_join(struct core *core, struct conn *c, struct request *req) {
   if (!rate_check(core, c, req->id, &c->rl_join, &core->cfg->rate_join, false)) return;
   if (!access_check(core, c, req->id, req->room, ACCESS_READ)) return;
   struct member *m = conn_find_room(c, req->room, NULL);
+  if (!m && core->hooks && hooks_has(core->hooks, PARLEY_HOOK_JOIN)) {
+    struct hook_result res = HOOK_RESULT_INIT;
+    enum parley_decision d =
+        hook_run(core, PARLEY_HOOK_JOIN, c, c->who.id, c->who.name, req->room, NULL, 0, 0, &res);
+    if (d == PARLEY_REJECT) reply_err(core, c, req->id, PERR_REJECTED, res.reason ? res.reason : "rejected");
+    hook_result_clear(&res);
+    if (d == PARLEY_REJECT) return;
+  }
   if (m) { /* already in: nothing to replay, live messages flow */
     reply_ok(core, c, req->id,
              json_pack("{s:s,s:I}", "room", m->room->name, "seq", (json_int_t)m->room->seq));

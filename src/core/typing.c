@@ -54,6 +54,16 @@ void op_typing(struct core *core, struct conn *c, struct request *req) {
   if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return;
   if (!rate_check(core, c, req->id, &c->rl_typing, &core->cfg->rate_typing, false)) return;
   struct room *r = m->room;
+  if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_TYPING)) {
+    struct hook_result res = HOOK_RESULT_INIT;
+    enum parley_decision d =
+        hook_run(core, PARLEY_HOOK_TYPING, c, c->who.id, c->who.name, r->name, NULL, 0, req->active, &res);
+    hook_result_clear(&res);
+    if (d == PARLEY_REJECT) { /* dropped silently */
+      reply_ok(core, c, req->id, NULL);
+      return;
+    }
+  }
   int i = typist_find(r, c->who.id);
   if (req->active) {
     uint64_t expires = core_mono_ms() + (uint64_t)core->cfg->typing_ttl;

@@ -29,7 +29,9 @@ struct net {
   struct wsconn *dirty_head; /* connections with frames to write this iteration */
   buf_t scratch;             /* LWS_PRE + gathered frames */
   bool draining;
-  const struct auth *auth;  /* borrowed: for the development login */
+  const struct auth *auth; /* borrowed: for the development login */
+  int (*reload)(void *ud); /* the admin reload endpoint's action */
+  void *reload_ud;
   char *web_root;           /* owned */
   char *tls_cert, *tls_key; /* owned: resolved paths */
   struct lws_http_mount mounts[4];
@@ -56,8 +58,8 @@ struct wsconn {
   bool in_message;
   bool dirty;
   struct wsconn *dirty_prev, *dirty_next;
-  int close_code; /* nonzero: close at the next WRITEABLE */
-  int peer_code;  /* the close code the client sent, 0: none */
+  int close_code;  /* nonzero: close at the next WRITEABLE */
+  int peer_code;   /* the close code the client sent, 0: none */
   bool close_sent; /* our close frame is written: close the socket once lws has sent it */
   char close_reason[64];
 };
@@ -362,6 +364,16 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
         snprintf(hc->path, sizeof hc->path, "%.47s", uri);
         return 0;
       }
+      if (!strcmp(uri, "/api/admin/reload") && net->cfg->hooks_admin_key && *net->cfg->hooks_admin_key) {
+        char auth[300], want[300];
+        snprintf(want, sizeof want, "Bearer %.280s", net->cfg->hooks_admin_key);
+        if (lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 || strcmp(auth, want))
+          return http_json_error(wsi, 401, "a valid Authorization: Bearer <hooks.admin_key> is required");
+        int rc = net->reload ? net->reload(net->reload_ud) : -1;
+        return rc ? http_json_error(wsi, 500,
+                                    "reload failed; the previous configuration keeps running (see the log)")
+                  : http_json(wsi, 200, json_pack("{s:b}", "reloaded", 1));
+      }
       return http_text(wsi, 404, "not found\n");
     }
     if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
@@ -610,6 +622,10 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
 
 void net_stop_accepting(struct net *net) { net->draining = true; }
 void net_set_auth(struct net *net, const struct auth *auth) { net->auth = auth; }
+void net_set_reload(struct net *net, int (*fn)(void *ud), void *ud) {
+  net->reload = fn;
+  net->reload_ud = ud;
+}
 
 void net_destroy_in_loop(struct net *net) {
   if (net->ctx) lws_context_destroy(net->ctx);

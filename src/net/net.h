@@ -22,6 +22,8 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
 struct auth;
 /* The token verifier/minter for the development login (borrowed; swapped on reload). */
 void net_set_auth(struct net *net, const struct auth *auth);
+/* POST /api/admin/reload (hooks.admin_key as bearer token) calls fn(ud): 0 = reloaded. */
+void net_set_reload(struct net *net, int (*fn)(void *ud), void *ud);
 /* Refuse new handshakes (503) from now on. */
 void net_stop_accepting(struct net *net);
 /* Tear the front end down from inside the running loop; the loop then runs until lws is done. Call
