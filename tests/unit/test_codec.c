@@ -933,8 +933,35 @@ static void test_frame_flags_and_scratch(void **state) {
   json_decref(v);
 }
 
+/* The JSON encoder is our own (speed); it must write exactly what jansson's dump writes. */
+static void test_json_encoder_matches_jansson(void **state) {
+  const char *docs[] = {
+      "{\"a\":1,\"b\":[true,false,null],\"c\":{\"d\":\"e\"}}",
+      "[0,-1,9223372036854775807,-9223372036854775808,1.5,-0.0,1e-7,123456789012345678901234567890.0]",
+      "[1e300,2.5e-300,3.14159,100000000000000000000.0,0.1,1e21,1e-5]",
+      "\"quote \\\" backslash \\\\ slash / tab\\t nl\\n cr\\r bs\\b ff\\f \\u0001\\u001f\\u007f é€😀\"",
+      "{\"key\\n\\u0001\":\"v\\u0000\",\"\":{}}",
+      "[[],{},[[[]]],\"\"]",
+  };
+  for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+    json_error_t e;
+    json_t *v = json_loads(docs[i], JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    if (!v) fail_msg("doc %zu does not parse: %s", i, e.text);
+    char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    buf_t b = BUF_INIT;
+    assert_int_equal(codec_encode(CODEC_JSON, v, &b), 0);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    assert_int_equal(codec_json_size(v), strlen(want));
+    free(want);
+    buf_free(&b);
+    json_decref(v);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_json_encoder_matches_jansson),
       cmocka_unit_test(test_subprotocol),
       cmocka_unit_test(test_json_decode_values),
       cmocka_unit_test(test_json_decode_errors),
