@@ -140,7 +140,7 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
   m->user_id = dup_str(from->id, &fail);
   m->user_name = dup_str(from->name, &fail);
   m->cmid = dup_str(cmid, &fail);
-  m->body = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+  m->body = codec_json_text(body);
   if (fail || !m->body) {
     send_free(ps);
     goto oom;
@@ -179,7 +179,7 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
   struct room *r = mem->room;
   json_t *body = json_incref(req->body);
   if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_MESSAGE)) {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *text = codec_json_text(body);
     struct hook_result res = HOOK_RESULT_INIT;
     enum parley_decision d = hook_run(core, PARLEY_HOOK_MESSAGE, c, c->who.id, c->who.name, r->name, text,
                                       text ? strlen(text) : 0, 0, &res);

@@ -567,6 +567,18 @@ frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags) {
   return f;
 }
 
+char *codec_json_text(const json_t *v) {
+  if (!v) return NULL;
+  buf_reset(&scratch);
+  char *out = NULL;
+  if (!jw_value(&scratch, v, 0) && (out = malloc(scratch.len + 1))) {
+    memcpy(out, scratch.data, scratch.len);
+    out[scratch.len] = 0;
+  }
+  if (scratch.cap > SCRATCH_KEEP) buf_free(&scratch);
+  return out;
+}
+
 size_t codec_json_size(const json_t *v) {
   if (!v) return 0;
   buf_reset(&scratch);

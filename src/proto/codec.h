@@ -37,6 +37,9 @@ int codec_encode(codec_t c, const json_t *v, buf_t *b);
  * codec_encode). One allocation per call: the payload is encoded into a per-thread scratch buffer. */
 frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
 
+/* The compact JSON text of v, NUL-terminated, malloc'd (the caller frees it); NULL when out of memory. */
+char *codec_json_text(const json_t *v);
+
 /* Bytes of the compact JSON encoding of v (used for limits.max_body, same for both codecs); 0 if v is
  * NULL or cannot be encoded. Nothing is allocated. */
 size_t codec_json_size(const json_t *v);
