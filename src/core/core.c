@@ -378,6 +378,7 @@ void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size
 void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
   core_enter(core);
   if (c->authed) hook_notify(core, PARLEY_HOOK_DISCONNECT, c, c->who.id, c->who.name, NULL);
+  replay_drop(core, c);
   while (c->nrooms) conn_leave_at(core, c, c->nrooms - 1);
   presence_conn_closed(core, c);
   if (c->sess) {

@@ -24,6 +24,8 @@ struct conn_tx {
   int (*send)(void *ctx, frame_t *f);
   /* Close with a WebSocket close code and reason; core_conn_closed follows (later, from the loop). */
   void (*close)(void *ctx, int code, const char *reason);
+  /* Bytes queued and not yet handed to the socket. */
+  size_t (*queued)(void *ctx);
 };
 
 /* Close codes of docs/protocol.md. */
@@ -78,6 +80,8 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
                             const char *peer);
 /* One complete WebSocket message from the client. binary tells the frame type. */
 void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary);
+/* The connection's outbound queue went empty (paced replays go on). */
+void core_conn_drained(struct core *core, struct conn *c);
 /* The transport is done with the connection: leave its rooms, detach (or end) its session, free it.
  * peer_code is the close code the client sent (0: none — the connection dropped). */
 void core_conn_closed(struct core *core, struct conn *c, int peer_code);

@@ -66,7 +66,8 @@ struct conn {
   void *tx_ctx;
   struct member **rooms; /* memberships (owned by their rooms) */
   uint32_t nrooms, caprooms;
-  uint32_t njoining; /* joins waiting for the store */
+  uint32_t njoining;           /* joins waiting for the store or for the queue to drain */
+  struct pending_join *replay; /* a replay waiting for the outbound queue to drain (owned) */
   struct session *sess;
   char **watching; /* user ids this connection watches (owned) */
   uint32_t nwatching;
@@ -164,6 +165,8 @@ struct member *conn_find_room(struct conn *c, const char *name, uint32_t *idx);
 void op_join(struct core *core, struct conn *c, struct request *req);
 void op_leave(struct core *core, struct conn *c, struct request *req);
 void conn_leave_at(struct core *core, struct conn *c, uint32_t idx);
+/* Forget a parked replay of a closing connection. */
+void replay_drop(struct core *core, struct conn *c);
 void op_rooms(struct core *core, struct conn *c, struct request *req);
 /* Add room to (member) or remove it from the user's stored room list. */
 void room_list_set(struct core *core, struct conn *c, const char *room, bool member);

@@ -62,17 +62,38 @@ static void join_finish(struct core *core, struct conn *c, struct room *r, struc
   reply_ok(core, c, pj->req_id, ok);
 }
 
-/* Queue ring entries next..head to c. Returns false when the ring does not reach back to next. */
-static bool replay_from_ring(struct core *core, struct conn *c, struct room *r, struct pending_join *pj) {
-  if (pj->next > r->seq) return true;
-  if (!ring_get(&r->ring, pj->next)) return false;
+/* A replay is paced by the connection's outbound queue: it goes on while the queue is below half of
+ * limits.out_queue_bytes, so recovering many messages never trips the slow-consumer close of a client
+ * that reads. */
+static bool replay_has_room(struct core *core, struct conn *c) {
+  size_t q = c->tx->queued(c->tx_ctx);
+  return q == 0 || q < (size_t)core->cfg->limits_out_queue_bytes / 2;
+}
+
+/* Park pj until c's queue drains (core_conn_drained resumes it). */
+static void replay_park(struct core *core, struct conn *c, struct room *r, struct pending_join *pj) {
+  c->replay = pj;
+  c->njoining++;
+  r->pins++;
+}
+
+enum ring_replay { RING_DONE, RING_MISS, RING_PAUSED };
+
+/* Queue ring entries next..head to c, as far as the queue allows. */
+static enum ring_replay replay_from_ring(struct core *core, struct conn *c, struct room *r,
+                                         struct pending_join *pj) {
+  if (pj->next > r->seq) return RING_DONE;
+  if (!ring_get(&r->ring, pj->next)) return RING_MISS;
   for (; pj->next <= r->seq; pj->next++) {
+    if (!replay_has_room(core, c)) return RING_PAUSED;
     struct ring_entry *e = ring_get(&r->ring, pj->next);
     conn_send_frame(core, c, ring_frame(e, c->codec));
     pj->replayed++;
   }
-  return true;
+  return RING_DONE;
 }
+
+#define REPLAY_READ_CHUNK 256 /* messages per store read of a replay */
 
 static void join_read_done(struct store_req *req);
 
@@ -94,30 +115,35 @@ static void join_proceed(struct core *core, struct room *r, struct pending_join 
       pj->from = pj->next;
     }
   }
-  if (!replay_from_ring(core, c, r, pj)) {
-    if (!r->durable) { /* the ring is all an ephemeral room has */
-      pj->from = pj->next = ring_first(&r->ring) ? ring_first(&r->ring) : r->seq + 1;
-      pj->partial = true;
-      replay_from_ring(core, c, r, pj);
-    } else {
-      /* Older than the ring: read from the store, then come back here for the rest. */
-      memset(&pj->req, 0, sizeof pj->req);
-      pj->req.kind = STORE_REQ_READ;
-      pj->req.done = join_read_done;
-      pj->req.u.read.room = pj->room;
-      pj->req.u.read.after = pj->next - 1;
-      pj->req.u.read.before = r->seq + 1;
-      pj->req.u.read.limit = (size_t)(r->seq - pj->next + 1);
-      int rc = store_submit(core->store, &pj->req);
-      if (rc == 0) {
-        r->pins++;
-        c->njoining++;
-        return;
-      }
-      reply_err(core, c, pj->req_id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
-                "cannot read the room's history now; retry");
-      goto done;
+  enum ring_replay rr = replay_from_ring(core, c, r, pj);
+  if (rr == RING_MISS && !r->durable) { /* the ring is all an ephemeral room has */
+    pj->from = pj->next = ring_first(&r->ring) ? ring_first(&r->ring) : r->seq + 1;
+    pj->partial = true;
+    rr = replay_from_ring(core, c, r, pj);
+  }
+  if (rr == RING_PAUSED) {
+    replay_park(core, c, r, pj);
+    return;
+  }
+  if (rr == RING_MISS) {
+    /* Older than the ring: read from the store, then come back here for the rest. */
+    memset(&pj->req, 0, sizeof pj->req);
+    pj->req.kind = STORE_REQ_READ;
+    pj->req.done = join_read_done;
+    pj->req.u.read.room = pj->room;
+    pj->req.u.read.after = pj->next - 1;
+    pj->req.u.read.before = r->seq + 1;
+    pj->req.u.read.limit = (size_t)(r->seq - pj->next + 1);
+    if (pj->req.u.read.limit > REPLAY_READ_CHUNK) pj->req.u.read.limit = REPLAY_READ_CHUNK;
+    int rc = store_submit(core->store, &pj->req);
+    if (rc == 0) {
+      r->pins++;
+      c->njoining++;
+      return;
     }
+    reply_err(core, c, pj->req_id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
+              "cannot read the room's history now; retry");
+    goto done;
   }
   join_finish(core, c, r, pj);
 done:
@@ -137,8 +163,14 @@ static void join_read_done(struct store_req *req) {
     reply_err(core, c, pj->req_id, PERR_STORE_UNAVAILABLE, "cannot read the room's history now; retry");
     goto drop;
   }
+  bool paused = false;
   for (size_t i = 0; i < l->n; i++) {
-    if (l->v[i].seq != pj->next) continue; /* retention may have removed older ones: skip to what exists */
+    if (l->v[i].seq < pj->next) continue;
+    if (!replay_has_room(core, c)) { /* the rest is read again once the queue drains */
+      paused = true;
+      break;
+    }
+    pj->next = l->v[i].seq; /* retention may have removed older ones: go on from what exists */
     json_t *ev = message_event(&l->v[i]);
     if (ev) {
       frame_t *f = codec_frame(c->codec, ev, 0);
@@ -148,6 +180,11 @@ static void join_read_done(struct store_req *req) {
     }
     pj->next++;
     pj->replayed++;
+  }
+  if (paused) {
+    store_msg_list_free(l);
+    replay_park(core, c, r, pj);
+    return;
   }
   if (l->n && pj->next <= l->v[l->n - 1].seq) pj->next = l->v[l->n - 1].seq + 1;
   if (l->n == 0 && pj->next <= req->u.read.before - 1) {
@@ -480,5 +517,34 @@ void op_read(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
               "cannot store the read marker now; retry");
     user_op_free(p);
+  }
+}
+
+void core_conn_drained(struct core *core, struct conn *c) {
+  struct pending_join *pj = c->replay;
+  if (!pj) return;
+  c->replay = NULL;
+  c->njoining--;
+  struct room *r = room_get(&core->rooms, pj->room, false, 0);
+  if (!r) { /* cannot happen while pinned */
+    join_free(pj);
+    return;
+  }
+  r->pins--;
+  core_enter(core);
+  join_proceed(core, r, pj);
+  room_release_if_unused(&core->rooms, r);
+  core_leave(core);
+}
+
+void replay_drop(struct core *core, struct conn *c) {
+  struct pending_join *pj = c->replay;
+  if (!pj) return;
+  c->replay = NULL;
+  struct room *r = room_get(&core->rooms, pj->room, false, 0);
+  join_free(pj);
+  if (r) {
+    r->pins--;
+    room_release_if_unused(&core->rooms, r);
   }
 }

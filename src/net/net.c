@@ -159,8 +159,9 @@ static int tx_send(void *ctx, frame_t *f) {
 }
 
 static void tx_close(void *ctx, int code, const char *reason) { request_close(ctx, code, reason); }
+static size_t tx_queued(void *ctx) { return ((struct wsconn *)ctx)->qbytes; }
 
-static const struct conn_tx ws_tx = {tx_send, tx_close};
+static const struct conn_tx ws_tx = {tx_send, tx_close, tx_queued};
 
 /* Write as much of w's queue as one lws_write takes. Returns -1 if the connection failed. */
 static int flush(struct wsconn *w) {
@@ -197,6 +198,7 @@ static int flush(struct wsconn *w) {
     log_debug("lws_write returned %d for %zu bytes", wr, len);
     return -1;
   }
+  if (!w->qlen && w->conn && !w->close_code) core_conn_drained(w->net->core, w->conn); /* may queue more */
   if (w->qlen) lws_callback_on_writable(w->wsi);
   return 0;
 }
