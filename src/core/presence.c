@@ -251,8 +251,7 @@ void session_detach(struct core *core, struct session *s) {
   else
     core->det_head = s;
   core->det_tail = s;
-  for (uint32_t i = 0; i < s->nrooms; i++)
-    if (!user_attached_in(s->user, s->rooms[i], s)) typing_clear(core, s->rooms[i], s->user->id);
+  /* Typing stays while the session may come back: the TTL or the session's end clears it. */
 }
 
 void session_end(struct core *core, struct session *s) {

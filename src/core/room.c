@@ -86,6 +86,8 @@ static void room_free(struct room *r) {
     free(r->typists[i].user_name);
   }
   free(r->typists);
+  for (uint32_t i = 0; i < r->ntyping_sent; i++) free(r->typing_sent_ids[i]);
+  free(r->typing_sent_ids);
   ring_free(&r->ring);
   json_decref(r->loading_live);
   free(r->name);

@@ -54,7 +54,9 @@ struct room {
   struct room_user *users; /* uthash by user_id: presence, one entry per user with sessions in the room */
   struct typist *typists;  /* who is typing (small array) */
   uint32_t ntypists;
-  bool typing_dirty;                      /* the typist list changed since the last typing event */
+  bool typing_dirty;      /* the typist list changed since the last typing event */
+  char **typing_sent_ids; /* user ids in the last typing event (owned) */
+  uint32_t ntyping_sent;
   uint64_t typing_sent;                   /* monotonic ms of the last typing event */
   struct room *typing_next, *typing_prev; /* in the core's list of rooms with typing activity */
   bool in_typing_list;

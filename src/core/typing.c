@@ -107,6 +107,34 @@ static json_t *typing_event(const struct room *r, const char *skip) {
   return json_pack("{s:s,s:s,s:o}", "ev", "typing", "room", r->name, "users", users);
 }
 
+static bool in_ids(char **ids, uint32_t n, const char *id) {
+  for (uint32_t i = 0; i < n; i++)
+    if (!strcmp(ids[i], id)) return true;
+  return false;
+}
+
+/* Whether the list a member of user `uid` sees (everyone but uid) differs from the last one sent:
+ * a change of uid's own state alone is not news to uid. */
+static bool news_for(const struct room *r, const char *uid) {
+  for (uint32_t i = 0; i < r->ntypists; i++)
+    if (strcmp(r->typists[i].user_id, uid) &&
+        !in_ids(r->typing_sent_ids, r->ntyping_sent, r->typists[i].user_id))
+      return true;
+  for (uint32_t i = 0; i < r->ntyping_sent; i++)
+    if (strcmp(r->typing_sent_ids[i], uid) && typist_find(r, r->typing_sent_ids[i]) < 0) return true;
+  return false;
+}
+
+static void remember_sent(struct room *r) {
+  for (uint32_t i = 0; i < r->ntyping_sent; i++) free(r->typing_sent_ids[i]);
+  r->ntyping_sent = 0;
+  char **ids = r->ntypists ? realloc(r->typing_sent_ids, r->ntypists * sizeof *ids) : r->typing_sent_ids;
+  if (r->ntypists && !ids) return; /* out of memory: every member gets the next event */
+  r->typing_sent_ids = ids;
+  for (uint32_t i = 0; i < r->ntypists; i++)
+    if ((ids[r->ntyping_sent] = strdup(r->typists[i].user_id))) r->ntyping_sent++;
+}
+
 static void typing_send(struct core *core, struct room *r) {
   struct outev all = {.flags = FRAME_EPHEMERAL};
   all.doc = typing_event(r, NULL);
@@ -114,6 +142,7 @@ static void typing_send(struct core *core, struct room *r) {
   struct outev *own = r->ntypists ? calloc(r->ntypists, sizeof *own) : NULL;
   for (uint32_t k = 0; k < r->nmembers; k++) {
     struct conn *c = r->members[k]->conn;
+    if (!news_for(r, c->who.id)) continue;
     int t = own ? typist_find(r, c->who.id) : -1;
     struct outev *e = &all;
     if (t >= 0) {
@@ -128,6 +157,7 @@ static void typing_send(struct core *core, struct room *r) {
   for (uint32_t i = 0; own && i < r->ntypists; i++) outev_done(&own[i]);
   free(own);
   outev_done(&all);
+  remember_sent(r);
 }
 
 void typing_tick(struct core *core, uint64_t now) {
