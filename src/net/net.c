@@ -123,7 +123,7 @@ static int tx_send(void *ctx, frame_t *f) {
   if (w->close_code) return -1;
   struct metrics *m = core_metrics(w->net->core);
   size_t bound = (size_t)w->net->cfg->limits_out_queue_bytes;
-  if (w->qbytes + f->len > bound) {
+  if (w->qbytes && w->qbytes + f->len > bound) { /* an empty queue takes any one frame (a big reply) */
     if (f->flags & FRAME_EPHEMERAL) {
       m->queue_drops++;
       return 0;
