@@ -129,7 +129,7 @@ static int tx_send(void *ctx, frame_t *f) {
       return 0;
     }
     q_drop_ephemeral(w);
-    if (w->qbytes + f->len > bound) {
+    if (w->qbytes && w->qbytes + f->len > bound) {
       q_clear(w);
       m->slow_closes++;
       log_info("closing a slow consumer: outbound queue over %zu bytes", bound);
