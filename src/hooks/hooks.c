@@ -207,6 +207,7 @@ static void owner_unload(struct hook_owner *o) {
 
 static void owner_free(struct hook_owner *o) {
   owner_unload(o);
+  if (o->kind == OWNER_EMBED) hooks__free_handlers(o->handlers);
   if (o->kind == OWNER_LUA) lua__owner_free(o);
   free(o->name);
   free(o->path);
@@ -284,7 +285,7 @@ int hooks_reload(struct hooks *h, const struct config *cfg) {
   size_t keep = 0;
   for (size_t i = 0; i < h->nowners; i++) {
     struct hook_owner *o = h->owners[i];
-    if (o->seen) {
+    if (o->seen || o->kind == OWNER_EMBED) { /* embedded handlers are not part of the configuration */
       h->owners[keep++] = o;
       continue;
     }
@@ -320,6 +321,54 @@ void hooks_free(struct hooks *h) {
   free(h);
 }
 
+/* ---- embedded handlers (hooks_add_embedded) ---- */
+
+static int embed_invoke(struct handler *hd, const struct parley_event *ev, struct hook_result *res) {
+  int d = hd->fn(hd->ud, ev, (struct parley_result *)res); /* plugin.c: a parley_result is a hook_result */
+  if (d < 0 || d > PARLEY_REWRITE) {
+    if (d != PARLEY_ERROR)
+      hooks__log(hd->owner->hooks, LOG_ERROR, "embedded handler: %s: returned %d",
+                 hooks_point_name(ev->point), d);
+    return HOOK_ERR;
+  }
+  return d;
+}
+
+int hooks_add_embedded(struct hooks *h, int point, parley_hook_fn fn, void *ud, int priority) {
+  if (!h || !fn || point < 0 || point >= PARLEY_HOOK__COUNT) return -EINVAL;
+  if (h->depth) return -EBUSY;
+  struct hook_owner *o = find_owner(h, OWNER_EMBED, "embed");
+  if (!o) {
+    struct hook_owner **os = realloc(h->owners, (h->nowners + 1) * sizeof *os);
+    if (!os) return -ENOMEM;
+    h->owners = os;
+    if (!(o = calloc(1, sizeof *o)) || !(o->name = strdup("embed"))) {
+      free(o);
+      return -ENOMEM;
+    }
+    o->hooks = h;
+    o->kind = OWNER_EMBED;
+    o->order = SIZE_MAX; /* ties: after every script and plugin */
+    h->owners[h->nowners++] = o;
+  }
+  struct handler *hd = calloc(1, sizeof *hd), **pp = &o->handlers;
+  if (!hd) return -ENOMEM;
+  hd->owner = o;
+  hd->point = point;
+  hd->priority = priority;
+  hd->invoke = embed_invoke;
+  hd->fn = fn;
+  hd->ud = ud;
+  for (; *pp; pp = &(*pp)->next) hd->seq++;
+  *pp = hd;
+  if (hooks__rebuild(h)) { /* the tables stay as they were: take the handler back out */
+    *pp = NULL;
+    free(hd);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
 /* ---- metrics ---- */
 
 static int metric(buf_t *out, const struct hooks *h, const char *name, const char *type, const char *help,
@@ -328,7 +377,10 @@ static int metric(buf_t *out, const struct hooks *h, const char *name, const cha
   for (size_t i = 0; !rc && i < h->nowners; i++) {
     const struct hook_owner *o = h->owners[i];
     rc = buf_printf(out, "%s{kind=\"%s\",name=\"%s\"} %" PRIu64 "\n", name,
-                    o->kind == OWNER_LUA ? "lua" : "plugin", o->name, get(o));
+                    o->kind == OWNER_LUA     ? "lua"
+                    : o->kind == OWNER_EMBED ? "embed"
+                                             : "plugin",
+                    o->name, get(o));
   }
   return rc;
 }
@@ -339,7 +391,7 @@ static uint64_t g_kills(const struct hook_owner *o) { return o->budget_kills; }
 static uint64_t g_rejects(const struct hook_owner *o) { return o->rejects; }
 static uint64_t g_rewrites(const struct hook_owner *o) { return o->rewrites; }
 static uint64_t g_failures(const struct hook_owner *o) { return o->load_failures; }
-static uint64_t g_loaded(const struct hook_owner *o) { return o->impl != NULL; }
+static uint64_t g_loaded(const struct hook_owner *o) { return o->impl != NULL || o->kind == OWNER_EMBED; }
 static uint64_t g_memory(const struct hook_owner *o) { return o->kind == OWNER_LUA ? lua__memory(o) : 0; }
 
 int hooks_metrics_render(const struct hooks *h, buf_t *out) {

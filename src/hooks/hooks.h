@@ -85,6 +85,12 @@ enum parley_decision hooks_dispatch(struct hooks *h, enum parley_hook_point poin
  * parley_hook_load_failures_total{kind,name}. 0 or -ENOMEM. */
 int hooks_metrics_render(const struct hooks *h, buf_t *out);
 
+/* Embedding (include/parley/parley.h parley_server_hook): register fn at point as a handler of the owner
+ * "embed" (metrics kind "embed"). It is not part of the configuration: it survives hooks_reload, ties go
+ * after every script and plugin, and it runs with the point's fail policy like any other handler; fn gets
+ * the same struct parley_result as a plugin handler. 0, -EINVAL, -EBUSY (inside a dispatch) or -ENOMEM. */
+int hooks_add_embedded(struct hooks *h, int point, parley_hook_fn fn, void *ud, int priority);
+
 /* "on_message" for PARLEY_HOOK_MESSAGE, ...; NULL when out of range. */
 const char *hooks_point_name(int point);
 /* The point for "on_message" or "message"; -1 when unknown. */

@@ -11,7 +11,7 @@
 #define HOOK_ERR        -1 /* runtime error or bad return value */
 #define HOOK_ERR_BUDGET -2 /* instruction budget or memory cap */
 
-enum owner_kind { OWNER_LUA, OWNER_PLUGIN };
+enum owner_kind { OWNER_LUA, OWNER_PLUGIN, OWNER_EMBED /* C callbacks of an embedding program */ };
 
 struct handler;
 typedef int (*handler_invoke_fn)(struct handler *hd, const struct parley_event *ev, struct hook_result *res);
