@@ -165,12 +165,12 @@ oom:
 }
 
 void op_send(struct core *core, struct conn *c, struct request *req) {
+  if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return; /* first: reveals nothing */
   struct member *mem = conn_find_room(c, req->room, NULL);
   if (!mem) {
     reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room before sending to it");
     return;
   }
-  if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return;
   if (codec_json_size(req->body) > (size_t)core->cfg->limits_max_body) {
     reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the message body is larger than limits.max_body");
     return;

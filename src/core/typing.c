@@ -46,12 +46,12 @@ void typing_clear(struct core *core, struct room *r, const char *user_id) {
 }
 
 void op_typing(struct core *core, struct conn *c, struct request *req) {
+  if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return;
   struct member *m = conn_find_room(c, req->room, NULL);
   if (!m) {
     reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room before typing in it");
     return;
   }
-  if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return;
   if (!rate_check(core, c, req->id, &c->rl_typing, &core->cfg->rate_typing, false)) return;
   struct room *r = m->room;
   if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_TYPING)) {
