@@ -239,10 +239,11 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
   snprintf(sessid, sizeof sessid, "s%" PRIu64, s->id);
   const struct config *cfg = core->cfg;
   json_t *ok = json_pack(
-      "{s:o,s:s,s:s,s:s,s:b,s:s,s:{s:I,s:I,s:I}}", "user", user_json(&c->who), "conn", connid, "session",
-      sessid, "resume_token", s->token, "resumed", resumed, "server", "parley/" PARLEY_VERSION_STRING,
-      "limits", "max_frame", (json_int_t)cfg->limits_max_frame, "max_rooms",
-      (json_int_t)cfg->limits_max_rooms_per_conn, "max_body", (json_int_t)cfg->limits_max_body);
+      "{s:o,s:s,s:s,s:s,s:b,s:s,s:{s:I,s:I,s:I,s:I,s:I}}", "user", user_json(&c->who), "conn", connid,
+      "session", sessid, "resume_token", s->token, "resumed", resumed, "server",
+      "parley/" PARLEY_VERSION_STRING, "limits", "max_frame", (json_int_t)cfg->limits_max_frame, "max_rooms",
+      (json_int_t)cfg->limits_max_rooms_per_conn, "max_body", (json_int_t)cfg->limits_max_body, "typing_ttl",
+      (json_int_t)cfg->typing_ttl, "resume_ttl", (json_int_t)cfg->session_resume_ttl);
   if (resumed) {
     json_t *rooms = json_array();
     for (uint32_t i = 0; i < s->nrooms; i++)

@@ -170,6 +170,7 @@ void replay_drop(struct core *core, struct conn *c);
 void op_rooms(struct core *core, struct conn *c, struct request *req);
 /* Add room to (member) or remove it from the user's stored room list. */
 void room_list_set(struct core *core, struct conn *c, const char *room, bool member);
+void dm_list_peer(struct core *core, struct conn *c, const char *room);
 void op_read(struct core *core, struct conn *c, struct request *req);
 /* Whether messages of this room are stored (history on and a store configured). */
 bool room_is_durable(const struct core *core, const char *name);

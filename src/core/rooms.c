@@ -50,6 +50,7 @@ static void join_finish(struct core *core, struct conn *c, struct room *r, struc
     return;
   }
   room_list_set(core, c, r->name, true);
+  dm_list_peer(core, c, r->name);
   json_t *ok = json_pack("{s:s,s:I}", "room", r->name, "seq", (json_int_t)r->seq);
   if (pj->has_since) {
     json_object_set_new_nocheck(ok, "recovered", json_boolean(!pj->partial));
@@ -418,6 +419,34 @@ void room_list_set(struct core *core, struct conn *c, const char *room, bool mem
   p->req.u.member.user_id = p->user_id;
   p->req.u.member.room = p->room;
   p->req.u.member.member = member;
+  if (store_submit(core->store, &p->req)) member_set_done(&p->req);
+}
+
+/* A direct message reaches the other user's room list too, so they learn of it from `rooms`. */
+void dm_list_peer(struct core *core, struct conn *c, const char *room) {
+  if (!core->store || strncmp(room, "dm:", 3)) return;
+  const char *a = room + 3, *colon = strchr(a, ':');
+  if (!colon || strchr(colon + 1, ':')) return;
+  size_t la = (size_t)(colon - a);
+  const char *b = colon + 1;
+  char peer[ROOM_NAME_MAX + 1];
+  if (strlen(c->who.id) == la && !strncmp(a, c->who.id, la))
+    snprintf(peer, sizeof peer, "%s", b);
+  else if (!strcmp(b, c->who.id))
+    snprintf(peer, sizeof peer, "%.*s", (int)la, a);
+  else
+    return;
+  if (!*peer || !strcmp(peer, c->who.id)) return;
+  struct pending_user_op *p = user_op_new(core, c, NULL, STORE_REQ_MEMBER_SET, room, member_set_done);
+  if (!p) return;
+  free(p->user_id);
+  if (!(p->user_id = strdup(peer))) {
+    user_op_free(p);
+    return;
+  }
+  p->req.u.member.user_id = p->user_id;
+  p->req.u.member.room = p->room;
+  p->req.u.member.member = true;
   if (store_submit(core->store, &p->req)) member_set_done(&p->req);
 }
 
