@@ -419,14 +419,12 @@ static void presence_seen_done(struct store_req *req) {
 
 void op_presence(struct core *core, struct conn *c, struct request *req) {
   if (req->room) {
+    /* The presence right decides, not membership: in a `members` room anyone may see who is there. */
     if (!access_check(core, c, req->id, req->room, ACCESS_PRESENCE)) return;
-    struct member *m = conn_find_room(c, req->room, NULL);
-    if (!m) {
-      reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room to see who is there");
-      return;
-    }
-    reply_ok(core, c, req->id,
-             json_pack("{s:s,s:o}", "room", m->room->name, "members", room_members_json(core, m->room)));
+    struct room *r = room_get(&core->rooms, req->room, false, 0);
+    reply_ok(
+        core, c, req->id,
+        json_pack("{s:s,s:o}", "room", req->room, "members", r ? room_members_json(core, r) : json_array()));
     return;
   }
   if (!req->users) {
