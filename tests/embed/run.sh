@@ -60,7 +60,9 @@ cmake_example client-bot cmake
 cmake_example c-plugin find_package
 
 # Do the binaries use the installed library (not the build tree's)?
-if ldd "$bins/embed-minimal-find_package" | grep -q "$prefix/lib/libparley.so"; then
+# (ldd's output captured first: `ldd | grep -q` under pipefail fails when grep stops reading early)
+linked=$(ldd "$bins/embed-minimal-find_package")
+if grep -q "$prefix/lib/libparley.so" <<<"$linked"; then
   record "embed-minimal links the installed libparley.so" 0
 else
   ldd "$bins/embed-minimal-find_package"; record "embed-minimal links the installed libparley.so" 1

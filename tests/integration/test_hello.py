@@ -19,13 +19,15 @@ def connect(server, codec="json", **kw):
 
 @pytest.mark.parametrize("codec", CODECS)
 def test_hello_with_valid_token(server_factory, codec):
-    srv = server_factory(limits__max_frame="32KiB", limits__max_body="8KiB", limits__max_rooms_per_conn=7)
+    srv = server_factory(limits__max_frame="32KiB", limits__max_body="8KiB", limits__max_rooms_per_conn=7,
+                         typing__ttl="4s", session__resume_ttl="20s")
     c = connect(srv, codec)
     r = ok(c.hello(token=mint(JWT_SECRET, sub="u42", name="Ann", exp_in=600), client="tests/1.0"))
     assert r["user"] == {"id": "u42", "name": "Ann"}
     assert isinstance(r["conn"], str) and r["conn"]
     assert isinstance(r["server"], str) and r["server"].startswith("parley/")
-    assert r["limits"] == {"max_frame": 32 * 1024, "max_rooms": 7, "max_body": 8 * 1024}
+    assert r["limits"] == {"max_frame": 32 * 1024, "max_rooms": 7, "max_body": 8 * 1024, "typing_ttl": 4000,
+                           "resume_ttl": 20000}
     # authenticated: requests now work
     ok(c.join("after-hello"))
 
