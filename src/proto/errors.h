@@ -10,7 +10,7 @@
   X(ALREADY_AUTHENTICATED, "already_authenticated")                                                          \
   X(AUTH_REQUIRED, "auth_required")                                                                          \
   X(AUTH_FAILED, "auth_failed")                                                                              \
-  X(REJECTED, "rejected")                                                                          \
+  X(REJECTED, "rejected")                                                                                    \
   X(FORBIDDEN, "forbidden")                                                                                  \
   X(RATE_LIMITED, "rate_limited")                                                                            \
   X(BAD_ROOM, "bad_room")                                                                                    \

@@ -11,7 +11,8 @@ typedef struct buf {
   size_t cap;
 } buf_t;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                             \
+  { NULL, 0, 0 }
 
 /* Make room for `extra` more bytes. Returns 0 or -ENOMEM. */
 int buf_reserve(buf_t *b, size_t extra);

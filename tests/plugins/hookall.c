@@ -40,10 +40,14 @@ static void reload(struct parley_plugin_ctx *ctx, void *state) {
   for (int p = 0; p < PARLEY_HOOK__COUNT; p++) {
     const char *v = in->api->config_get(in->ctx, point_names[p]);
     int m = M_PASS;
-    if (v && !strcmp(v, "allow")) m = M_ALLOW;
-    else if (v && !strcmp(v, "reject")) m = M_REJECT;
-    else if (v && !strcmp(v, "rewrite")) m = M_REWRITE;
-    else if (v && !strcmp(v, "error")) m = M_ERROR;
+    if (v && !strcmp(v, "allow"))
+      m = M_ALLOW;
+    else if (v && !strcmp(v, "reject"))
+      m = M_REJECT;
+    else if (v && !strcmp(v, "rewrite"))
+      m = M_REWRITE;
+    else if (v && !strcmp(v, "error"))
+      m = M_ERROR;
     in->mode[p] = m;
   }
   copy_opt(in, "name", in->name, sizeof in->name, "hookall");
@@ -120,5 +124,6 @@ static int init(struct parley_plugin_ctx *ctx, const struct parley_api *api, voi
 
 static void fini(void *state) { free(state); }
 
-PARLEY_PLUGIN_EXPORT const struct parley_plugin parley_plugin = {
-    PARLEY_PLUGIN_HEADER, .name = "hookall", .version = "1.0", .init = init, .shutdown = fini, .reload = reload};
+PARLEY_PLUGIN_EXPORT const struct parley_plugin parley_plugin = {PARLEY_PLUGIN_HEADER, .name = "hookall",
+                                                                 .version = "1.0",     .init = init,
+                                                                 .shutdown = fini,     .reload = reload};
