@@ -22,9 +22,16 @@ struct worker {
   bool stop;
 };
 
+/* Requests submitted during one loop iteration, handed to a worker together (group commit). */
+struct staged {
+  struct store_req *head, *tail;
+};
+
 struct store {
   uv_loop_t *loop;
   uv_async_t async;
+  uv_check_t handoff;                 /* after each iteration's I/O: staged requests go to the workers */
+  struct staged to_writer, to_reader; /* loop thread only */
   const struct store_backend *be;
   const struct config *cfg;
   struct worker writer, reader;
@@ -34,6 +41,8 @@ struct store {
   atomic_bool degraded;
   bool closed;
 };
+
+static void on_handoff(uv_check_t *h);
 
 static bool is_write(enum store_req_kind k) {
   return k == STORE_REQ_APPEND || k == STORE_REQ_LAST_SEEN_SET || k == STORE_REQ_RETAIN ||
@@ -233,8 +242,33 @@ struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, s
     uv_close((uv_handle_t *)&s->async, free_on_close); /* freed when the loop runs next */
     return NULL;
   }
+  uv_check_init(loop, &s->handoff);
+  s->handoff.data = s;
+  uv_check_start(&s->handoff, on_handoff);
   log_info("store: %s backend open", s->be->name);
   return s;
+}
+
+/* Give a worker everything staged for it, with one lock and one wake-up: the sends of one loop iteration
+ * reach the writer together and commit in one transaction. */
+static void handoff(struct worker *w, struct staged *st) {
+  if (!st->head) return;
+  pthread_mutex_lock(&w->mu);
+  if (w->tail)
+    w->tail->next = st->head;
+  else
+    w->head = st->head;
+  w->tail = st->tail;
+  for (struct store_req *r = st->head; r; r = r->next) w->len++;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  st->head = st->tail = NULL;
+}
+
+static void on_handoff(uv_check_t *h) {
+  struct store *s = h->data;
+  handoff(&s->writer, &s->to_writer);
+  handoff(&s->reader, &s->to_reader);
 }
 
 int store_submit(struct store *s, struct store_req *req) {
@@ -243,19 +277,18 @@ int store_submit(struct store *s, struct store_req *req) {
     if (s->pending_appends >= (size_t)s->cfg->store_queue_max) return STORE_EOVERLOADED;
     s->pending_appends++;
   }
-  struct worker *w = is_write(req->kind) ? &s->writer : &s->reader;
+  struct staged *st = is_write(req->kind) ? &s->to_writer : &s->to_reader;
   req->next = NULL;
   req->err = 0;
   req->errmsg[0] = 0;
-  pthread_mutex_lock(&w->mu);
-  if (w->tail)
-    w->tail->next = req;
+  /* Submitted outside an I/O callback (a timer, the embedding application), the loop could sleep in poll
+   * before the hand-off runs: make sure it wakes. One eventfd write per iteration at most. */
+  if (!s->to_writer.head && !s->to_reader.head) uv_async_send(&s->async);
+  if (st->tail)
+    st->tail->next = req;
   else
-    w->head = req;
-  w->tail = req;
-  w->len++;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
+    st->head = req;
+  st->tail = req;
   return 0;
 }
 
@@ -265,10 +298,12 @@ bool store_degraded(const struct store *s) { return atomic_load(&s->degraded); }
 void store_close(struct store *s) {
   if (!s || s->closed) return;
   s->closed = true;
+  on_handoff(&s->handoff); /* what was submitted in this iteration is committed too */
   worker_stop(&s->writer);
   worker_stop(&s->reader);
   on_async(&s->async); /* deliver what finished after the last wake-up */
   uv_close((uv_handle_t *)&s->async, NULL);
+  uv_close((uv_handle_t *)&s->handoff, NULL);
 }
 
 void store_free(struct store *s) {
