@@ -281,12 +281,12 @@ static struct cfg {
   enum target target;
   enum codec codec;
   struct sockaddr_in dst;
-  char url[128];
+  char url[160]; /* host (< 128) ":" port */
   char path[256];
   long conns, room_size, senders_per_room, procs, count, size, src_ips, concurrency, tick_us;
-  double rate, duration, warmup, connect_timeout, drain;
+  double rate, duration, warmup, connect_timeout, drain, typing_rate, churn_rate, connect_settle;
   int server_pid;
-  bool idle, json, smoke, path_set;
+  bool idle, json, smoke, path_set, text;
 } C = {
     .target = T_PARLEY,
     .codec = C_JSON,
@@ -303,6 +303,7 @@ static struct cfg {
     .warmup = 2,
     .connect_timeout = 60,
     .drain = 3,
+    .connect_settle = 10,
 };
 
 static long n_rooms(void) { return (C.conns + C.room_size - 1) / C.room_size; }
@@ -337,10 +338,18 @@ static void slice_of(long i, long *lo, long *hi, bool *rooms_local) {
 enum cstate { CS_NEW, CS_TCP, CS_HTTP, CS_SIO_OPEN, CS_SIO_CONN, CS_HELLO, CS_JOIN, CS_READY, CS_DEAD };
 enum phase { P_CONNECT, P_WAIT, P_RUN, P_DRAIN, P_DONE };
 
+/* Parley requests in flight, for the send->ack latency: slot id % ACK_RING (acks come in request order) */
+#define ACK_RING 256
+struct pending {
+  uint64_t id, t;
+  uint8_t kind; /* 1 send, 2 other request (typing, join/leave churn) */
+};
+
 struct conn {
   int fd;
   uint8_t state, fop;
-  bool out_armed;
+  bool out_armed, typing_on, churn_in;
+  struct pending *pend;
   long gidx, room;
   uint64_t t_start, next_id, nsent;
   int64_t last_seq;
@@ -351,11 +360,12 @@ struct conn {
 
 static struct stats {
   uint64_t sent, sent_all, expected, delivered, delivered_all, acks, send_errors, proto_errors, order_errors,
-      closed, connect_errors, ready, lag, blocked;
+      closed, connect_errors, ready, lag, blocked, acked, ops_sent, op_acks, typing_events, other_events,
+      ack_untracked;
   int close_code;
   double cpu_pct, win_s;
   char first_error[160];
-  struct hist lat, clat;
+  struct hist lat, clat, alat, olat; /* delivery, connect, send->ack of window sends, other request->reply */
 } S;
 
 static struct conn *conns;
@@ -366,7 +376,8 @@ static uint64_t now, t0, win_start, win_end, last_rx;
 static enum phase phase;
 static long inflight, next_start, settled;
 static long *senders, nsenders, rr;
-static double rate_local, credits;
+static double rate_local, credits, ops_rate_local, ops_credits;
+static long ops_rr;
 static long count_local, sent_local;
 static uint64_t last_tick;
 static char nonce[12];
@@ -509,6 +520,18 @@ static void mp_uint(struct buf *b, uint64_t v) {
     mp_u64(b, v);
 }
 
+/* padding: 'x's, or with --text words separated by blanks (for the word-filter hook to scan) */
+static void pad_fill(struct buf *b, size_t pad) {
+  static const char words[] = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor ";
+  buf_reserve(b, pad);
+  if (C.text)
+    for (size_t i = 0; i < pad; i++) b->p[b->len + i] = words[i % (sizeof words - 1)];
+  else
+    memset(b->p + b->len, 'x', pad);
+  if (C.text && pad) b->p[b->len + pad - 1] = 'z'; /* no trailing blank */
+  b->len += pad;
+}
+
 /* the message body {"t":<send time, CLOCK_MONOTONIC ns>,"p":"xxx…"} padded to --size encoded bytes */
 static void body_json(struct buf *b, uint64_t t) {
   size_t start = b->len;
@@ -517,9 +540,7 @@ static void body_json(struct buf *b, uint64_t t) {
   buf_adds(b, ",\"p\":\"");
   size_t used = b->len - start + 2;
   size_t pad = (size_t)C.size > used ? (size_t)C.size - used : 0;
-  buf_reserve(b, pad);
-  memset(b->p + b->len, 'x', pad);
-  b->len += pad;
+  pad_fill(b, pad);
   buf_adds(b, "\"}");
 }
 static void body_mp(struct buf *b, uint64_t t) {
@@ -548,9 +569,7 @@ static void body_mp(struct buf *b, uint64_t t) {
     buf_addc(b, (char)(pad >> 8));
     buf_addc(b, (char)pad);
   }
-  buf_reserve(b, pad);
-  memset(b->p + b->len, 'x', pad);
-  b->len += pad;
+  pad_fill(b, pad);
 }
 
 static void send_hello(struct conn *c) {
@@ -590,6 +609,60 @@ static void send_join(struct conn *c) {
     ws_send(c, 2, pl.p, pl.len);
   }
   c->next_id = 3;
+}
+
+static void track(struct conn *c, uint64_t id, uint64_t t, uint8_t kind) {
+  if (!c->pend) {
+    c->pend = calloc(ACK_RING, sizeof *c->pend);
+    if (!c->pend) die("out of memory");
+  }
+  struct pending *e = &c->pend[id % ACK_RING];
+  if (e->kind) S.ack_untracked++; /* overwritten before its reply came */
+  e->id = id;
+  e->t = t;
+  e->kind = kind;
+}
+
+/* typing storm and join/leave churn: one request on connection c (Parley only) */
+static void send_op(struct conn *c) {
+  uint64_t t = now_ns();
+  uint64_t id = c->next_id++;
+  char room[32];
+  const char *op;
+  bool typing = C.typing_rate > 0;
+  if (typing) {
+    snprintf(room, sizeof room, "r%ld", c->room);
+    c->typing_on = !c->typing_on;
+    op = "typing";
+  } else {
+    snprintf(room, sizeof room, "c%ld", c->room);
+    c->churn_in = !c->churn_in;
+    op = c->churn_in ? "join" : "leave";
+  }
+  pl.len = 0;
+  if (C.codec == C_JSON) {
+    buf_adds(&pl, "{\"id\":");
+    buf_addu(&pl, id);
+    buf_addf(&pl, ",\"op\":\"%s\",\"room\":\"%s\"", op, room);
+    if (typing) buf_adds(&pl, c->typing_on ? ",\"active\":true" : ",\"active\":false");
+    buf_addc(&pl, '}');
+    ws_send(c, 1, pl.p, pl.len);
+  } else {
+    mp_map(&pl, typing ? 4 : 3);
+    mp_cstr(&pl, "id");
+    mp_uint(&pl, id);
+    mp_cstr(&pl, "op");
+    mp_cstr(&pl, op);
+    mp_cstr(&pl, "room");
+    mp_cstr(&pl, room);
+    if (typing) {
+      mp_cstr(&pl, "active");
+      buf_addc(&pl, c->typing_on ? (char)0xc3 : (char)0xc2);
+    }
+    ws_send(c, 2, pl.p, pl.len);
+  }
+  track(c, id, t, 2);
+  S.ops_sent++;
 }
 
 static void send_msg(struct conn *c) {
@@ -648,6 +721,7 @@ static void send_msg(struct conn *c) {
     ws_send(c, 1, pl.p, pl.len);
     break;
   }
+  if (C.target == T_PARLEY) track(c, id, t, 1);
   S.sent_all++;
   if (t >= win_start && t < win_end) {
     S.sent++;
@@ -659,7 +733,7 @@ static void send_msg(struct conn *c) {
 /* decoders: just the fields loadgen needs, skipping everything else correctly                       */
 
 struct pm {
-  bool reply, re_null, ok, err, event, is_msg, has_t, has_seq;
+  bool reply, re_null, ok, err, event, is_msg, is_typing, has_t, has_seq;
   int64_t re, t, seq;
   char code[40];
 };
@@ -830,6 +904,7 @@ static bool jf_top(const char **p, const char *e, const char *k, size_t kn, stru
     m->event = true;
     if (!j_str(p, e, &s, &n)) return false;
     m->is_msg = key_is(s, n, "message");
+    m->is_typing = key_is(s, n, "typing");
     return true;
   }
   if (key_is(k, kn, "seq") && (**p == '-' || (**p >= '0' && **p <= '9'))) {
@@ -1067,6 +1142,7 @@ static bool mf_top(struct mr *r, const char *k, size_t kn, struct pm *m) {
     m->event = true;
     if (!mr_str(r, &s, &n)) return false;
     m->is_msg = key_is(s, n, "message");
+    m->is_typing = key_is(s, n, "typing");
     return true;
   }
   if (key_is(k, kn, "seq")) {
@@ -1150,15 +1226,37 @@ static void on_pm(struct conn *c, const struct pm *m) {
       }
       return;
     }
+    uint8_t kind = 1;
+    if (c->pend && m->re >= 0) {
+      struct pending *e = &c->pend[(uint64_t)m->re % ACK_RING];
+      if (e->kind && e->id == (uint64_t)m->re) {
+        kind = e->kind;
+        uint64_t us = now > e->t ? (now - e->t) / 1000 : 0;
+        if (kind == 2)
+          hist_add(&S.olat, us);
+        else if (!m->err && e->t >= win_start && e->t < win_end) {
+          S.acked++;
+          hist_add(&S.alat, us);
+        }
+        e->kind = 0;
+      }
+    }
     if (m->err) {
       S.send_errors++;
       note_error("conn %ld: error reply to request %" PRId64 ": %s", c->gidx, m->re, m->code);
+    } else if (kind == 2) {
+      S.op_acks++;
     } else {
       S.acks++;
     }
     return;
   }
-  if (m->event && m->is_msg) on_delivery(c, m);
+  if (m->event && m->is_msg)
+    on_delivery(c, m);
+  else if (m->event && m->is_typing)
+    S.typing_events++;
+  else if (m->event)
+    S.other_events++;
 }
 
 static void on_sio(struct conn *c, const char *p, size_t n) {
@@ -1594,6 +1692,24 @@ static void on_tick(void) {
     sent_local++;
   }
   if (n > 0) S.blocked++;
+  /* typing storm / churn: round-robin over every ready connection of this worker */
+  if (ops_rate_local > 0 && nloc > 0) {
+    ops_credits += ops_rate_local * dt;
+    double ocap = ops_rate_local * 0.05 + 1;
+    if (ops_credits > ocap) ops_credits = ocap;
+    long tries = 0;
+    while (ops_credits >= 1 && tries < nloc) {
+      struct conn *c = &conns[ops_rr];
+      ops_rr = (ops_rr + 1) % nloc;
+      if (c->state != CS_READY || c->wb.len - c->woff > WB_HIGH) {
+        tries++;
+        continue;
+      }
+      tries = 0;
+      send_op(c);
+      ops_credits -= 1;
+    }
+  }
 }
 
 static int worker(long wi, int report_fd, int ctl_fd) {
@@ -1618,6 +1734,7 @@ static int worker(long wi, int report_fd, int ctl_fd) {
     count_local = (long)((double)C.count * (double)sb_hi / (double)tot_senders) -
                   (long)((double)C.count * (double)sb_lo / (double)tot_senders);
   if (C.count > 0 && count_local == 0) rate_local = 0;
+  ops_rate_local = (C.typing_rate + C.churn_rate) * (double)nloc / (double)C.conns;
 
   ep = epoll_create1(EPOLL_CLOEXEC);
   tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -1710,7 +1827,7 @@ static int worker(long wi, int report_fd, int ctl_fd) {
       last_tick = last_rx = now;
       credits = 0;
       cpu_run0 = cpu_seconds();
-      if (!C.idle && rate_local > 0) arm_timer(true);
+      if (!C.idle && (rate_local > 0 || ops_rate_local > 0)) arm_timer(true);
     }
     if (phase == P_RUN) {
       if (!cpu0_taken && now >= win_start) {
@@ -1747,13 +1864,18 @@ static int worker(long wi, int report_fd, int ctl_fd) {
              ",\"delivered\":%" PRIu64 ",\"delivered_all\":%" PRIu64 ",\"acks\":%" PRIu64
              ",\"send_errors\":%" PRIu64 ",\"proto_errors\":%" PRIu64 ",\"order_errors\":%" PRIu64
              ",\"closed\":%" PRIu64 ",\"connect_errors\":%" PRIu64 ",\"ready\":%" PRIu64 ",\"lag\":%" PRIu64
-             ",\"blocked\":%" PRIu64 ",\"close_code\":%d,\"cpu\":%.2f,\"win_s\":%.4f,\"err\":",
+             ",\"blocked\":%" PRIu64 ",\"close_code\":%d,\"cpu\":%.2f,\"win_s\":%.4f,\"acked\":%" PRIu64
+             ",\"ops_sent\":%" PRIu64 ",\"op_acks\":%" PRIu64 ",\"typing_events\":%" PRIu64
+             ",\"other_events\":%" PRIu64 ",\"ack_untracked\":%" PRIu64 ",\"err\":",
              S.sent, S.sent_all, S.expected, S.delivered, S.delivered_all, S.acks, S.send_errors,
              S.proto_errors, S.order_errors, S.closed, S.connect_errors, S.ready, S.lag, S.blocked,
-             S.close_code, S.cpu_pct, S.win_s);
+             S.close_code, S.cpu_pct, S.win_s, S.acked, S.ops_sent, S.op_acks, S.typing_events,
+             S.other_events, S.ack_untracked);
     buf_add_jstr(&o, S.first_error);
     hist_json(&o, "lat", &S.lat);
     hist_json(&o, "clat", &S.clat);
+    hist_json(&o, "alat", &S.alat);
+    hist_json(&o, "olat", &S.olat);
     buf_adds(&o, "}\n");
     write_all(report_fd, o.p, o.len);
     buf_free(&o);
@@ -1763,6 +1885,7 @@ static int worker(long wi, int report_fd, int ctl_fd) {
     buf_free(&conns[i].rb);
     buf_free(&conns[i].wb);
     buf_free(&conns[i].fb);
+    free(conns[i].pend);
   }
   free(conns);
   free(senders);
@@ -1846,7 +1969,9 @@ static void jhist_merge(const char *s, const char *key, struct hist *h) {
   char pat[48];
   snprintf(pat, sizeof pat, "\"%s\":[", key);
   const char *p = strstr(s, pat);
-  uint64_t mx = jnum_u(s, key[0] == 'c' ? "clat_max" : "lat_max");
+  char mk[24];
+  snprintf(mk, sizeof mk, "%s_max", key);
+  uint64_t mx = jnum_u(s, mk);
   if (mx > h->max) h->max = mx;
   if (!p) return;
   p += strlen(pat);
@@ -1900,6 +2025,12 @@ static void usage(FILE *f) {
              "  --connect-concurrency N   handshakes in flight per process                [256]\n"
              "  --connect-timeout SEC     give up on connections not ready by then        [60]\n"
              "  --tick-us US              pacing timer period                             [1000]\n"
+             "  --typing-rate R           Parley: also R typing requests/s over all connections (typing storm)\n"
+             "  --churn-rate R            Parley: also R join/leave requests/s over all connections, each on a\n"
+             "                            second room c<k> of its group (the measured rooms are not touched)\n"
+             "  --connect-settle SEC      with --server-pid: after connecting, wait at most SEC for the server\n"
+             "                            to go idle before the first send (0: do not wait)  [10]\n"
+             "  --text                    pad bodies with words and blanks instead of 'x's (word-filter hooks)\n"
              "  --json                    print one JSON line instead of the report\n"
              "  --smoke                   20 conns, rooms of 5, 200 messages; exit 1 unless all delivered\n");
 }
@@ -1956,6 +2087,10 @@ int main(int argc, char **argv) {
       {"connect-timeout", required_argument, 0, 'T'},
       {"tick-us", required_argument, 0, 'U'},
       {"json", no_argument, 0, 'j'},
+      {"typing-rate", required_argument, 0, 'Y'},
+      {"churn-rate", required_argument, 0, 'H'},
+      {"text", no_argument, 0, 'x'},
+      {"connect-settle", required_argument, 0, 'L'},
       {"smoke", no_argument, 0, 'z'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0},
@@ -2042,6 +2177,18 @@ int main(int argc, char **argv) {
     case 'j':
       C.json = true;
       break;
+    case 'Y':
+      C.typing_rate = parse_num("--typing-rate", optarg, 0, 1e8);
+      break;
+    case 'H':
+      C.churn_rate = parse_num("--churn-rate", optarg, 0, 1e8);
+      break;
+    case 'x':
+      C.text = true;
+      break;
+    case 'L':
+      C.connect_settle = parse_num("--connect-settle", optarg, 0, 60);
+      break;
     case 'z':
       C.smoke = true;
       break;
@@ -2070,6 +2217,9 @@ int main(int argc, char **argv) {
   if (C.target != T_PARLEY && C.codec == C_MSGPACK) die("--codec msgpack is for --target parley only");
   if (C.procs > C.conns) C.procs = C.conns;
   if (!C.idle && C.rate <= 0) die("--rate must be > 0 (or use --idle)");
+  if ((C.typing_rate > 0 || C.churn_rate > 0) && C.target != T_PARLEY)
+    die("--typing-rate and --churn-rate are for --target parley only");
+  if (C.typing_rate > 0 && C.churn_rate > 0) die("--typing-rate and --churn-rate exclude each other");
 
   /* file descriptors: raise the soft limit to the hard one and check each worker fits */
   struct rlimit rl;
@@ -2157,7 +2307,8 @@ int main(int argc, char **argv) {
   /* coordinate: wait for every worker's R line, send G t0, sample the server, collect X lines */
   uint64_t ready_deadline = t_begin + (uint64_t)((C.connect_timeout + 15) * 1e9);
   uint64_t res_deadline = 0, s_start = 0, s_end = 0, go_t0 = 0;
-  bool go_sent = false, timed_out = false;
+  bool go_sent = false, timed_out = false, busy_after_connect = false;
+  double connect_settle_s = 0;
   struct pollfd *pfd = calloc((size_t)C.procs, sizeof *pfd);
   if (!pfd) die("out of memory");
   for (;;) {
@@ -2169,6 +2320,26 @@ int main(int argc, char **argv) {
     }
     if (!go_sent && all_ready) {
       if (C.server_pid) rss_connected = proc_rss_kb(C.server_pid);
+      /* the connect storm (and, for Parley, the join notifications it fans out) may keep the server busy for
+       * a while: let it go quiet (< 10% CPU over 100 ms, at most --connect-settle s) before the first send */
+      if (C.server_pid && !C.idle && C.connect_settle > 0) {
+        uint64_t s0 = now_ns();
+        long clk_tck = sysconf(_SC_CLK_TCK);
+        long long a = proc_cpu_ticks(C.server_pid);
+        for (;;) {
+          struct timespec ts = {0, 100000000};
+          nanosleep(&ts, NULL);
+          long long b = proc_cpu_ticks(C.server_pid);
+          if (a < 0 || b < 0 || (double)(b - a) / (double)clk_tck < 0.01) break;
+          if ((double)(now_ns() - s0) / 1e9 > C.connect_settle) {
+            busy_after_connect = true;
+            break;
+          }
+          a = b;
+        }
+        connect_settle_s = (double)(now_ns() - s0) / 1e9;
+      }
+      tn = now_ns();
       go_t0 = tn + 50000000ull;
       if (C.idle) {
         s_start = go_t0;
@@ -2290,6 +2461,14 @@ int main(int argc, char **argv) {
     if (!A.first_error[0]) jstr_copy(s, "err", A.first_error, sizeof A.first_error);
     jhist_merge(s, "lat", &A.lat);
     jhist_merge(s, "clat", &A.clat);
+    jhist_merge(s, "alat", &A.alat);
+    jhist_merge(s, "olat", &A.olat);
+    A.acked += jnum_u(s, "acked");
+    A.ops_sent += jnum_u(s, "ops_sent");
+    A.op_acks += jnum_u(s, "op_acks");
+    A.typing_events += jnum_u(s, "typing_events");
+    A.other_events += jnum_u(s, "other_events");
+    A.ack_untracked += jnum_u(s, "ack_untracked");
   }
   if (failed_workers && !A.first_error[0])
     snprintf(A.first_error, sizeof A.first_error, "%d worker(s) did not report%s", failed_workers,
@@ -2367,6 +2546,18 @@ int main(int argc, char **argv) {
         client_bound ? "true" : "false", srv_cpu, rss_before, rss_final, rss_per_conn, settle_s,
         server_busy ? "true" : "false", other_cpu, noisy ? "true" : "false", failed_workers);
     buf_add_jstr(&j, A.first_error);
+    buf_addf(&j,
+             ",\"acked\":%" PRIu64 ",\"acked_per_s\":%.1f,\"ack_p50_us\":%" PRIu64 ",\"ack_p90_us\":%" PRIu64
+             ",\"ack_p99_us\":%" PRIu64 ",\"ack_p999_us\":%" PRIu64 ",\"ack_max_us\":%" PRIu64
+             ",\"ack_untracked\":%" PRIu64 ",\"typing_rate\":%.0f,\"churn_rate\":%.0f,\"ops_sent\":%" PRIu64
+             ",\"op_acks\":%" PRIu64 ",\"op_p50_us\":%" PRIu64 ",\"op_p99_us\":%" PRIu64
+             ",\"typing_events\":%" PRIu64 ",\"other_events\":%" PRIu64 ",\"text\":%s"
+             ",\"connect_settle_s\":%.2f,\"server_busy_after_connect\":%s",
+             A.acked, C.idle ? 0 : (double)A.acked / win, hist_pct(&A.alat, 50), hist_pct(&A.alat, 90),
+             hist_pct(&A.alat, 99), hist_pct(&A.alat, 99.9), A.alat.max, A.ack_untracked, C.typing_rate,
+             C.churn_rate, A.ops_sent, A.op_acks, hist_pct(&A.olat, 50), hist_pct(&A.olat, 99),
+             A.typing_events, A.other_events, C.text ? "true" : "false", connect_settle_s,
+             busy_after_connect ? "true" : "false");
     if (C.smoke) buf_addf(&j, ",\"smoke\":%s", smoke_ok ? "true" : "false");
     buf_adds(&j, "}\n");
     fwrite(j.p, 1, j.len, stdout);
@@ -2389,6 +2580,18 @@ int main(int argc, char **argv) {
              A.sent, (double)A.sent / win, A.expected, A.delivered, ratio, (double)A.delivered / win);
       printf("latency   p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n", p50 / 1e3,
              p90 / 1e3, p99 / 1e3, p999 / 1e3, pmax / 1e3);
+      if (C.target == T_PARLEY)
+        printf("acks      %" PRIu64 " of window sends (%.0f/s); send->ack p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  "
+               "p99.9 %.3f ms  max %.3f ms\n",
+               A.acked, (double)A.acked / win, (double)hist_pct(&A.alat, 50) / 1e3,
+               (double)hist_pct(&A.alat, 90) / 1e3, (double)hist_pct(&A.alat, 99) / 1e3,
+               (double)hist_pct(&A.alat, 99.9) / 1e3, (double)A.alat.max / 1e3);
+      if (A.ops_sent)
+        printf("requests  %s: %" PRIu64 " sent, %" PRIu64 " replied ok; p50 %.3f ms p99 %.3f ms; events: typing %" PRIu64
+               ", other %" PRIu64 "\n",
+               C.typing_rate > 0 ? "typing" : "join/leave", A.ops_sent, A.op_acks,
+               (double)hist_pct(&A.olat, 50) / 1e3, (double)hist_pct(&A.olat, 99) / 1e3, A.typing_events,
+               A.other_events);
       printf("checks    acks %" PRIu64 ", send errors %" PRIu64 ", protocol errors %" PRIu64
              ", order errors %" PRIu64 ", closed %" PRIu64 " (last close code %d), generator lag %" PRIu64
              " msgs\n",
@@ -2398,6 +2601,9 @@ int main(int argc, char **argv) {
            client_bound ? " CLIENT-BOUND" : "");
     if (srv_cpu >= 0) printf(", server %.1f%%", srv_cpu);
     if (C.server_pid && settle_s > 0.5) printf(" (waited %.1f s for the server to go idle first)", settle_s);
+    if (connect_settle_s > 0.5)
+      printf(" (waited %.1f s after connecting for the server to go idle%s)", connect_settle_s,
+             busy_after_connect ? ", gave up" : "");
     if (server_busy) printf(" WARNING: the server was still busy when the run started");
     if (other_cpu >= 0)
       printf("; other processes %.1f%%%s", other_cpu, noisy ? " NOISY: the machine is not quiet" : "");
