@@ -183,6 +183,9 @@ static const struct key keys[] = {
                  "A typing indicator expires this long after the client's last `typing` refresh."),
     KEY_DURATION("typing.interval", typing_interval, "250ms", 0, 10 * SEC, LIVE,
                  "Typing changes of a room are batched into at most one `typing` event per interval."),
+    KEY_INT("presence.broadcast_max", presence_broadcast_max, "1000", 0, 10000000, LIVE,
+            "Rooms with more members than this send no `join`/`leave` events (filling a room of n would cost "
+            "n^2/2 of them); members use the `presence` op instead. `0`: always send."),
     KEY_RATE("rate.send", rate_send, "20/s burst 40", LIVE,
              "`send` per connection; over it: error `rate_limited` with `retry_after`."),
     KEY_RATE("rate.send_user", rate_send_user, "40/s burst 80", LIVE,

@@ -118,9 +118,10 @@ struct config {
   int64_t history_retention_interval; /* history.retention_interval: how often retention runs (ms) */
 
   /* sessions, presence, typing (docs/protocol.md) */
-  int64_t session_resume_ttl; /* session.resume_ttl: detached sessions and presence grace (ms) */
-  int64_t typing_ttl;         /* typing.ttl: a typing state expires without refresh (ms) */
-  int64_t typing_interval;    /* typing.interval: fan-out of typing changes is batched per room (ms) */
+  int64_t session_resume_ttl;     /* session.resume_ttl: detached sessions and presence grace (ms) */
+  int64_t typing_ttl;             /* typing.ttl: a typing state expires without refresh (ms) */
+  int64_t typing_interval;        /* typing.interval: fan-out of typing changes is batched per room (ms) */
+  int64_t presence_broadcast_max; /* presence.broadcast_max: rooms above it send no join/leave events */
 
   /* authentication, access, abuse limits, transport (docs/security.md) */
   int64_t auth_leeway;               /* auth.leeway: clock skew allowed for exp/nbf/iat (ms) */

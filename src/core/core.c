@@ -156,6 +156,9 @@ json_t *user_json(const struct identity *who) {
 }
 
 void room_notify(struct core *core, struct room *r, const char *ev, const struct identity *who) {
+  /* Filling a room of n would send n^2/2 notifications: big rooms keep presence to the presence op. */
+  uint64_t size = r->nmembers + (ev[0] == 'l'); /* a leave counts the room as it was */
+  if (core->cfg->presence_broadcast_max && size > (uint64_t)core->cfg->presence_broadcast_max) return;
   struct outev e = {.flags = FRAME_EPHEMERAL};
   e.doc = json_pack("{s:s,s:s,s:o}", "ev", ev, "room", r->name, "user", user_json(who));
   if (e.doc) room_broadcast(core, r, &e, who->id);

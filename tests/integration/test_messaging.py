@@ -177,6 +177,24 @@ def test_join_event_only_for_first_connection_of_a_user(server):
         assert c.next_event("message", room="tabs")["body"] == "hi all"
 
 
+def test_big_rooms_send_no_join_or_leave_events(server_factory):
+    # presence.broadcast_max: past it, joins and leaves are not fanned out (n^2/2 for a room of n).
+    srv = server_factory(presence__broadcast_max=2)
+    a = srv.client("json")
+    ok(a.join("big"))
+    b = srv.client("json")
+    ok(b.join("big"))
+    assert a.next_event("join", room="big")["user"] == b.user  # 2 members: still announced
+    c = srv.client("msgpack")
+    ok(c.join("big"))  # 3 members > 2: silent
+    a.no_event("join", room="big", timeout=0.4)
+    b.no_event("join", room="big", timeout=0.1)
+    members = ok(a.request("presence", room="big"))["members"]
+    assert {m["user"]["id"] for m in members} == {a.user["id"], b.user["id"], c.user["id"]}
+    c.close(1000)
+    a.no_event("leave", room="big", timeout=0.4)  # still 3 members when it left: silent
+
+
 def test_leave_stops_delivery_and_leave_event_on_last_connection(server):
     t_ann, t_bob = tokens()
     bob = server.client("json", token=t_bob)
