@@ -44,9 +44,11 @@ struct store {
 
 static void on_handoff(uv_check_t *h);
 
+/* Which thread runs a request. The room list is read on the writer, behind the membership changes
+ * submitted before it (join, leave with forget), so a client reads its own writes. */
 static bool is_write(enum store_req_kind k) {
   return k == STORE_REQ_APPEND || k == STORE_REQ_LAST_SEEN_SET || k == STORE_REQ_RETAIN ||
-         k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET;
+         k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_ROOMS;
 }
 
 static void complete(struct store *s, struct store_req *first, struct store_req *last) {

@@ -25,7 +25,7 @@ enum store_req_kind {
   STORE_REQ_LAST_SEEN_GET, /* reader */
   STORE_REQ_MEMBER_SET,    /* writer: u.member */
   STORE_REQ_READ_SET,      /* writer: u.marker → u.marker.read */
-  STORE_REQ_ROOMS,         /* reader: u.rooms.user_id → u.rooms.out */
+  STORE_REQ_ROOMS,         /* writer (ordered after membership changes): u.rooms.user_id → u.rooms.out */
 };
 
 #define STORE_EOVERLOADED (-10) /* submit: the queue is full */
