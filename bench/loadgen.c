@@ -2004,35 +2004,36 @@ static void jstr_copy(const char *s, const char *key, char *out, size_t cap) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: loadgen [options]\n"
-             "  --url HOST:PORT           target (loopback only: 127.0.0.0/8 or localhost) [127.0.0.1:8080]\n"
-             "  --target parley|ws|socketio                                               [parley]\n"
-             "  --codec json|msgpack      Parley subprotocol                              [json]\n"
-             "  --path PATH               request path [/ws; / for ws; " SIO_PATH " for socketio]\n"
-             "  --conns N                 connections                                     [1000]\n"
-             "  --room-size S             members per room (conn i is in room i/S)        [10]\n"
-             "  --senders-per-room K      senders in each room                            [1]\n"
-             "  --rate R                  messages sent per second, all senders together  [1000]\n"
-             "  --count M                 stop sending after M messages in total          [no limit]\n"
-             "  --duration SEC            measured window (with --idle: how long to hold) [10]\n"
-             "  --warmup SEC              sending before the window, not measured         [2]\n"
-             "  --drain SEC               wait for in-flight deliveries, at most 3        [3]\n"
-             "  --size BYTES              encoded size of each message body               [64]\n"
-             "  --idle                    connect, hello, join, hold; no messages\n"
-             "  --server-pid PID          report the server's CPU and RSS from /proc\n"
-             "  --procs K                 worker processes (each under the fd limit)      [1]\n"
-             "  --src-ips N               spread sources over 127.0.0.2 .. 127.0.0.(N+1) [8]\n"
-             "  --connect-concurrency N   handshakes in flight per process                [256]\n"
-             "  --connect-timeout SEC     give up on connections not ready by then        [60]\n"
-             "  --tick-us US              pacing timer period                             [1000]\n"
-             "  --typing-rate R           Parley: also R typing requests/s over all connections (typing storm)\n"
-             "  --churn-rate R            Parley: also R join/leave requests/s over all connections, each on a\n"
-             "                            second room c<k> of its group (the measured rooms are not touched)\n"
-             "  --connect-settle SEC      with --server-pid: after connecting, wait at most SEC for the server\n"
-             "                            to go idle before the first send (0: do not wait)  [10]\n"
-             "  --text                    pad bodies with words and blanks instead of 'x's (word-filter hooks)\n"
-             "  --json                    print one JSON line instead of the report\n"
-             "  --smoke                   20 conns, rooms of 5, 200 messages; exit 1 unless all delivered\n");
+  fprintf(f,
+          "usage: loadgen [options]\n"
+          "  --url HOST:PORT           target (loopback only: 127.0.0.0/8 or localhost) [127.0.0.1:8080]\n"
+          "  --target parley|ws|socketio                                               [parley]\n"
+          "  --codec json|msgpack      Parley subprotocol                              [json]\n"
+          "  --path PATH               request path [/ws; / for ws; " SIO_PATH " for socketio]\n"
+          "  --conns N                 connections                                     [1000]\n"
+          "  --room-size S             members per room (conn i is in room i/S)        [10]\n"
+          "  --senders-per-room K      senders in each room                            [1]\n"
+          "  --rate R                  messages sent per second, all senders together  [1000]\n"
+          "  --count M                 stop sending after M messages in total          [no limit]\n"
+          "  --duration SEC            measured window (with --idle: how long to hold) [10]\n"
+          "  --warmup SEC              sending before the window, not measured         [2]\n"
+          "  --drain SEC               wait for in-flight deliveries, at most 3        [3]\n"
+          "  --size BYTES              encoded size of each message body               [64]\n"
+          "  --idle                    connect, hello, join, hold; no messages\n"
+          "  --server-pid PID          report the server's CPU and RSS from /proc\n"
+          "  --procs K                 worker processes (each under the fd limit)      [1]\n"
+          "  --src-ips N               spread sources over 127.0.0.2 .. 127.0.0.(N+1) [8]\n"
+          "  --connect-concurrency N   handshakes in flight per process                [256]\n"
+          "  --connect-timeout SEC     give up on connections not ready by then        [60]\n"
+          "  --tick-us US              pacing timer period                             [1000]\n"
+          "  --typing-rate R           Parley: also R typing requests/s over all connections (typing storm)\n"
+          "  --churn-rate R            Parley: also R join/leave requests/s over all connections, each on a\n"
+          "                            second room c<k> of its group (the measured rooms are not touched)\n"
+          "  --connect-settle SEC      with --server-pid: after connecting, wait at most SEC for the server\n"
+          "                            to go idle before the first send (0: do not wait)  [10]\n"
+          "  --text                    pad bodies with words and blanks instead of 'x's (word-filter hooks)\n"
+          "  --json                    print one JSON line instead of the report\n"
+          "  --smoke                   20 conns, rooms of 5, 200 messages; exit 1 unless all delivered\n");
 }
 
 static double parse_num(const char *opt, const char *v, double lo, double hi) {
@@ -2581,14 +2582,15 @@ int main(int argc, char **argv) {
       printf("latency   p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms\n", p50 / 1e3,
              p90 / 1e3, p99 / 1e3, p999 / 1e3, pmax / 1e3);
       if (C.target == T_PARLEY)
-        printf("acks      %" PRIu64 " of window sends (%.0f/s); send->ack p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  "
+        printf("acks      %" PRIu64
+               " of window sends (%.0f/s); send->ack p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  "
                "p99.9 %.3f ms  max %.3f ms\n",
                A.acked, (double)A.acked / win, (double)hist_pct(&A.alat, 50) / 1e3,
                (double)hist_pct(&A.alat, 90) / 1e3, (double)hist_pct(&A.alat, 99) / 1e3,
                (double)hist_pct(&A.alat, 99.9) / 1e3, (double)A.alat.max / 1e3);
       if (A.ops_sent)
-        printf("requests  %s: %" PRIu64 " sent, %" PRIu64 " replied ok; p50 %.3f ms p99 %.3f ms; events: typing %" PRIu64
-               ", other %" PRIu64 "\n",
+        printf("requests  %s: %" PRIu64 " sent, %" PRIu64
+               " replied ok; p50 %.3f ms p99 %.3f ms; events: typing %" PRIu64 ", other %" PRIu64 "\n",
                C.typing_rate > 0 ? "typing" : "join/leave", A.ops_sent, A.op_acks,
                (double)hist_pct(&A.olat, 50) / 1e3, (double)hist_pct(&A.olat, 99) / 1e3, A.typing_events,
                A.other_events);
