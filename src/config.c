@@ -862,6 +862,7 @@ static int copy_exts(struct config *dst, const struct config *src) {
 }
 
 bool config_glob_match(const char *p, const char *s) {
+  if (!p || !s) return false;
   const char *star = NULL, *ss = NULL;
   while (*s) {
     if (*p == '*') {

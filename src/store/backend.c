@@ -92,24 +92,16 @@ void store_room_list_free(struct store_room_list *l) {
   l->n = l->cap = 0;
 }
 
-/* Iterative glob with one backtrack point (the last '*'): linear in practice, never exponential. */
-bool store_glob_match(const char *p, const char *s) {
-  if (!p || !s) return false;
-  const char *star = NULL, *resume = NULL;
-  while (*s) {
-    if (*p == '*') {
-      star = ++p;
-      resume = s;
-    } else if (*p == '?' || *p == *s) {
-      p++;
-      s++;
-    } else if (star) {
-      p = star;
-      s = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (*p == '*') p++;
-  return !*p;
+void store_append_settle(struct store_append *it, bool dup, uint64_t seq, char **room, char **mid,
+                         uint64_t ts) {
+  struct store_msg *m = &it->msg;
+  it->dup = dup;
+  m->seq = seq;
+  if (!dup) return;
+  free(m->room);
+  free(m->mid);
+  m->room = *room;
+  m->mid = *mid;
+  m->ts = ts;
+  *room = *mid = NULL;
 }

@@ -99,6 +99,11 @@ struct store_backend {
 extern const struct store_backend store_backend_sqlite;
 extern const struct store_backend store_backend_mongo;
 
+/* Record an append's result in it: its seq, and for a duplicate the original's room, mid and ts (takes
+ * *room and *mid, setting them to NULL; frees the item's own). Both backends settle a batch with it. */
+void store_append_settle(struct store_append *it, bool dup, uint64_t seq, char **room, char **mid,
+                         uint64_t ts);
+
 void store_msg_clear(struct store_msg *m);
 /* Deep copy. Returns 0 or STORE_ENOMEM. */
 int store_msg_copy(struct store_msg *dst, const struct store_msg *src);
@@ -107,7 +112,5 @@ int store_msg_list_push(struct store_msg_list *l, struct store_msg *m);
 void store_msg_list_free(struct store_msg_list *l);
 int store_room_list_push(struct store_room_list *l, struct store_room *r);
 void store_room_list_free(struct store_room_list *l);
-/* Glob match for retention patterns ("*" any run, "?" one byte). */
-bool store_glob_match(const char *pattern, const char *s);
 
 #endif

@@ -533,18 +533,8 @@ static int mg_append(void *ctx, struct store_append *items, size_t n, char *err,
   if (ret) {
     seterr(err, errlen, "MongoDB at %s: %s", g->uri_shown, e.message);
   } else {
-    for (size_t i = 0; i < n; i++) {
-      struct store_msg *m = &items[i].msg;
-      items[i].dup = out[i].dup;
-      m->seq = out[i].seq;
-      if (!out[i].dup) continue;
-      free(m->room);
-      free(m->mid);
-      m->room = out[i].room;
-      m->mid = out[i].mid;
-      m->ts = out[i].ts;
-      out[i].room = out[i].mid = NULL;
-    }
+    for (size_t i = 0; i < n; i++)
+      store_append_settle(&items[i], out[i].dup, out[i].seq, &out[i].room, &out[i].mid, out[i].ts);
   }
   if (out)
     for (size_t i = 0; i < n; i++) {
@@ -906,7 +896,7 @@ static int mg_retain(void *ctx, const char *pattern, uint64_t ts_before, uint64_
     bson_iter_t it;
     if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it)) continue;
     const char *room = bson_iter_utf8(&it, NULL);
-    if (!store_glob_match(pattern, room)) continue;
+    if (!config_glob_match(pattern, room)) continue;
     if (nrooms == cap) {
       cap = cap ? cap * 2 : 16;
       char **v = realloc(rooms, cap * sizeof *v);

@@ -456,19 +456,8 @@ static int sq_append(void *ctx, struct store_append *items, size_t n, char *err,
   done(q->st[S_COMMIT]);
   if (rc != SQLITE_DONE) goto fail;
 
-  for (size_t i = 0; i < n; i++) {
-    struct store_msg *m = &items[i].msg;
-    items[i].dup = out[i].dup;
-    m->seq = out[i].seq;
-    if (out[i].dup) {
-      free(m->room);
-      free(m->mid);
-      m->room = out[i].room;
-      m->mid = out[i].mid;
-      m->ts = out[i].ts;
-      out[i].room = out[i].mid = NULL;
-    }
-  }
+  for (size_t i = 0; i < n; i++)
+    store_append_settle(&items[i], out[i].dup, out[i].seq, &out[i].room, &out[i].mid, out[i].ts);
   goto out;
 
 fail:
@@ -755,7 +744,7 @@ static int sq_retain(void *ctx, const char *pattern, uint64_t ts_before, uint64_
   sqlite3_stmt *s = q->st[S_ROOMS];
   while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
     const char *room = (const char *)sqlite3_column_text(s, 0);
-    if (!room || !store_glob_match(pattern, room)) continue;
+    if (!room || !config_glob_match(pattern, room)) continue;
     if (nrooms == cap) {
       cap = cap ? cap * 2 : 16;
       char **v = realloc(rooms, cap * sizeof *v);

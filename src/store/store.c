@@ -295,7 +295,6 @@ int store_submit(struct store *s, struct store_req *req) {
 }
 
 size_t store_pending_appends(const struct store *s) { return s->pending_appends; }
-bool store_degraded(const struct store *s) { return atomic_load(&s->degraded); }
 
 void store_close(struct store *s) {
   if (!s || s->closed) return;

@@ -83,8 +83,6 @@ struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, s
 int store_submit(struct store *s, struct store_req *req);
 /* Appends submitted and not completed yet. */
 size_t store_pending_appends(const struct store *s);
-/* Whether the last write attempt failed (the backend is unreachable); cleared by the next success. */
-bool store_degraded(const struct store *s);
 /* Finish every queued request (their done callbacks run, on this thread, before this returns), stop
  * the threads and close the backends. Loop thread; the loop must then run once to close the async
  * handle before s is freed by store_free. */

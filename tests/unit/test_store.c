@@ -1305,31 +1305,31 @@ static void test_sqlite_migration_v1(void **state) {
 }
 
 static void test_glob(void **state) {
-  assert_true(store_glob_match("*", ""));
-  assert_true(store_glob_match("*", "anything"));
-  assert_true(store_glob_match("", ""));
-  assert_false(store_glob_match("", "a"));
-  assert_true(store_glob_match("room-*", "room-1"));
-  assert_true(store_glob_match("room-*", "room-"));
-  assert_false(store_glob_match("room-*", "room"));
-  assert_false(store_glob_match("room-*", "xroom-1"));
-  assert_true(store_glob_match("*-log", "a-b-log"));
-  assert_false(store_glob_match("*-log", "a-log-b"));
-  assert_true(store_glob_match("a*b*c", "aXXbYYc"));
-  assert_true(store_glob_match("a*b*c", "abbbc"));
-  assert_false(store_glob_match("a*b*c", "acb"));
-  assert_true(store_glob_match("r?", "r1"));
-  assert_false(store_glob_match("r?", "r"));
-  assert_false(store_glob_match("r?", "r12"));
-  assert_true(store_glob_match("**a", "a"));
-  assert_true(store_glob_match("exact", "exact"));
-  assert_false(store_glob_match("exact", "exac"));
-  assert_false(store_glob_match(NULL, "x"));
+  assert_true(config_glob_match("*", ""));
+  assert_true(config_glob_match("*", "anything"));
+  assert_true(config_glob_match("", ""));
+  assert_false(config_glob_match("", "a"));
+  assert_true(config_glob_match("room-*", "room-1"));
+  assert_true(config_glob_match("room-*", "room-"));
+  assert_false(config_glob_match("room-*", "room"));
+  assert_false(config_glob_match("room-*", "xroom-1"));
+  assert_true(config_glob_match("*-log", "a-b-log"));
+  assert_false(config_glob_match("*-log", "a-log-b"));
+  assert_true(config_glob_match("a*b*c", "aXXbYYc"));
+  assert_true(config_glob_match("a*b*c", "abbbc"));
+  assert_false(config_glob_match("a*b*c", "acb"));
+  assert_true(config_glob_match("r?", "r1"));
+  assert_false(config_glob_match("r?", "r"));
+  assert_false(config_glob_match("r?", "r12"));
+  assert_true(config_glob_match("**a", "a"));
+  assert_true(config_glob_match("exact", "exact"));
+  assert_false(config_glob_match("exact", "exac"));
+  assert_false(config_glob_match(NULL, "x"));
   /* no exponential blow-up */
   char s[4097];
   memset(s, 'a', 4096);
   s[4096] = '\0';
-  assert_false(store_glob_match("*a*a*a*a*a*a*a*a*b", s));
+  assert_false(config_glob_match("*a*a*a*a*a*a*a*a*b", s));
 }
 
 static void test_room_helpers(void **state) {
