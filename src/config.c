@@ -160,6 +160,17 @@ static const struct key keys[] = {
     KEY_ENUM("store.sqlite.synchronous", store_sqlite_synchronous, "normal", sqlite_sync, RESTART,
              "`normal`: an acknowledged message survives a crash or `kill -9` of parleyd; `full`: it also "
              "survives power loss (slower)."),
+    KEY_INT(
+        "store.sqlite.checkpoint_pages", store_sqlite_checkpoint_pages, "1000", 16, 1000000, RESTART,
+        "Pages the write-ahead log grows by before it is copied into the database file. Checkpoints run on "
+        "a thread of their own, so a commit (and an ack) never waits for their disk sync; a log that never "
+        "empties under constant writes gets a blocking checkpoint at 8 times this size."),
+    KEY_INT("store.sqlite.inbox_rows", store_sqlite_inbox_rows, "8192", 2, 10000000, RESTART,
+            "Sends kept in the inbox table before the oldest half moves to the messages table (in slices, "
+            "between write batches). The inbox takes appends in a few pages whatever the number of rooms; "
+            "larger values write fewer pages per message and make reads of the newest messages scan more."),
+    KEY_SIZE("store.sqlite.cache_size", store_sqlite_cache_size, "8MiB", 64 * KIB, 1 * GIB, RESTART,
+             "SQLite page cache of each of the store's connections (writer, reader, checkpoints)."),
     KEY_STRING("store.mongo.uri", store_mongo_uri, "mongodb://127.0.0.1:27017", RESTART,
                "MongoDB connection string (`store.backend = mongo`)."),
     KEY_STRING("store.mongo.database", store_mongo_database, "parley", RESTART, "MongoDB database name."),

@@ -105,17 +105,20 @@ struct config {
   int64_t limits_out_queue_bytes;    /* limits.out_queue_bytes (bytes) */
 
   /* storage (docs/storage.md) */
-  int64_t store_backend;              /* store.backend: 0 = sqlite, 1 = mongo */
-  char *store_sqlite_path;            /* store.sqlite.path, relative to server.data_dir ("parley.db") */
-  int64_t store_sqlite_synchronous;   /* store.sqlite.synchronous: 0 = normal, 1 = full */
-  char *store_mongo_uri;              /* store.mongo.uri */
-  char *store_mongo_database;         /* store.mongo.database */
-  int64_t store_queue_max;            /* store.queue_max: appends waiting for the writer */
-  int64_t store_batch_max;            /* store.batch_max: appends per transaction */
-  int64_t history_ring_size;          /* history.ring_size: recent messages kept in memory per room */
-  int64_t history_max_limit;          /* history.max_limit: messages per history reply */
-  int64_t recovery_max_messages;      /* recovery.max_messages: replayed on join with since */
-  int64_t history_retention_interval; /* history.retention_interval: how often retention runs (ms) */
+  int64_t store_backend;                 /* store.backend: 0 = sqlite, 1 = mongo */
+  char *store_sqlite_path;               /* store.sqlite.path, relative to server.data_dir ("parley.db") */
+  int64_t store_sqlite_synchronous;      /* store.sqlite.synchronous: 0 = normal, 1 = full */
+  int64_t store_sqlite_checkpoint_pages; /* store.sqlite.checkpoint_pages: WAL growth between checkpoints */
+  int64_t store_sqlite_inbox_rows;       /* store.sqlite.inbox_rows: inbox size that starts a merge */
+  int64_t store_sqlite_cache_size;       /* store.sqlite.cache_size: bytes of page cache per connection */
+  char *store_mongo_uri;                 /* store.mongo.uri */
+  char *store_mongo_database;            /* store.mongo.database */
+  int64_t store_queue_max;               /* store.queue_max: appends waiting for the writer */
+  int64_t store_batch_max;               /* store.batch_max: appends per transaction */
+  int64_t history_ring_size;             /* history.ring_size: recent messages kept in memory per room */
+  int64_t history_max_limit;             /* history.max_limit: messages per history reply */
+  int64_t recovery_max_messages;         /* recovery.max_messages: replayed on join with since */
+  int64_t history_retention_interval;    /* history.retention_interval: how often retention runs (ms) */
 
   /* sessions, presence, typing (docs/protocol.md) */
   int64_t session_resume_ttl;     /* session.resume_ttl: detached sessions and presence grace (ms) */

@@ -3,6 +3,8 @@
 #include <inttypes.h>
 
 #include "core/core.h"
+#include "core/internal.h"
+#include "store/store.h"
 
 #define COUNTER(name, help, value)                                                                           \
   buf_printf(out, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %" PRIu64 "\n",               \
@@ -29,6 +31,17 @@ int metrics_render(const struct core *core, buf_t *out) {
   buf_printf(out, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
   for (int e = 1; e < PERR__COUNT; e++)
     buf_printf(out, "parley_errors_total{code=\"%s\"} %" PRIu64 "\n", perr_name((enum perr)e), m->errors[e]);
+  if (core->store) {
+    struct store_stats st;
+    store_stats(core->store, &st);
+    GAUGE("parley_store_pending", "Sends waiting for the store writer.", store_pending_appends(core->store));
+    COUNTER("parley_store_commits_total", "Append batches committed or attempted (one transaction each).",
+            st.commits);
+    COUNTER("parley_store_appends_total", "Sends in those batches (appends / commits: the group size).",
+            st.appended);
+    COUNTER("parley_store_append_failures_total", "Append batches that failed.", st.append_fails);
+    COUNTER("parley_store_checkpoints_total", "SQLite checkpoints run.", st.checkpoints);
+  }
   core_metrics_hooks(core, out);
   return 0;
 }

@@ -94,6 +94,15 @@ struct store_backend {
   /* The user's room list, sorted by room name, with each room's head and the user's read marker;
    * appended to out (left as it was on failure). */
   int (*rooms_of)(void *ctx, const char *user_id, struct store_room_list *out);
+  /* Optional. The writer calls it after each append batch has been completed (its acks are out), for
+   * work that should not delay them (SQLite: moving the inbox into the messages table). */
+  int (*after_batch)(void *ctx);
+  /* Optional (NULL: the backend needs no checkpoints). Pages in the write-ahead log after this ctx's last
+   * commit (read on the thread that uses ctx). */
+  int (*wal_pages)(void *ctx);
+  /* Copy the write-ahead log into the database, from a ctx of its own: hard = false never blocks the
+   * writer; hard = true waits for it and empties the log. *wal_left gets the pages not yet copied. */
+  int (*checkpoint)(void *ctx, bool hard, int *wal_left);
 };
 
 extern const struct store_backend store_backend_sqlite;

@@ -20,6 +20,7 @@ struct worker {
   struct store_req *head, *tail; /* waiting requests */
   size_t len;
   bool stop;
+  int ckpt_mark; /* writer: WAL size when it last asked for a checkpoint */
 };
 
 /* Requests submitted during one loop iteration, handed to a worker together (group commit). */
@@ -35,14 +36,18 @@ struct store {
   const struct store_backend *be;
   const struct config *cfg;
   struct worker writer, reader;
+  struct worker ckpt; /* checkpoints, when the backend has them (SQLite) */
+  int ckpt_want;      /* under ckpt.mu: 0 none, 1 passive, 2 hard */
   pthread_mutex_t done_mu;
   struct store_req *done_head, *done_tail;
   size_t pending_appends; /* loop thread only */
   atomic_bool degraded;
+  _Atomic uint64_t commits, appended, checkpoints, append_fails;
   bool closed;
 };
 
 static void on_handoff(uv_check_t *h);
+static void ask_checkpoint(struct worker *w);
 
 /* Which thread runs a request. The room list is read on the writer, behind the membership changes
  * submitted before it (join, leave with forget), so a client reads its own writes. */
@@ -80,6 +85,9 @@ static void run_appends(struct worker *w, struct store_req *first, size_t n) {
   for (size_t i = 0; i < n; i++, r = r->next) items[i] = r->u.append;
   char err[160] = "";
   int rc = w->s->be->append(w->ctx, items, n, err, sizeof err);
+  atomic_fetch_add_explicit(&w->s->commits, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&w->s->appended, n, memory_order_relaxed);
+  if (rc) atomic_fetch_add_explicit(&w->s->append_fails, 1, memory_order_relaxed);
   if (rc == STORE_OK) {
     if (atomic_exchange(&w->s->degraded, false)) log_warn("store: writes succeed again");
   } else if (!atomic_exchange(&w->s->degraded, true)) {
@@ -132,9 +140,18 @@ static void run_one(struct worker *w, struct store_req *r) {
 static void *worker_main(void *arg) {
   struct worker *w = arg;
   size_t batch_max = (size_t)w->s->cfg->store_batch_max;
+  bool more = false; /* the backend has work between batches left (after_batch returned 1) */
   for (;;) {
     pthread_mutex_lock(&w->mu);
-    while (!w->head && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+    while (!w->head && !w->stop) {
+      if (more) { /* idle: carry on with it, looking at the queue after each step */
+        pthread_mutex_unlock(&w->mu);
+        more = w->s->be->after_batch(w->ctx) > 0;
+        pthread_mutex_lock(&w->mu);
+        continue;
+      }
+      pthread_cond_wait(&w->cv, &w->mu);
+    }
     if (!w->head) { /* stop, and nothing left */
       pthread_mutex_unlock(&w->mu);
       return NULL;
@@ -170,7 +187,47 @@ static void *worker_main(void *arg) {
     }
     /* run_appends may not relink, so the list from first to last is intact. */
     complete(w->s, first, last);
+    if (w == &w->s->writer) {
+      if (w->s->be->after_batch) more = w->s->be->after_batch(w->ctx) > 0;
+      ask_checkpoint(w);
+    }
   }
+}
+
+/* After a batch: when the WAL has grown by store.sqlite.checkpoint_pages since the last request, wake the
+ * checkpoint thread. A WAL that has not emptied for 8 such steps (writes never paused long enough for a
+ * checkpoint to catch up) gets a hard checkpoint, which makes the writer wait once and empties it. */
+static void ask_checkpoint(struct worker *w) {
+  struct store *s = w->s;
+  if (!s->ckpt.started) return;
+  int pages = s->be->wal_pages(w->ctx), step = (int)s->cfg->store_sqlite_checkpoint_pages;
+  if (pages < w->ckpt_mark) w->ckpt_mark = 0; /* the WAL started over */
+  if (pages < w->ckpt_mark + step) return;
+  w->ckpt_mark = pages;
+  pthread_mutex_lock(&s->ckpt.mu);
+  int want = pages >= 8 * step ? 2 : 1;
+  if (want > s->ckpt_want) s->ckpt_want = want;
+  pthread_cond_signal(&s->ckpt.cv);
+  pthread_mutex_unlock(&s->ckpt.mu);
+}
+
+static void *checkpoint_main(void *arg) {
+  struct worker *w = arg;
+  struct store *s = w->s;
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!s->ckpt_want && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+    if (w->stop) break;
+    int want = s->ckpt_want;
+    s->ckpt_want = 0;
+    pthread_mutex_unlock(&w->mu);
+    int left = 0;
+    s->be->checkpoint(w->ctx, want == 2, &left);
+    atomic_fetch_add_explicit(&s->checkpoints, 1, memory_order_relaxed);
+    pthread_mutex_lock(&w->mu);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
 }
 
 static void on_async(uv_async_t *h) {
@@ -187,18 +244,22 @@ static void on_async(uv_async_t *h) {
   }
 }
 
-static int worker_start(struct store *s, struct worker *w, const char *name, char *err, size_t errlen) {
+static int worker_start(struct store *s, struct worker *w, const char *name, void *(*fn)(void *), char *err,
+                        size_t errlen) {
   w->s = s;
   w->name = name;
   pthread_mutex_init(&w->mu, NULL);
   pthread_cond_init(&w->cv, NULL);
   if (s->be->open(s->cfg, &w->ctx, err, errlen)) return -1;
-  if (pthread_create(&w->thread, NULL, worker_main, w)) {
+  if (pthread_create(&w->thread, NULL, fn, w)) {
     snprintf(err, errlen, "cannot start the store %s thread", name);
     s->be->close(w->ctx);
     w->ctx = NULL;
     return -1;
   }
+  char tname[16];
+  snprintf(tname, sizeof tname, "store-%s", name);
+  pthread_setname_np(w->thread, tname);
   w->started = true;
   return 0;
 }
@@ -237,9 +298,11 @@ struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, s
     return NULL;
   }
   s->async.data = s;
-  if (worker_start(s, &s->writer, "writer", err, errlen) ||
-      worker_start(s, &s->reader, "reader", err, errlen)) {
+  if (worker_start(s, &s->writer, "writer", worker_main, err, errlen) ||
+      worker_start(s, &s->reader, "reader", worker_main, err, errlen) ||
+      (s->be->checkpoint && worker_start(s, &s->ckpt, "ckpt", checkpoint_main, err, errlen))) {
     worker_stop(&s->writer);
+    worker_stop(&s->reader);
     s->closed = true;
     uv_close((uv_handle_t *)&s->async, free_on_close); /* freed when the loop runs next */
     return NULL;
@@ -296,12 +359,21 @@ int store_submit(struct store *s, struct store_req *req) {
 
 size_t store_pending_appends(const struct store *s) { return s->pending_appends; }
 
+void store_stats(const struct store *s, struct store_stats *out) {
+  struct store *m = (struct store *)s; /* atomic loads take non-const pointers */
+  out->commits = atomic_load_explicit(&m->commits, memory_order_relaxed);
+  out->appended = atomic_load_explicit(&m->appended, memory_order_relaxed);
+  out->checkpoints = atomic_load_explicit(&m->checkpoints, memory_order_relaxed);
+  out->append_fails = atomic_load_explicit(&m->append_fails, memory_order_relaxed);
+}
+
 void store_close(struct store *s) {
   if (!s || s->closed) return;
   s->closed = true;
   on_handoff(&s->handoff); /* what was submitted in this iteration is committed too */
   worker_stop(&s->writer);
   worker_stop(&s->reader);
+  worker_stop(&s->ckpt);
   on_async(&s->async); /* deliver what finished after the last wake-up */
   uv_close((uv_handle_t *)&s->async, NULL);
   uv_close((uv_handle_t *)&s->handoff, NULL);

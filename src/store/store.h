@@ -83,6 +83,15 @@ struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, s
 int store_submit(struct store *s, struct store_req *req);
 /* Appends submitted and not completed yet. */
 size_t store_pending_appends(const struct store *s);
+
+/* Counters since store_open (any thread may be updating them; the values are read atomically). */
+struct store_stats {
+  uint64_t commits;      /* append batches the writer ran (one transaction / bulk write each) */
+  uint64_t appended;     /* append requests in those batches */
+  uint64_t checkpoints;  /* checkpoints run (SQLite) */
+  uint64_t append_fails; /* batches that failed */
+};
+void store_stats(const struct store *s, struct store_stats *out);
 /* Finish every queued request (their done callbacks run, on this thread, before this returns), stop
  * the threads and close the backends. Loop thread; the loop must then run once to close the async
  * handle before s is freed by store_free. */
