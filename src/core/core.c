@@ -373,6 +373,11 @@ static void conn_message(struct core *core, struct conn *c, const uint8_t *p, si
     return;
   }
   struct request req;
+  if (c->codec == CODEC_JSON && request_parse_fast(p, n, &req, &core->fast_body, &core->fast_tmp)) {
+    dispatch(core, c, &req);
+    json_decref(req.id);
+    return;
+  }
   json_t *doc = NULL;
   char err[160];
   if (codec_decode(c->codec, p, n, &doc, err, sizeof err) != PERR_OK) {
@@ -469,5 +474,7 @@ void core_free(struct core *core) {
   rl_table_free(core->rl_connect_ip);
   rl_conns_free(core->ip_conns);
   hooks_deferred_free(core);
+  buf_free(&core->fast_body);
+  buf_free(&core->fast_tmp);
   free(core);
 }

@@ -109,6 +109,7 @@ struct core {
   struct room *typing_rooms; /* rooms with typists or a pending typing event */
   uint64_t next_session_id;
   uint32_t mark;
+  buf_t fast_body, fast_tmp; /* request_parse_fast's scratch buffers (reused) */
 };
 
 /* A publish or kick asked for by a hook while the core was busy; done when the current work ends. */

@@ -228,7 +228,12 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
   }
   struct wire_body body = {.tree = req->body};
   buf_reset(&send_json);
-  if (codec_encode(CODEC_JSON, req->body, &send_json)) {
+  if (!req->body) { /* request_parse_fast: the JSON text is at hand */
+    if (buf_append(&send_json, req->body_json, req->body_json_len)) {
+      reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+      return;
+    }
+  } else if (codec_encode(CODEC_JSON, req->body, &send_json)) {
     reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
     return;
   }
