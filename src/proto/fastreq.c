@@ -220,6 +220,15 @@ static int num(struct jp *s, buf_t *out, bool *is_int, int64_t *iv) {
     while (q < s->e && *q >= '0' && *q <= '9') q++;
   }
   size_t len = (size_t)(q - b);
+  if (!real && len <= 18) { /* fits int64 whatever the digits */
+    const uint8_t *d = b + (*b == '-');
+    int64_t v = 0;
+    for (; d < q; d++) v = v * 10 + (*d - '0');
+    if (*b == '-') v = -v;
+    s->p = q;
+    if (is_int) *is_int = true, *iv = v;
+    return out ? codec_json_int(out, v) : 0;
+  }
   if (len >= NUM_MAX) return -1;
   char txt[NUM_MAX];
   memcpy(txt, b, len);
@@ -258,9 +267,11 @@ static int value(struct jp *s, int level) {
   case 'f':
     return lit(s, "false", 5) ? buf_append(o, "false", 5) : -1;
   case '"': {
-    const uint8_t *v;
+    const uint8_t *v, *at = s->p;
     size_t n;
     if (str(s, &v, &n)) return -1;
+    /* without escapes the input holds no control character, quote or backslash: it is canonical */
+    if (v == at + 1) return buf_append(o, at, n + 2);
     return codec_json_str(o, (const char *)v, n);
   }
   case '[': {
