@@ -124,16 +124,26 @@ void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok) {
   conn_send_doc(core, c, doc);
 }
 
+/* Queue a frame made for c alone (NULL: out of memory). Takes the reference. */
+void conn_send_own(struct core *core, struct conn *c, frame_t *f) {
+  if (!f) {
+    log_error("conn %" PRIu64 ": out of memory encoding a reply", c->id);
+    conn_close(c, CLOSE_INTERNAL, "out of memory");
+    return;
+  }
+  conn_send_frame(core, c, f);
+  frame_unref(f);
+}
+
 void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg) {
   core->metrics.errors[code]++;
-  json_t *doc = json_object();
-  json_object_set_nocheck(doc, "re", id ? id : json_null());
-  json_object_set_new_nocheck(doc, "err", json_pack("{s:s,s:s}", "code", perr_name(code), "msg", msg));
-  conn_send_doc(core, c, doc);
+  conn_send_own(core, c, wire_err_frame(c->codec, id, perr_name(code), msg));
 }
 
 frame_t *outev_frame(struct outev *e, codec_t codec) {
-  if (!e->enc[codec]) e->enc[codec] = codec_frame(codec, e->doc, e->flags);
+  if (!e->enc[codec])
+    e->enc[codec] =
+        e->msg ? wire_message_frame(codec, e->msg, e->flags) : codec_frame(codec, e->doc, e->flags);
   return e->enc[codec];
 }
 
@@ -345,6 +355,13 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
   return c;
 }
 
+static void dispatch(struct core *core, struct conn *c, struct request *req) {
+  if (!c->authed && !ops[req->op].before_hello)
+    reply_err(core, c, req->id, PERR_NOT_AUTHENTICATED, "say hello first");
+  else
+    ops[req->op].fn(core, c, req);
+}
+
 static void conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary) {
   core->metrics.frames_in++;
   core->metrics.bytes_in += n;
@@ -355,21 +372,24 @@ static void conn_message(struct core *core, struct conn *c, const uint8_t *p, si
                                      : "parley.v1.msgpack takes binary frames");
     return;
   }
+  struct request req;
+  if (c->codec == CODEC_JSON && request_parse_fast(p, n, &req, &core->fast_body, &core->fast_tmp)) {
+    dispatch(core, c, &req);
+    json_decref(req.id);
+    return;
+  }
   json_t *doc = NULL;
   char err[160];
   if (codec_decode(c->codec, p, n, &doc, err, sizeof err) != PERR_OK) {
     reply_err(core, c, NULL, PERR_BAD_FRAME, err);
     return;
   }
-  struct request req;
   const char *msg = NULL;
   enum perr rc = request_parse(doc, &req, &msg);
   if (rc != PERR_OK)
     reply_err(core, c, req.id, rc, msg);
-  else if (!c->authed && !ops[req.op].before_hello)
-    reply_err(core, c, req.id, PERR_NOT_AUTHENTICATED, "say hello first");
   else
-    ops[req.op].fn(core, c, &req);
+    dispatch(core, c, &req);
   json_decref(doc);
 }
 
@@ -454,5 +474,7 @@ void core_free(struct core *core) {
   rl_table_free(core->rl_connect_ip);
   rl_conns_free(core->ip_conns);
   hooks_deferred_free(core);
+  buf_free(&core->fast_body);
+  buf_free(&core->fast_tmp);
   free(core);
 }

@@ -54,8 +54,9 @@ int core_publish(struct core *core, const char *room, const char *body_json, siz
     json_decref(body);
     return -90; /* -EMSGSIZE */
   }
+  struct wire_body wb = {.tree = body};
   core_enter(core);
-  message_publish(core, NULL, NULL, room_get(&core->rooms, room, false, 0), room, body, NULL,
+  message_publish(core, NULL, NULL, room_get(&core->rooms, room, false, 0), room, &wb, NULL,
                   &server_identity);
   core_leave(core);
   json_decref(body);

@@ -12,6 +12,7 @@
 #include "core/room.h"
 #include "hooks/hooks.h"
 #include "proto/request.h"
+#include "proto/wire.h"
 #include "store/store.h"
 
 struct session;
@@ -108,6 +109,7 @@ struct core {
   struct room *typing_rooms; /* rooms with typists or a pending typing event */
   uint64_t next_session_id;
   uint32_t mark;
+  buf_t fast_body, fast_tmp; /* request_parse_fast's scratch buffers (reused) */
 };
 
 /* A publish or kick asked for by a hook while the core was busy; done when the current work ends. */
@@ -120,7 +122,8 @@ struct deferred {
 
 /* An event on its way to many connections: encoded at most once per codec, lazily. */
 struct outev {
-  json_t *doc;
+  json_t *doc;                /* the event as a tree, or NULL with msg */
+  const struct wire_msg *msg; /* a `message` event written without a tree (borrowed) */
   frame_t *enc[CODEC_COUNT];
   uint32_t flags;
 };
@@ -145,6 +148,8 @@ struct pending_join {
 struct conn *core_conn_by_id(struct core *core, uint64_t id);
 void conn_send_frame(struct core *core, struct conn *c, frame_t *f);
 void conn_close(struct conn *c, int code, const char *reason);
+/* Queue a frame made for c alone (NULL: out of memory, c is closed). Takes the reference. */
+void conn_send_own(struct core *core, struct conn *c, frame_t *f);
 void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok);
 void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg);
 /* Whether c may do `rights` (ACCESS_*) in room; replies `forbidden` when not. */
@@ -215,9 +220,11 @@ void op_history(struct core *core, struct conn *c, struct request *req);
 /* Publish body into room as `from` (a connection's user, or the server when c is NULL). cmid NULL: one
  * is made up. Replies to c/req_id when c is given. */
 void message_publish(struct core *core, struct conn *c, json_t *req_id, struct room *r, const char *room,
-                     json_t *body, const char *cmid, const struct identity *from);
+                     const struct wire_body *body, const char *cmid, const struct identity *from);
 /* A message of r was committed (or accepted, for ephemeral rooms): ring it and fan it out. Takes ev. */
 void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev);
+/* The same for a message given by its fields (m->seq): its frames are written without a tree. */
+void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *m);
 /* The `message` event for a stored message (new reference; NULL when out of memory). */
 json_t *message_event(const struct store_msg *m);
 /* Submit one retention pass for every room rule with max_age / max_count. */

@@ -15,13 +15,14 @@ struct pending_send {
   struct core *core;
   uint64_t conn_id;
   json_t *req_id; /* reference */
-  json_t *body;   /* reference: the body as received, to build the event without re-parsing */
+  uint8_t *mp;    /* the body's MessagePack form when it came as MessagePack (owned), else NULL */
+  size_t mp_len;
 };
 
 static void send_free(struct pending_send *ps) {
   store_msg_clear(&ps->req.u.append.msg);
   json_decref(ps->req_id);
-  json_decref(ps->body);
+  free(ps->mp);
   free(ps);
 }
 
@@ -40,9 +41,9 @@ json_t *message_event(const struct store_msg *m) {
   return ev;
 }
 
-static json_t *ack_json(const char *room, uint64_t seq, const char *mid, uint64_t ts) {
-  return json_pack("{s:s,s:I,s:s,s:I}", "room", room, "seq", (json_int_t)seq, "mid", mid, "ts",
-                   (json_int_t)ts);
+static void reply_ack(struct core *core, struct conn *c, json_t *id, const char *room, uint64_t seq,
+                      const char *mid, uint64_t ts, bool dup) {
+  conn_send_own(core, c, wire_ack_frame(c->codec, id, room, seq, mid, ts, dup));
 }
 
 void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev) {
@@ -62,6 +63,22 @@ void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev) {
   outev_done(&e);
 }
 
+void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *m) {
+  if (m->seq <= r->seq) return; /* already known (e.g. read while the room was loading) */
+  r->seq = m->seq;
+  struct outev e = {.msg = m};
+  core->metrics.deliveries_total += r->nmembers;
+  room_broadcast(core, r, &e, NULL);
+  if (r->ring.cap) {
+    if (!e.enc[CODEC_JSON] && !e.enc[CODEC_MSGPACK]) outev_frame(&e, CODEC_JSON); /* nobody listened */
+    if (e.enc[CODEC_JSON] || e.enc[CODEC_MSGPACK])
+      ring_push_frames(&r->ring, m->seq, e.enc);
+    else
+      log_error("room %s: out of memory keeping message %" PRIu64, r->name, m->seq);
+  }
+  outev_done(&e);
+}
+
 static void send_done(struct store_req *req) {
   struct pending_send *ps = (struct pending_send *)req;
   struct core *core = ps->core;
@@ -74,24 +91,30 @@ static void send_done(struct store_req *req) {
     goto out;
   }
   if (req->u.append.dup) { /* a retry: answer with the original, deliver nothing again */
-    if (c) {
-      json_t *ok = ack_json(m->room, m->seq, m->mid, m->ts);
-      json_object_set_new_nocheck(ok, "duplicate", json_true());
-      reply_ok(core, c, ps->req_id, ok);
-    }
+    if (c) reply_ack(core, c, ps->req_id, m->room, m->seq, m->mid, m->ts, true);
     goto out;
   }
   core->metrics.messages_total++;
-  if (c) reply_ok(core, c, ps->req_id, ack_json(m->room, m->seq, m->mid, m->ts));
+  if (c) reply_ack(core, c, ps->req_id, m->room, m->seq, m->mid, m->ts, false);
   struct room *r = room_get(&core->rooms, m->room, false, 0);
-  if (r) {
-    json_t *ev = event_with_body(m->room, m->seq, m->mid, m->ts, m->user_id, m->user_name, ps->body, m->cmid);
+  if (r && r->state == ROOM_LOADING) {
+    json_t *ev = message_event(m);
     if (!ev)
       log_error("room %s: out of memory building message %" PRIu64, m->room, m->seq);
-    else if (r->state == ROOM_LOADING)
-      json_array_append_new(r->loading_live, ev);
     else
-      room_deliver(core, r, m->seq, ev);
+      json_array_append_new(r->loading_live, ev);
+  } else if (r) {
+    struct wire_body body = {
+        .json = m->body, .json_len = strlen(m->body), .mp = ps->mp, .mp_len = ps->mp_len};
+    struct wire_msg wm = {.room = m->room,
+                          .seq = m->seq,
+                          .mid = m->mid,
+                          .ts = m->ts,
+                          .user_id = m->user_id,
+                          .user_name = m->user_name,
+                          .body = &body,
+                          .cmid = m->cmid};
+    room_deliver_msg(core, r, &wm);
   }
 out:
   send_free(ps);
@@ -103,11 +126,47 @@ static char *dup_str(const char *s, bool *fail) {
   return d;
 }
 
+/* The body's compact JSON text, NUL-terminated, malloc'd; NULL when out of memory. */
+static char *body_json_dup(const struct wire_body *b) {
+  if (!b->json) {
+    buf_t t = BUF_INIT;
+    if (wire_body_encode(b, CODEC_JSON, &t) || buf_putc(&t, 0)) {
+      buf_free(&t);
+      return NULL;
+    }
+    return (char *)t.data;
+  }
+  char *d = malloc(b->json_len + 1);
+  if (d) {
+    memcpy(d, b->json, b->json_len);
+    d[b->json_len] = 0;
+  }
+  return d;
+}
+
+/* "%012" PRIx64 "%08" PRIx32 of ts and n, without printf (it was a tenth of op_send). */
+static void mid_format(char out[32], uint64_t ts, uint32_t n) {
+  static const char hex[] = "0123456789abcdef";
+  char tmp[16], *t = tmp + sizeof tmp;
+  size_t len = 0;
+  do {
+    *--t = hex[ts & 15];
+    ts >>= 4;
+    len++;
+  } while (ts);
+  size_t w = len < 12 ? 12 : len, i = 0;
+  for (; i < w - len; i++) out[i] = '0';
+  memcpy(out + i, t, len);
+  i += len;
+  for (int k = 7; k >= 0; k--) out[i++] = hex[(n >> (4 * k)) & 15];
+  out[i] = 0;
+}
+
 void message_publish(struct core *core, struct conn *c, json_t *req_id, struct room *r, const char *room,
-                     json_t *body, const char *cmid, const struct identity *from) {
+                     const struct wire_body *body, const char *cmid, const struct identity *from) {
   uint64_t ts = core_now_ms();
-  char mid[24], made_cmid[40];
-  snprintf(mid, sizeof mid, "%012" PRIx64 "%08" PRIx32, ts, ++core->mid_counter);
+  char mid[32], made_cmid[40];
+  mid_format(mid, ts, ++core->mid_counter);
   if (!cmid) { /* server-side publishes: unique per server */
     snprintf(made_cmid, sizeof made_cmid, "srv-%s", mid);
     cmid = made_cmid;
@@ -116,11 +175,18 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
     r = room_get(&core->rooms, room, true, (uint32_t)core->cfg->history_ring_size);
 
   if (r && !r->durable) {      /* ephemeral: accepted = delivered, numbered here */
-    uint64_t seq = r->seq + 1; /* room_deliver makes it the head */
+    uint64_t seq = r->seq + 1; /* room_deliver_msg makes it the head */
     core->metrics.messages_total++;
-    if (c) reply_ok(core, c, req_id, ack_json(r->name, seq, mid, ts));
-    json_t *ev = event_with_body(r->name, seq, mid, ts, from->id, from->name, body, cmid);
-    if (ev) room_deliver(core, r, seq, ev);
+    if (c) reply_ack(core, c, req_id, r->name, seq, mid, ts, false);
+    struct wire_msg wm = {.room = r->name,
+                          .seq = seq,
+                          .mid = mid,
+                          .ts = ts,
+                          .user_id = from->id,
+                          .user_name = from->name,
+                          .body = body,
+                          .cmid = cmid};
+    room_deliver_msg(core, r, &wm);
     return;
   }
 
@@ -129,7 +195,6 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
   ps->core = core;
   ps->conn_id = c ? c->id : 0;
   ps->req_id = req_id ? json_incref(req_id) : NULL;
-  ps->body = json_incref(body);
   ps->req.kind = STORE_REQ_APPEND;
   ps->req.done = send_done;
   struct store_msg *m = &ps->req.u.append.msg;
@@ -140,7 +205,11 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
   m->user_id = dup_str(from->id, &fail);
   m->user_name = dup_str(from->name, &fail);
   m->cmid = dup_str(cmid, &fail);
-  m->body = codec_json_text(body);
+  m->body = body_json_dup(body);
+  if (body->mp && (ps->mp = malloc(body->mp_len ? body->mp_len : 1))) {
+    memcpy(ps->mp, body->mp, body->mp_len);
+    ps->mp_len = body->mp_len;
+  }
   if (fail || !m->body) {
     send_free(ps);
     goto oom;
@@ -164,6 +233,10 @@ oom:
     log_error("publish to %s: out of memory", room);
 }
 
+/* The body of the send being handled, as compact JSON: encoded once per send, for limits.max_body, the
+ * on_message hook, the store and the JSON event. Loop thread only; reused across sends. */
+static buf_t send_json = BUF_INIT;
+
 void op_send(struct core *core, struct conn *c, struct request *req) {
   if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return; /* first: reveals nothing */
   struct member *mem = conn_find_room(c, req->room, NULL);
@@ -171,41 +244,64 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, PERR_NOT_JOINED, "join the room before sending to it");
     return;
   }
-  if (codec_json_size(req->body) > (size_t)core->cfg->limits_max_body) {
+  struct wire_body body = {.tree = req->body};
+  buf_reset(&send_json);
+  if (!req->body) { /* request_parse_fast: the JSON text is at hand (copied below if a hook needs a C string)
+                     */
+    body.json = req->body_json;
+    body.json_len = req->body_json_len;
+  } else if (codec_encode(CODEC_JSON, req->body, &send_json)) {
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  } else {
+    body.json = (const char *)send_json.data;
+    body.json_len = send_json.len;
+  }
+  if (body.json_len > (size_t)core->cfg->limits_max_body) {
     reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the message body is larger than limits.max_body");
     return;
   }
   if (!rate_check(core, c, req->id, &c->rl_send, &core->cfg->rate_send, true)) return;
   struct room *r = mem->room;
-  json_t *body = json_incref(req->body);
+  json_t *rewritten = NULL;
   if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_MESSAGE)) {
-    char *text = codec_json_text(body);
     struct hook_result res = HOOK_RESULT_INIT;
-    enum parley_decision d = hook_run(core, PARLEY_HOOK_MESSAGE, c, c->who.id, c->who.name, r->name, text,
-                                      text ? strlen(text) : 0, 0, &res);
-    free(text);
+    if ((!req->body && buf_append(&send_json, body.json, body.json_len)) ||
+        buf_putc(&send_json, 0)) { /* hooks get a NUL-terminated text */
+      reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+      return;
+    }
+    body.json = (const char *)send_json.data; /* may have moved */
+    enum parley_decision d = hook_run(core, PARLEY_HOOK_MESSAGE, c, c->who.id, c->who.name, r->name,
+                                      body.json, body.json_len, 0, &res);
     if (d == PARLEY_REJECT) {
       reply_err(core, c, req->id, PERR_REJECTED, res.reason ? res.reason : "rejected");
     } else if (d == PARLEY_REWRITE && res.body) {
-      json_t *nb = json_loadb(res.body, res.body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-      json_decref(body);
-      body = nb;
-      if (!nb)
+      rewritten = json_loadb(res.body, res.body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+      buf_reset(&send_json);
+      if (!rewritten) {
         reply_err(core, c, req->id, PERR_INTERNAL, "a hook returned a body that is not JSON");
-      else if (codec_json_size(nb) > (size_t)core->cfg->limits_max_body) {
+        d = PARLEY_REJECT;
+      } else if (codec_encode(CODEC_JSON, rewritten, &send_json)) {
+        reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+        d = PARLEY_REJECT;
+      } else if (send_json.len > (size_t)core->cfg->limits_max_body) {
         reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the rewritten body is larger than limits.max_body");
         d = PARLEY_REJECT;
       }
+      body = (struct wire_body){
+          .tree = rewritten, .json = (const char *)send_json.data, .json_len = send_json.len};
     }
     hook_result_clear(&res);
-    if (d == PARLEY_REJECT || !body) {
-      json_decref(body);
+    if (d == PARLEY_REJECT) {
+      json_decref(rewritten);
       return;
     }
   }
   typing_clear(core, r, c->who.id); /* sending ends typing */
-  message_publish(core, c, req->id, r, r->name, body, req->cmid, &c->who);
-  json_decref(body);
+  message_publish(core, c, req->id, r, r->name, &body, req->cmid, &c->who);
+  json_decref(rewritten);
+  if (send_json.cap > 256u * 1024u) buf_free(&send_json);
 }
 
 /* ---- history ------------------------------------------------------------------------------------- */
@@ -276,7 +372,8 @@ void op_history(struct core *core, struct conn *c, struct request *req) {
           s = rf;
         for (uint64_t q = s; q <= e; q++) {
           struct ring_entry *en = ring_get(&r->ring, q);
-          if (en) json_array_append(msgs, en->ev);
+          json_t *ev = en ? ring_event(en) : NULL;
+          if (ev) json_array_append(msgs, ev);
         }
       }
       history_reply(core, c, req->id, req->room, msgs, limit);

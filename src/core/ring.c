@@ -21,11 +21,9 @@ void ring_clear(struct ring *r) {
   r->start = r->len = 0;
 }
 
-void ring_push(struct ring *r, uint64_t seq, json_t *ev) {
-  if (!r->cap || (r->len && seq <= ring_last(r))) {
-    json_decref(ev);
-    return;
-  }
+/* The slot for seq, or NULL when seq is to be ignored. */
+static struct ring_entry *slot(struct ring *r, uint64_t seq) {
+  if (!r->cap || (r->len && seq <= ring_last(r))) return NULL;
   if (r->len && seq != ring_last(r) + 1) ring_clear(r);
   struct ring_entry *e;
   if (r->len == r->cap) {
@@ -37,7 +35,22 @@ void ring_push(struct ring *r, uint64_t seq, json_t *ev) {
     r->len++;
   }
   e->seq = seq;
+  return e;
+}
+
+void ring_push(struct ring *r, uint64_t seq, json_t *ev) {
+  struct ring_entry *e = slot(r, seq);
+  if (!e) {
+    json_decref(ev);
+    return;
+  }
   e->ev = ev;
+}
+
+void ring_push_frames(struct ring *r, uint64_t seq, frame_t *const enc[CODEC_COUNT]) {
+  struct ring_entry *e = slot(r, seq);
+  if (!e) return;
+  for (int i = 0; i < CODEC_COUNT; i++) e->enc[i] = enc[i] ? frame_ref(enc[i]) : NULL;
 }
 
 struct ring_entry *ring_get(struct ring *r, uint64_t seq) {
@@ -45,8 +58,30 @@ struct ring_entry *ring_get(struct ring *r, uint64_t seq) {
   return &r->v[(r->start + (seq - ring_first(r))) % r->cap];
 }
 
+/* The payload of a frame made by codec_frame_wrap: skip the unmasked header. */
+static void payload(const frame_t *f, const uint8_t **p, size_t *n) {
+  uint8_t l = f->data[1] & 0x7f;
+  size_t h = l <= 125 ? 2 : l == 126 ? 4 : 10;
+  *p = f->data + h;
+  *n = f->len - h;
+}
+
+json_t *ring_event(struct ring_entry *e) {
+  for (int i = 0; !e->ev && i < CODEC_COUNT; i++) {
+    if (!e->enc[i]) continue;
+    const uint8_t *p;
+    size_t n;
+    payload(e->enc[i], &p, &n);
+    codec_decode((codec_t)i, p, n, &e->ev, NULL, 0);
+  }
+  return e->ev;
+}
+
 frame_t *ring_frame(struct ring_entry *e, codec_t codec) {
-  if (!e->enc[codec]) e->enc[codec] = codec_frame(codec, e->ev, 0);
+  if (!e->enc[codec]) {
+    json_t *ev = ring_event(e);
+    if (ev) e->enc[codec] = codec_frame(codec, ev, 0);
+  }
   return e->enc[codec];
 }
 

@@ -161,15 +161,17 @@ static int ring_copy(struct room *r, uint64_t before, size_t limit, struct store
   uint64_t from = last - first + 1 > limit ? last - limit + 1 : first;
   for (uint64_t q = from; q <= last; q++) {
     struct ring_entry *en = ring_get(&r->ring, q);
+    json_t *ev = en ? ring_event(en) : NULL;
     if (!en) continue;
-    json_t *from_o = json_object_get(en->ev, "from");
-    struct store_msg m = {.seq = q, .ts = (uint64_t)json_integer_value(json_object_get(en->ev, "ts"))};
-    m.room = json_str_dup(en->ev, "room");
-    m.mid = json_str_dup(en->ev, "mid");
-    m.cmid = json_str_dup(en->ev, "cmid");
+    if (!ev) return -ENOMEM;
+    json_t *from_o = json_object_get(ev, "from");
+    struct store_msg m = {.seq = q, .ts = (uint64_t)json_integer_value(json_object_get(ev, "ts"))};
+    m.room = json_str_dup(ev, "room");
+    m.mid = json_str_dup(ev, "mid");
+    m.cmid = json_str_dup(ev, "cmid");
     m.user_id = json_str_dup(from_o, "id");
     m.user_name = json_str_dup(from_o, "name");
-    m.body = json_dumps(json_object_get(en->ev, "body"), JSON_COMPACT | JSON_ENCODE_ANY);
+    m.body = json_dumps(json_object_get(ev, "body"), JSON_COMPACT | JSON_ENCODE_ANY);
     if (!m.room || !m.mid || !m.cmid || !m.user_id || !m.user_name || !m.body) {
       store_msg_clear(&m);
       return -ENOMEM;

@@ -403,6 +403,32 @@ static int jw_int(buf_t *b, json_int_t v) {
   return buf_append(b, q, (size_t)(e - q)) ? -ENOMEM : 0;
 }
 
+int codec_json_real(buf_t *b, double d) {
+  if (!isfinite(d)) return -EINVAL;
+  char tmp[32];
+  int n = snprintf(tmp, sizeof tmp, "%.17g", d);
+  if (n <= 0 || (size_t)n >= sizeof tmp) return -EINVAL;
+  char *e = strchr(tmp, 'e');
+  if (e) { /* as jansson: no '+' and no leading zeros in the exponent */
+    char *w = e + 1, *q = e + 1;
+    if (*q == '+')
+      q++;
+    else if (*q == '-')
+      *w++ = *q++;
+    while (*q == '0' && q[1]) q++;
+    memmove(w, q, strlen(q) + 1);
+    n = (int)strlen(tmp);
+  }
+  if (!strpbrk(tmp, ".eE") && (size_t)n + 2 < sizeof tmp) { /* keep it a real, as jansson does */
+    tmp[n++] = '.';
+    tmp[n++] = '0';
+  }
+  return buf_append(b, tmp, (size_t)n) ? -ENOMEM : 0;
+}
+
+int codec_json_str(buf_t *b, const char *p, size_t n) { return jw_string(b, p, n); }
+int codec_json_int(buf_t *b, int64_t v) { return jw_int(b, (json_int_t)v); }
+
 static int jw_value(buf_t *b, const json_t *v, int depth) {
   if (depth > ENCODE_MAX_DEPTH) return -EINVAL;
   switch (json_typeof(v)) {
@@ -414,29 +440,8 @@ static int jw_value(buf_t *b, const json_t *v, int depth) {
     return buf_append(b, "false", 5) ? -ENOMEM : 0;
   case JSON_INTEGER:
     return jw_int(b, json_integer_value(v));
-  case JSON_REAL: {
-    double d = json_real_value(v);
-    if (!isfinite(d)) return -EINVAL;
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%.17g", d);
-    if (n <= 0 || (size_t)n >= sizeof tmp) return -EINVAL;
-    char *e = strchr(tmp, 'e');
-    if (e) { /* as jansson: no '+' and no leading zeros in the exponent */
-      char *d = e + 1, *q = e + 1;
-      if (*q == '+')
-        q++;
-      else if (*q == '-')
-        *d++ = *q++;
-      while (*q == '0' && q[1]) q++;
-      memmove(d, q, strlen(q) + 1);
-      n = (int)strlen(tmp);
-    }
-    if (!strpbrk(tmp, ".eE") && (size_t)n + 2 < sizeof tmp) { /* keep it a real, as jansson does */
-      tmp[n++] = '.';
-      tmp[n++] = '0';
-    }
-    return buf_append(b, tmp, (size_t)n) ? -ENOMEM : 0;
-  }
+  case JSON_REAL:
+    return codec_json_real(b, json_real_value(v));
   case JSON_STRING:
     return jw_string(b, json_string_value(v), json_string_length(v));
   case JSON_ARRAY: {
@@ -538,10 +543,7 @@ int codec_encode(codec_t c, const json_t *v, buf_t *b) {
 
 static _Thread_local buf_t scratch = BUF_INIT;
 
-frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags) {
-  buf_reset(&scratch);
-  if (codec_encode(c, v, &scratch)) return NULL;
-  size_t len = scratch.len;
+frame_t *codec_frame_wrap(codec_t c, const uint8_t *p, size_t len, uint32_t flags) {
   uint8_t hdr[10];
   size_t hlen;
   hdr[0] = 0x80 | (c == CODEC_JSON ? 0x1 : 0x2); /* FIN | text / binary */
@@ -561,8 +563,15 @@ frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags) {
   frame_t *f = frame_alloc(hlen + len, flags);
   if (f) {
     memcpy(f->data, hdr, hlen);
-    memcpy(f->data + hlen, scratch.data, len);
+    if (len) memcpy(f->data + hlen, p, len);
   }
+  return f;
+}
+
+frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags) {
+  buf_reset(&scratch);
+  if (codec_encode(c, v, &scratch)) return NULL;
+  frame_t *f = codec_frame_wrap(c, scratch.data, scratch.len, flags);
   if (scratch.cap > SCRATCH_KEEP) buf_free(&scratch);
   return f;
 }

@@ -37,6 +37,17 @@ int codec_encode(codec_t c, const json_t *v, buf_t *b);
  * codec_encode). One allocation per call: the payload is encoded into a per-thread scratch buffer. */
 frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
 
+/* Wrap an encoded payload as one final, unmasked WebSocket frame of codec c (text for JSON, binary for
+ * MessagePack): refs = 1, the given flags; NULL when out of memory. */
+frame_t *codec_frame_wrap(codec_t c, const uint8_t *p, size_t len, uint32_t flags);
+
+/* Pieces of the compact JSON encoder, for writers that build a frame without a json_t tree (proto/wire.h):
+ * a string of n bytes (escaped exactly as codec_encode does), an integer. Return 0 or -ENOMEM. */
+int codec_json_str(buf_t *b, const char *p, size_t n);
+int codec_json_int(buf_t *b, int64_t v);
+/* A real as jansson writes it with 17 significant digits; -EINVAL when not finite. */
+int codec_json_real(buf_t *b, double d);
+
 /* The compact JSON text of v, NUL-terminated, malloc'd (the caller frees it); NULL when out of memory. */
 char *codec_json_text(const json_t *v);
 

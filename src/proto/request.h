@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "proto/errors.h"
+#include "util/buf.h"
 
 #define OP_MAP(X)                                                                                            \
   X(HELLO, "hello")                                                                                          \
@@ -54,12 +55,27 @@ struct request {
   json_t *users;      /* presence: array of user id strings */
   int64_t seq;        /* read */
   bool has_seq;
+  /* send parsed by request_parse_fast: body is NULL and the body is this compact JSON text instead,
+   * exactly as codec_encode(CODEC_JSON) would write it (borrowed from the caller's buffer) */
+  const char *body_json;
+  size_t body_json_len;
+  /* storage for room and cmid of request_parse_fast (keep these last: it clears what precedes them) */
+  char room_buf[ROOM_NAME_MAX + 1];
+  char cmid_buf[CMID_MAX + 1];
 };
 
 /* Check doc against the op table. Returns PERR_OK or an error code with *msg set to a static,
  * human-readable reason. req->id is set whenever doc is a map with a valid id, even on error, so the
  * error reply can carry it. Unknown fields are ignored. Room names are checked (PERR_BAD_ROOM). */
 enum perr request_parse(json_t *doc, struct request *req, const char **msg);
+
+/* The hot requests (send, typing, ping, read) of a JSON frame, read without a json_t tree. Returns true
+ * when the frame is such a request that request_parse would accept as it is: *req is then what
+ * codec_decode + request_parse would give, except that a send's body is req->body_json (in `body`) and
+ * req->id is a new reference the caller must drop. Returns false for everything else (other ops, any
+ * error, anything unusual): the caller then takes the slow path, which answers as it always did.
+ * body and tmp are the caller's scratch buffers (reused, never shrunk here). */
+bool request_parse_fast(const uint8_t *p, size_t n, struct request *req, buf_t *body, buf_t *tmp);
 
 /* True if s (NUL-terminated) is a valid room name: 1..128 bytes of [A-Za-z0-9_.:@-]. */
 bool room_name_valid(const char *s);
