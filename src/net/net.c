@@ -26,8 +26,12 @@ struct net {
   const struct config *cfg;
   uv_loop_t *loop;
   uv_check_t flush_check;
-  struct wsconn *dirty_head; /* connections with frames to write this iteration */
-  buf_t scratch;             /* LWS_PRE + gathered frames */
+  struct wsconn *dirty_head;            /* connections with frames to write this iteration */
+  uv_timer_t idle_timer;                /* pings idle connections, closes the ones that did not answer */
+  struct wsconn *idle_head, *idle_tail; /* by due time: every entry uses the same interval */
+  uint64_t idle_ms;
+  frame_t *ping; /* a WebSocket ping without payload, shared by every connection */
+  buf_t scratch; /* LWS_PRE + gathered frames */
   bool draining;
   const struct auth *auth; /* borrowed: for the development login */
   int (*reload)(void *ud); /* the admin reload endpoint's action */
@@ -57,10 +61,13 @@ struct wsconn {
   buf_t rx; /* reassembly of a fragmented message */
   bool in_message;
   bool dirty;
+  bool ping_out; /* a ping is out; the connection is closed if nothing arrives before idle_due */
   struct wsconn *dirty_prev, *dirty_next;
-  int close_code;  /* nonzero: close at the next WRITEABLE */
-  int peer_code;   /* the close code the client sent, 0: none */
-  bool close_sent; /* our close frame is written: close the socket once lws has sent it */
+  struct wsconn *idle_prev, *idle_next;
+  uint64_t idle_due; /* uv_now() ms */
+  int close_code;    /* nonzero: close at the next WRITEABLE */
+  int peer_code;     /* the close code the client sent, 0: none */
+  bool close_sent;   /* our close frame is written: close the socket once lws has sent it */
   char close_reason[64];
 };
 
@@ -86,6 +93,74 @@ static void dirty_mark(struct wsconn *w) {
   w->dirty_next = w->net->dirty_head;
   if (w->dirty_next) w->dirty_next->dirty_prev = w;
   w->net->dirty_head = w;
+}
+
+/* ---- idle connections ------------------------------------------------------------------------------
+ *
+ * lws 4.1 keeps its per-connection timers (the retry policy's validity ping/hangup among them) in one list
+ * per thread sorted by insertion, walked from the head on every insert: with a 60 s interval every new
+ * connection walks all the others, which made connecting 10k clients quadratic (36% of the server's CPU
+ * in lws_dll2_add_sorted). lws's validity timer is therefore off (secs_since_valid_hangup = 0) and idle
+ * connections are pinged from here: one FIFO list, in due order because every entry is due idle_ms
+ * after its last activity, and one timer. O(1) per touch. */
+
+static void idle_unlink(struct wsconn *w) {
+  if (!w->idle_due) return;
+  if (w->idle_prev)
+    w->idle_prev->idle_next = w->idle_next;
+  else
+    w->net->idle_head = w->idle_next;
+  if (w->idle_next)
+    w->idle_next->idle_prev = w->idle_prev;
+  else
+    w->net->idle_tail = w->idle_prev;
+  w->idle_prev = w->idle_next = NULL;
+  w->idle_due = 0;
+}
+
+static void idle_append(struct wsconn *w, uint64_t due) {
+  struct net *net = w->net;
+  w->idle_due = due ? due : 1;
+  w->idle_next = NULL;
+  w->idle_prev = net->idle_tail;
+  if (net->idle_tail)
+    net->idle_tail->idle_next = w;
+  else
+    net->idle_head = w;
+  net->idle_tail = w;
+}
+
+/* Something arrived from the client: it is alive for another idle_ms. */
+static void idle_touch(struct wsconn *w) {
+  uint64_t due = uv_now(w->net->loop) + w->net->idle_ms;
+  w->ping_out = false;
+  if (w->idle_due == due) return; /* already the latest: nothing to move in this millisecond */
+  idle_unlink(w);
+  idle_append(w, due);
+}
+
+static int tx_send(void *ctx, frame_t *f);
+
+static void on_idle_timer(uv_timer_t *t) {
+  struct net *net = t->data;
+  uint64_t now = uv_now(net->loop);
+  if (!net->ping) {
+    net->ping = frame_alloc(2, 0);
+    if (!net->ping) return;
+    net->ping->data[0] = 0x89;
+    net->ping->data[1] = 0;
+  }
+  while (net->idle_head && net->idle_head->idle_due <= now) {
+    struct wsconn *w = net->idle_head;
+    idle_unlink(w);
+    if (w->ping_out) { /* no pong, nothing else either: the peer is gone */
+      lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      continue;
+    }
+    w->ping_out = true;
+    idle_append(w, now + net->idle_ms);
+    if (!w->close_code) tx_send(w, net->ping);
+  }
 }
 
 static void q_clear(struct wsconn *w) {
@@ -430,10 +505,16 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     char peer[64];
     lws_get_peer_simple(wsi, peer, sizeof peer);
     w->conn = core_conn_open(net->core, codec, &ws_tx, w, peer);
-    return w->conn ? 0 : -1;
+    if (!w->conn) return -1;
+    idle_touch(w);
+    return 0;
   }
+  case LWS_CALLBACK_RECEIVE_PONG:
+    idle_touch(w);
+    return 0;
   case LWS_CALLBACK_RECEIVE: {
     if (!w->conn || w->close_code) return 0;
+    idle_touch(w);
     if (!w->in_message) {
       w->rx.len = 0;
       w->in_message = true;
@@ -482,7 +563,9 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     if (len >= 2) w->peer_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
     return 0;
   case LWS_CALLBACK_CLOSED:
+    if (!w->net) return 0; /* never established */
     dirty_unlink(w);
+    idle_unlink(w);
     q_clear(w);
     free(w->q);
     w->q = NULL;
@@ -573,11 +656,11 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
     info.alpn = "http/1.1"; /* one HTTP/1.1 code path; WebSocket over HTTP/2 is not offered */
   }
   info.fd_limit_per_thread = 0;
-  static lws_retry_bo_t retry;
-  uint64_t idle_s = (uint64_t)cfg->limits_idle_timeout / 1000;
-  retry.secs_since_valid_ping = (uint16_t)(idle_s ? idle_s : 1);
-  retry.secs_since_valid_hangup = (uint16_t)(idle_s ? idle_s * 2 : 2);
+  /* no validity timers in lws (see "idle connections" above): a policy with hangup 0 turns them off;
+   * without a policy lws would use its default (ping after 5 minutes) */
+  static const lws_retry_bo_t retry = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
   info.retry_and_idle_policy = &retry;
+  net->idle_ms = (uint64_t)cfg->limits_idle_timeout;
 
   if (cfg->server_web_root && *cfg->server_web_root) {
     net->web_root = config_path(cfg, cfg->server_web_root);
@@ -619,6 +702,13 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
   uv_check_init(loop, &net->flush_check);
   net->flush_check.data = net;
   uv_check_start(&net->flush_check, on_check);
+  uv_timer_init(loop, &net->idle_timer);
+  net->idle_timer.data = net;
+  uint64_t tick = net->idle_ms / 8;
+  if (tick < 100) tick = 100;
+  if (tick > 1000) tick = 1000;
+  uv_timer_start(&net->idle_timer, on_idle_timer, tick, tick);
+  uv_unref((uv_handle_t *)&net->idle_timer); /* does not keep the loop alive on its own */
   return net;
 }
 
@@ -632,12 +722,14 @@ void net_set_reload(struct net *net, int (*fn)(void *ud), void *ud) {
 void net_destroy_in_loop(struct net *net) {
   if (net->ctx) lws_context_destroy(net->ctx);
   if (!uv_is_closing((uv_handle_t *)&net->flush_check)) uv_close((uv_handle_t *)&net->flush_check, NULL);
+  if (!uv_is_closing((uv_handle_t *)&net->idle_timer)) uv_close((uv_handle_t *)&net->idle_timer, NULL);
 }
 
 void net_free(struct net *net) {
   if (!net) return;
   if (net->ctx) lws_context_destroy(net->ctx); /* second destroy after uv_run returned (NOTES.md) */
   buf_free(&net->scratch);
+  frame_unref(net->ping);
   free(net->web_root);
   free(net->tls_cert);
   free(net->tls_key);
