@@ -143,6 +143,11 @@ static const struct key keys[] = {
             "HTTP 503."),
     KEY_DURATION("limits.handshake_timeout", limits_handshake_timeout, "10s", 100, 10 * MIN, RESTART,
                  "Time a new TCP connection has to complete its TLS and HTTP/WebSocket handshake."),
+    KEY_DURATION("server.write_coalesce", server_write_coalesce, "4ms", 0, 100, RESTART,
+                 "Longest a busy connection's outbound frames may wait so that several go out in one write, "
+                 "used only while the server's event loop is busy (over half its time working; the wait "
+                 "grows with the load up to this value). `0`: every frame is written in the loop iteration "
+                 "that produced it."),
     KEY_SIZE("limits.max_header_size", limits_max_header_size, "4KiB", 1 * KIB, 64 * KIB, RESTART,
              "Largest HTTP request header block accepted; a larger one is refused."),
     KEY_STRING("tls.cert", tls_cert, "", RESTART,

@@ -144,6 +144,7 @@ struct config {
   int64_t rate_strikes_window;        /* rate.strikes_window (ms) */
   int64_t limits_max_connections_per_ip; /* limits.max_connections_per_ip (0 = no cap) */
   int64_t limits_handshake_timeout;      /* limits.handshake_timeout (ms) */
+  int64_t server_write_coalesce;         /* server.write_coalesce (ms, 0 = off) */
   int64_t limits_max_header_size;        /* limits.max_header_size (bytes) */
   char *tls_cert;                        /* tls.cert: PEM certificate chain ("" = no TLS) */
   char *tls_key;                         /* tls.key: PEM private key */

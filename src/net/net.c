@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "auth/devlogin.h"
@@ -27,8 +28,20 @@ struct net {
   uv_loop_t *loop;
   uv_check_t flush_check;
   struct wsconn *dirty_head; /* connections with frames to write this iteration */
-  buf_t scratch;             /* LWS_PRE + gathered frames */
+  struct wsconn *held_head;  /* dirty connections whose flush waits for hold_timer (coalescing) */
+  uv_timer_t hold_timer;
+  uint64_t hold_max_us;                 /* server.write_coalesce in µs; 0: off */
+  uint64_t hold_us;                     /* the current window: 0 while the loop is not busy */
+  uint64_t load_t0;                     /* start of the current load sample (uv_hrtime ns) */
+  uint64_t load_idle0;                  /* uv_metrics_idle_time at load_t0 */
+  double load;                          /* share of the recent wall time the loop spent working, 0..1 */
+  uv_timer_t idle_timer;                /* pings idle connections, closes the ones that did not answer */
+  struct wsconn *idle_head, *idle_tail; /* by due time: every entry uses the same interval */
+  uint64_t idle_ms;
+  frame_t *ping; /* a WebSocket ping, shared by every connection */
+  buf_t scratch; /* LWS_PRE + gathered frames */
   bool draining;
+  bool tls;                /* writes go through lws_write; plain TCP writes go to the socket directly */
   const struct auth *auth; /* borrowed: for the development login */
   int (*reload)(void *ud); /* the admin reload endpoint's action */
   void *reload_ud;
@@ -57,11 +70,16 @@ struct wsconn {
   buf_t rx; /* reassembly of a fragmented message */
   bool in_message;
   bool dirty;
+  bool held;              /* dirty, and on net->held_head instead of net->dirty_head */
+  uint32_t last_flush_us; /* uv_hrtime() / 1000 of the last flush, wrapping */
+  bool ping_out;          /* a ping is out; the connection is closed if nothing arrives before idle_due */
   struct wsconn *dirty_prev, *dirty_next;
-  int close_code;  /* nonzero: close at the next WRITEABLE */
-  int peer_code;   /* the close code the client sent, 0: none */
-  bool close_sent; /* our close frame is written: close the socket once lws has sent it */
-  char close_reason[64];
+  struct wsconn *idle_prev, *idle_next;
+  uint64_t idle_due;  /* uv_now() ms */
+  int close_code;     /* nonzero: close at the next WRITEABLE */
+  int peer_code;      /* the close code the client sent, 0: none */
+  bool close_sent;    /* our close frame is written: close the socket once lws has sent it */
+  char *close_reason; /* owned; set with close_code */
 };
 
 enum { PROTO_HTTP = 0, PROTO_JSON = 1, PROTO_MSGPACK = 2 };
@@ -72,11 +90,23 @@ static void dirty_unlink(struct wsconn *w) {
   if (!w->dirty) return;
   if (w->dirty_prev)
     w->dirty_prev->dirty_next = w->dirty_next;
+  else if (w->held)
+    w->net->held_head = w->dirty_next;
   else
     w->net->dirty_head = w->dirty_next;
   if (w->dirty_next) w->dirty_next->dirty_prev = w->dirty_prev;
   w->dirty_prev = w->dirty_next = NULL;
-  w->dirty = false;
+  w->dirty = w->held = false;
+}
+
+/* Put a dirty connection (already unlinked) on the held list: hold_timer flushes it. */
+static void hold(struct wsconn *w) {
+  struct net *net = w->net;
+  w->dirty = w->held = true;
+  w->dirty_prev = NULL;
+  w->dirty_next = net->held_head;
+  if (w->dirty_next) w->dirty_next->dirty_prev = w;
+  net->held_head = w;
 }
 
 static void dirty_mark(struct wsconn *w) {
@@ -86,6 +116,74 @@ static void dirty_mark(struct wsconn *w) {
   w->dirty_next = w->net->dirty_head;
   if (w->dirty_next) w->dirty_next->dirty_prev = w;
   w->net->dirty_head = w;
+}
+
+/* ---- idle connections ------------------------------------------------------------------------------
+ *
+ * lws 4.1 keeps its per-connection timers (the retry policy's validity ping/hangup among them) in one list
+ * per thread sorted by insertion, walked from the head on every insert: with a 60 s interval every new
+ * connection walks all the others, which made connecting 10k clients quadratic (36% of the server's CPU
+ * in lws_dll2_add_sorted). lws's validity timer is therefore off (secs_since_valid_hangup = 0) and idle
+ * connections are pinged from here: one FIFO list, in due order because every entry is due idle_ms
+ * after its last activity, and one timer. O(1) per touch. */
+
+static void idle_unlink(struct wsconn *w) {
+  if (!w->idle_due) return;
+  if (w->idle_prev)
+    w->idle_prev->idle_next = w->idle_next;
+  else
+    w->net->idle_head = w->idle_next;
+  if (w->idle_next)
+    w->idle_next->idle_prev = w->idle_prev;
+  else
+    w->net->idle_tail = w->idle_prev;
+  w->idle_prev = w->idle_next = NULL;
+  w->idle_due = 0;
+}
+
+static void idle_append(struct wsconn *w, uint64_t due) {
+  struct net *net = w->net;
+  w->idle_due = due ? due : 1;
+  w->idle_next = NULL;
+  w->idle_prev = net->idle_tail;
+  if (net->idle_tail)
+    net->idle_tail->idle_next = w;
+  else
+    net->idle_head = w;
+  net->idle_tail = w;
+}
+
+/* Something arrived from the client: it is alive for another idle_ms. */
+static void idle_touch(struct wsconn *w) {
+  uint64_t due = uv_now(w->net->loop) + w->net->idle_ms;
+  w->ping_out = false;
+  if (w->idle_due == due) return; /* already the latest: nothing to move in this millisecond */
+  idle_unlink(w);
+  idle_append(w, due);
+}
+
+static int tx_send(void *ctx, frame_t *f);
+
+static void on_idle_timer(uv_timer_t *t) {
+  struct net *net = t->data;
+  uint64_t now = uv_now(net->loop);
+  if (!net->ping) {
+    net->ping = frame_alloc(3, 0); /* with a payload: lws 4.1 does not report an empty pong */
+    if (!net->ping) return;
+    memcpy(net->ping->data, "\x89\x01p", 3);
+  }
+  while (net->idle_head && net->idle_head->idle_due <= now) {
+    struct wsconn *w = net->idle_head;
+    idle_unlink(w);
+    if (w->ping_out) { /* no pong, nothing else either: the peer is gone. (An async kill would wait for
+                        * lws's next timer service, which nothing schedules on a foreign loop.) */
+      lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+      continue;
+    }
+    w->ping_out = true;
+    idle_append(w, now + net->idle_ms);
+    if (!w->close_code) tx_send(w, net->ping);
+  }
 }
 
 static void q_clear(struct wsconn *w) {
@@ -114,7 +212,7 @@ static void q_drop_ephemeral(struct wsconn *w) {
 static void request_close(struct wsconn *w, int code, const char *reason) {
   if (w->close_code) return;
   w->close_code = code;
-  snprintf(w->close_reason, sizeof w->close_reason, "%s", reason);
+  w->close_reason = strdup(reason ? reason : ""); /* NULL (out of memory): no reason text */
   lws_callback_on_writable(w->wsi);
 }
 
@@ -163,16 +261,24 @@ static size_t tx_queued(void *ctx) { return ((struct wsconn *)ctx)->qbytes; }
 
 static const struct conn_tx ws_tx = {tx_send, tx_close, tx_queued};
 
-/* Write as much of w's queue as one lws_write takes. Returns -1 if the connection failed. */
-static int flush(struct wsconn *w) {
-  if (!w->qlen) return 0;
-  /* lws_send_pipe_choked() costs a poll() syscall per call; lws_partial_buffered() only looks at what
-   * lws still holds of our previous write, which is all that matters: lws keeps a short write's rest and
-   * sends it before anything else, and we write again only once it has drained. */
-  if (lws_partial_buffered(w->wsi)) {
-    lws_callback_on_writable(w->wsi);
-    return 0;
-  }
+static void q_pop(struct wsconn *w) {
+  frame_t *f = w->q[w->qhead];
+  w->qbytes -= f->len;
+  frame_unref(f);
+  w->qhead = (w->qhead + 1) % w->qcap;
+  w->qlen--;
+}
+
+/* The queue is empty: give its ring back (an idle connection keeps none; malloc is cheap next to the
+ * send() that emptied it). */
+static void q_release(struct wsconn *w) {
+  free(w->q);
+  w->q = NULL;
+  w->qhead = w->qcap = 0;
+}
+
+/* TLS: gather frames into the scratch buffer and write them with one lws_write. */
+static int flush_lws(struct wsconn *w) {
   buf_t *s = &w->net->scratch;
   s->len = 0;
   if (buf_reserve(s, LWS_PRE)) return -1;
@@ -187,18 +293,78 @@ static int flush(struct wsconn *w) {
   if (!n) return -1; /* out of memory for even one frame */
   size_t len = s->len - LWS_PRE;
   int wr = lws_write(w->wsi, s->data + LWS_PRE, len, LWS_WRITE_RAW);
-  for (uint32_t i = 0; i < n; i++) {
-    frame_t *f = w->q[w->qhead];
-    w->qbytes -= f->len;
-    frame_unref(f);
-    w->qhead = (w->qhead + 1) % w->qcap;
-    w->qlen--;
-  }
+  for (uint32_t i = 0; i < n; i++) q_pop(w);
   if (wr < (int)len) {
     log_debug("lws_write returned %d for %zu bytes", wr, len);
     return -1;
   }
-  if (!w->qlen && w->conn && !w->close_code) core_conn_drained(w->net->core, w->conn); /* may queue more */
+  return 0;
+}
+
+/* Plain TCP: one sendmsg() of up to IOV_BATCH queued frames straight from their shared buffers, no copy
+ * and no lws bookkeeping. Only called when lws holds nothing of ours, so the byte stream stays in order.
+ * A short write that ends inside a frame hands that frame's rest to lws_write, which keeps what the
+ * socket does not take and sends it before anything else (lws's own pongs and close frames included);
+ * the next flush waits for it (lws_partial_buffered). Returns -1 if the connection failed. */
+#define IOV_BATCH 64
+static int flush_direct(struct wsconn *w) {
+  int fd = lws_get_socket_fd(w->wsi);
+  if (fd < 0) return -1;
+  while (w->qlen) {
+    struct iovec iov[IOV_BATCH];
+    uint32_t n = 0;
+    size_t len = 0;
+    while (n < w->qlen && n < IOV_BATCH && len < WRITE_BATCH_MAX) {
+      frame_t *f = w->q[(w->qhead + n) % w->qcap];
+      iov[n].iov_base = f->data;
+      iov[n].iov_len = f->len;
+      len += f->len;
+      n++;
+    }
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+    ssize_t wr = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (wr < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break; /* socket full */
+      log_debug("sendmsg: %s", strerror(errno));
+      return -1;
+    }
+    size_t left = (size_t)wr;
+    while (left && left >= w->q[w->qhead]->len) {
+      left -= w->q[w->qhead]->len;
+      q_pop(w);
+    }
+    if (left) { /* inside a frame: lws keeps the rest (it needs LWS_PRE bytes before what it writes) */
+      frame_t *f = w->q[w->qhead];
+      size_t rest = f->len - left;
+      buf_t *s = &w->net->scratch;
+      s->len = 0;
+      if (buf_reserve(s, LWS_PRE + rest)) return -1;
+      memcpy(s->data + LWS_PRE, f->data + left, rest);
+      int lw = lws_write(w->wsi, s->data + LWS_PRE, rest, LWS_WRITE_RAW);
+      q_pop(w);
+      if (lw < (int)rest) return -1;
+      break;
+    }
+    if ((size_t)wr < len) break; /* socket full, at a frame boundary */
+  }
+  return 0;
+}
+
+/* Write what w's queue holds, as far as the socket takes it. Returns -1 if the connection failed. */
+static int flush(struct wsconn *w) {
+  if (!w->qlen) return 0;
+  /* lws_send_pipe_choked() costs a poll() syscall per call; lws_partial_buffered() only looks at what
+   * lws still holds of our previous write, which is all that matters: lws keeps a short write's rest and
+   * sends it before anything else, and we write again only once it has drained. */
+  if (lws_partial_buffered(w->wsi)) {
+    lws_callback_on_writable(w->wsi);
+    return 0;
+  }
+  if ((w->net->tls ? flush_lws(w) : flush_direct(w)) < 0) return -1;
+  if (!w->qlen) {
+    q_release(w);
+    if (w->conn && !w->close_code) core_conn_drained(w->net->core, w->conn); /* may queue more */
+  }
   if (w->qlen) lws_callback_on_writable(w->wsi);
   return 0;
 }
@@ -206,24 +372,84 @@ static int flush(struct wsconn *w) {
 /* Write a close frame (code + reason) as raw bytes. Returns -1 if the write failed. */
 static int send_close_frame(struct wsconn *w) {
   uint8_t frame[LWS_PRE + 2 + 2 + 123];
-  size_t rl = strlen(w->close_reason);
+  size_t rl = w->close_reason ? strlen(w->close_reason) : 0;
   if (rl > 123) rl = 123;
   uint8_t *p = frame + LWS_PRE;
   p[0] = 0x88; /* FIN + close */
   p[1] = (uint8_t)(2 + rl);
   p[2] = (uint8_t)(w->close_code >> 8);
   p[3] = (uint8_t)(w->close_code & 0xff);
-  memcpy(p + 4, w->close_reason, rl);
+  if (rl) memcpy(p + 4, w->close_reason, rl);
   return lws_write(w->wsi, p, 4 + rl, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
+/* ---- write coalescing -----------------------------------------------------------------------------
+ *
+ * Every send() on loopback TCP costs ~11 µs of kernel time (it also runs the receiver's TCP input), far
+ * more than the frames it carries. While the loop is busy, a connection that was flushed less than
+ * hold_us ago is therefore not flushed again at once: its frames wait on the held list, and hold_timer
+ * flushes them all together after at most hold_us, so several frames share one send(). A connection
+ * that was quiet for hold_us is flushed at once, and while the loop is not busy (load < LOAD_LOW)
+ * hold_us is 0: a lightly loaded server adds no latency. hold_us grows with the load up to
+ * server.write_coalesce. The load is the share of wall time the loop spent outside epoll_wait
+ * (uv_metrics_idle_time), sampled every LOAD_SAMPLE_NS. */
+#define LOAD_SAMPLE_NS   10000000ull /* 10 ms */
+#define LOAD_LOW         0.5
+#define LOAD_HIGH        0.9
+#define HOLD_FLUSH_BYTES (32 * 1024) /* this much queued is flushed at once: enough to amortize a send */
+
+static void load_sample(struct net *net, uint64_t now_ns) {
+  if (!net->hold_max_us) return;
+  uint64_t dt = now_ns - net->load_t0;
+  if (dt < LOAD_SAMPLE_NS) return;
+  uint64_t idle = uv_metrics_idle_time(net->loop);
+  double busy = 1.0 - (double)(idle - net->load_idle0) / (double)dt;
+  if (busy < 0) busy = 0;
+  net->load = 0.5 * net->load + 0.5 * busy;
+  net->load_t0 = now_ns;
+  net->load_idle0 = idle;
+  double f = (net->load - LOAD_LOW) / (LOAD_HIGH - LOAD_LOW);
+  if (f <= 0)
+    net->hold_us = 0;
+  else
+    net->hold_us = (uint64_t)((double)net->hold_max_us * (f > 1 ? 1 : f));
+}
+
+static void flush_one(struct wsconn *w, uint32_t now_us) {
+  w->last_flush_us = now_us;
+  if (flush(w)) request_close(w, CLOSE_INTERNAL, "write failed");
+}
+
+static void flush_held(struct net *net) {
+  uint32_t now_us = (uint32_t)(uv_hrtime() / 1000);
+  while (net->held_head) {
+    struct wsconn *w = net->held_head;
+    dirty_unlink(w);
+    if (w->close_code) continue; /* WRITEABLE finishes it */
+    flush_one(w, now_us);
+  }
+}
+
+static void on_hold_timer(uv_timer_t *t) { flush_held(t->data); }
+
 static void on_check(uv_check_t *h) {
   struct net *net = h->data;
+  if (!net->dirty_head) return;
+  uint64_t now_ns = uv_hrtime();
+  load_sample(net, now_ns);
+  uint32_t now_us = (uint32_t)(now_ns / 1000), hold_us = (uint32_t)net->hold_us;
+  if (!hold_us && net->held_head) flush_held(net); /* the load went down: nothing waits any more */
   while (net->dirty_head) {
     struct wsconn *w = net->dirty_head;
     dirty_unlink(w);
     if (w->close_code) continue; /* WRITEABLE finishes it */
-    if (flush(w)) request_close(w, CLOSE_INTERNAL, "write failed");
+    if (hold_us && now_us - w->last_flush_us < hold_us && w->qbytes < HOLD_FLUSH_BYTES) {
+      hold(w);
+      if (!uv_is_active((uv_handle_t *)&net->hold_timer))
+        uv_timer_start(&net->hold_timer, on_hold_timer, (hold_us + 999) / 1000, 0);
+      continue;
+    }
+    flush_one(w, now_us);
   }
 }
 
@@ -430,10 +656,16 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     char peer[64];
     lws_get_peer_simple(wsi, peer, sizeof peer);
     w->conn = core_conn_open(net->core, codec, &ws_tx, w, peer);
-    return w->conn ? 0 : -1;
+    if (!w->conn) return -1;
+    idle_touch(w);
+    return 0;
   }
+  case LWS_CALLBACK_RECEIVE_PONG:
+    idle_touch(w);
+    return 0;
   case LWS_CALLBACK_RECEIVE: {
     if (!w->conn || w->close_code) return 0;
+    idle_touch(w);
     if (!w->in_message) {
       w->rx.len = 0;
       w->in_message = true;
@@ -453,7 +685,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     if (final) {
       w->in_message = false;
       core_conn_message(net->core, w->conn, w->rx.data, w->rx.len, lws_frame_is_binary(wsi));
-      if (w->rx.cap > 64 * 1024) buf_free(&w->rx); /* don't keep a big buffer per idle connection */
+      buf_free(&w->rx); /* messages longer than RX_PIECE are rare: keep no buffer per idle connection */
     }
     return 0;
   }
@@ -482,11 +714,15 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     if (len >= 2) w->peer_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
     return 0;
   case LWS_CALLBACK_CLOSED:
+    if (!w->net) return 0; /* never established */
     dirty_unlink(w);
+    idle_unlink(w);
     q_clear(w);
     free(w->q);
     w->q = NULL;
     buf_free(&w->rx);
+    free(w->close_reason);
+    w->close_reason = NULL;
     if (w->conn) core_conn_closed(net->core, w->conn, w->peer_code);
     w->conn = NULL;
     return 0;
@@ -495,10 +731,18 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   }
 }
 
+/* rx_buffer_size: lws allocates it per connection (plus LWS_PRE + 4: 4.1 KB of the ~7.7 KB an idle
+ * connection costs) and hands longer messages over in pieces of that size, which LWS_CALLBACK_RECEIVE
+ * reassembles. Smaller is NOT better with lws 4.1 on a foreign loop: with 256 (M: 3.95 KB per
+ * connection) or 1024, and also with pt_serv_buf_size 1024, the receive path stalled under load (A at
+ * 100k deliveries/s: server at ~45% CPU, p50 1-1.7 s instead of 16 ms), so it stays at 4096. tx_packet_size:
+ * 0 would make lws cut every write into pieces of rx_buffer_size (+ LWS_PRE + 4) bytes and keep the rest in a
+ * malloc'd buffer sent on later POLLOUTs; our writes are already batched up to WRITE_BATCH_MAX. */
+#define RX_PIECE 4096
 static const struct lws_protocols protocols[] = {
     {"http", cb_http, sizeof(struct httpconn), 0, 0, NULL, 0},
-    {"parley.v1.json", cb_ws, sizeof(struct wsconn), 4096, 0, NULL, 0},
-    {"parley.v1.msgpack", cb_ws, sizeof(struct wsconn), 4096, 0, NULL, 0},
+    {"parley.v1.json", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, NULL, WRITE_BATCH_MAX},
+    {"parley.v1.msgpack", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, NULL, WRITE_BATCH_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -570,14 +814,15 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.ssl_cert_filepath = net->tls_cert;
     info.ssl_private_key_filepath = net->tls_key;
+    net->tls = true;
     info.alpn = "http/1.1"; /* one HTTP/1.1 code path; WebSocket over HTTP/2 is not offered */
   }
   info.fd_limit_per_thread = 0;
-  static lws_retry_bo_t retry;
-  uint64_t idle_s = (uint64_t)cfg->limits_idle_timeout / 1000;
-  retry.secs_since_valid_ping = (uint16_t)(idle_s ? idle_s : 1);
-  retry.secs_since_valid_hangup = (uint16_t)(idle_s ? idle_s * 2 : 2);
+  /* no validity timers in lws (see "idle connections" above): a policy with hangup 0 turns them off;
+   * without a policy lws would use its default (ping after 5 minutes) */
+  static const lws_retry_bo_t retry = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
   info.retry_and_idle_policy = &retry;
+  net->idle_ms = (uint64_t)cfg->limits_idle_timeout;
 
   if (cfg->server_web_root && *cfg->server_web_root) {
     net->web_root = config_path(cfg, cfg->server_web_root);
@@ -619,6 +864,21 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
   uv_check_init(loop, &net->flush_check);
   net->flush_check.data = net;
   uv_check_start(&net->flush_check, on_check);
+  uv_timer_init(loop, &net->hold_timer);
+  net->hold_timer.data = net;
+  net->hold_max_us = (uint64_t)cfg->server_write_coalesce * 1000;
+  if (net->hold_max_us) { /* the load measure needs libuv's idle-time accounting */
+    if (uv_loop_configure(loop, UV_METRICS_IDLE_TIME)) net->hold_max_us = 0;
+    net->load_t0 = uv_hrtime();
+    net->load_idle0 = uv_metrics_idle_time(loop);
+  }
+  uv_timer_init(loop, &net->idle_timer);
+  net->idle_timer.data = net;
+  uint64_t tick = net->idle_ms / 8;
+  if (tick < 100) tick = 100;
+  if (tick > 1000) tick = 1000;
+  uv_timer_start(&net->idle_timer, on_idle_timer, tick, tick);
+  uv_unref((uv_handle_t *)&net->idle_timer); /* does not keep the loop alive on its own */
   return net;
 }
 
@@ -632,12 +892,15 @@ void net_set_reload(struct net *net, int (*fn)(void *ud), void *ud) {
 void net_destroy_in_loop(struct net *net) {
   if (net->ctx) lws_context_destroy(net->ctx);
   if (!uv_is_closing((uv_handle_t *)&net->flush_check)) uv_close((uv_handle_t *)&net->flush_check, NULL);
+  if (!uv_is_closing((uv_handle_t *)&net->idle_timer)) uv_close((uv_handle_t *)&net->idle_timer, NULL);
+  if (!uv_is_closing((uv_handle_t *)&net->hold_timer)) uv_close((uv_handle_t *)&net->hold_timer, NULL);
 }
 
 void net_free(struct net *net) {
   if (!net) return;
   if (net->ctx) lws_context_destroy(net->ctx); /* second destroy after uv_run returned (NOTES.md) */
   buf_free(&net->scratch);
+  frame_unref(net->ping);
   free(net->web_root);
   free(net->tls_cert);
   free(net->tls_key);
