@@ -1194,14 +1194,14 @@ static int sq_retain(void *ctx, const char *pattern, uint64_t ts_before, uint64_
 static int sq_wal_pages(void *ctx) { return ((struct sq *)ctx)->wal_pages; }
 
 /* Copy the WAL into the database file. PASSIVE runs beside the writer (it copies what is committed and
- * never waits); a hard checkpoint (TRUNCATE) waits for the writer between transactions and empties the
- * WAL, which PASSIVE alone cannot do while writes never pause. */
+ * never waits); a hard checkpoint (RESTART) waits for the writer between transactions and copies all of it,
+ * so that the next write starts the WAL over, which PASSIVE alone cannot do while writes never pause. */
 static int sq_checkpoint(void *ctx, bool hard, int *wal_left) {
   struct sq *q = ctx;
   int log = 0, done_frames = 0;
   int rc = sqlite3_wal_checkpoint_v2(
-      q->db, NULL, hard ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE, &log, &done_frames);
-  if (wal_left) *wal_left = log - done_frames;
+      q->db, NULL, hard ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE, &log, &done_frames);
+  if (wal_left) *wal_left = rc == SQLITE_OK && log >= 0 && done_frames >= 0 ? log - done_frames : -1;
   if (rc == SQLITE_BUSY) return STORE_OK; /* a hard one that timed out waiting: the next one tries again */
   return rc ? call_fail(q, "checkpoint", rc) : call_ok(q);
 }

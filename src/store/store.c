@@ -36,8 +36,9 @@ struct store {
   const struct store_backend *be;
   const struct config *cfg;
   struct worker writer, reader;
-  struct worker ckpt; /* checkpoints, when the backend has them (SQLite) */
-  int ckpt_want;      /* under ckpt.mu: 0 none, 1 passive, 2 hard */
+  struct worker ckpt;   /* checkpoints, when the backend has them (SQLite) */
+  int ckpt_want;        /* under ckpt.mu: 0 none, 1 passive, 2 hard */
+  atomic_int ckpt_left; /* WAL frames the last background checkpoint could not copy (-1: none yet) */
   pthread_mutex_t done_mu;
   struct store_req *done_head, *done_tail;
   size_t pending_appends; /* loop thread only */
@@ -195,12 +196,18 @@ static void *worker_main(void *arg) {
 }
 
 /* After a batch: when the WAL has grown by store.sqlite.checkpoint_pages since the last request, wake the
- * checkpoint thread. A WAL that has not emptied for 8 such steps (writes never paused long enough for a
- * checkpoint to catch up) gets a hard checkpoint, which makes the writer wait once and empties it. */
+ * checkpoint thread, which copies the WAL into the database beside the writer. SQLite starts the WAL over
+ * only when a checkpoint has copied all of it before the next write; under constant writes the background
+ * one never quite gets there, so when it has left little behind, the writer copies the rest itself
+ * between two batches (a few pages and a sync: a short wait) and the WAL starts over. A WAL that still
+ * reaches 8 steps gets a hard checkpoint (the writer waits for all of it). */
 static void ask_checkpoint(struct worker *w) {
   struct store *s = w->s;
   if (!s->ckpt.started) return;
-  int pages = s->be->wal_pages(w->ctx), step = (int)s->cfg->store_sqlite_checkpoint_pages;
+  int step = (int)s->cfg->store_sqlite_checkpoint_pages;
+  int left = atomic_exchange(&s->ckpt_left, -1);
+  if (left >= 0 && left <= step / 4) s->be->checkpoint(w->ctx, false, &left);
+  int pages = s->be->wal_pages(w->ctx);
   if (pages < w->ckpt_mark) w->ckpt_mark = 0; /* the WAL started over */
   if (pages < w->ckpt_mark + step) return;
   w->ckpt_mark = pages;
@@ -223,6 +230,7 @@ static void *checkpoint_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
     int left = 0;
     s->be->checkpoint(w->ctx, want == 2, &left);
+    atomic_store(&s->ckpt_left, left);
     atomic_fetch_add_explicit(&s->checkpoints, 1, memory_order_relaxed);
     pthread_mutex_lock(&w->mu);
   }
@@ -291,6 +299,7 @@ struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, s
   s->loop = loop;
   s->cfg = cfg;
   s->be = cfg->store_backend == 1 ? &store_backend_mongo : &store_backend_sqlite;
+  atomic_init(&s->ckpt_left, -1);
   pthread_mutex_init(&s->done_mu, NULL);
   if (uv_async_init(loop, &s->async, on_async)) {
     snprintf(err, errlen, "uv_async_init failed");
