@@ -28,6 +28,12 @@ int metrics_render(const struct core *core, buf_t *out) {
   COUNTER("parley_queue_drops_total", "Ephemeral frames dropped under outbound pressure.", m->queue_drops);
   COUNTER("parley_slow_consumer_closes_total", "Connections closed with 4008 (slow consumer).",
           m->slow_closes);
+  COUNTER("parley_socket_writes_total",
+          "Write system calls to client sockets (frames per write: "
+          "parley_frames_out_total / this).",
+          m->socket_writes);
+  COUNTER("parley_write_holds_total", "Flushes deferred while the loop was busy (server.write_coalesce).",
+          m->write_holds);
   buf_printf(out, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
   for (int e = 1; e < PERR__COUNT; e++)
     buf_printf(out, "parley_errors_total{code=\"%s\"} %" PRIu64 "\n", perr_name((enum perr)e), m->errors[e]);

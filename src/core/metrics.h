@@ -17,6 +17,8 @@ struct metrics {
   uint64_t deliveries_total;      /* message events queued to connections */
   uint64_t queue_drops;           /* ephemeral frames dropped under outbound pressure */
   uint64_t slow_closes;           /* connections closed with 4008 */
+  uint64_t socket_writes;         /* write system calls to client sockets (each may carry many frames) */
+  uint64_t write_holds;           /* flushes deferred by write coalescing (server.write_coalesce) */
   uint64_t errors[PERR__COUNT];   /* error replies by code */
 };
 

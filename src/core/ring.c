@@ -2,11 +2,26 @@
 
 #include <stdlib.h>
 
+#define RING_FIRST_ALLOC 8
+
 int ring_init(struct ring *r, uint32_t cap) {
-  r->start = r->len = 0;
+  r->start = r->len = r->alloc = 0;
   r->cap = cap;
   r->v = NULL;
-  if (cap && !(r->v = calloc(cap, sizeof *r->v))) return -1;
+  return 0;
+}
+
+/* Room for one more entry below cap: double the slots (entries moved to the front, in order). */
+static int grow(struct ring *r) {
+  uint32_t n = r->alloc ? r->alloc * 2 : RING_FIRST_ALLOC;
+  if (n > r->cap) n = r->cap;
+  struct ring_entry *v = calloc(n, sizeof *v);
+  if (!v) return -1;
+  for (uint32_t i = 0; i < r->len; i++) v[i] = r->v[(r->start + i) % r->alloc];
+  free(r->v);
+  r->v = v;
+  r->alloc = n;
+  r->start = 0;
   return 0;
 }
 
@@ -17,7 +32,7 @@ static void entry_clear(struct ring_entry *e) {
 }
 
 void ring_clear(struct ring *r) {
-  for (uint32_t i = 0; i < r->len; i++) entry_clear(&r->v[(r->start + i) % r->cap]);
+  for (uint32_t i = 0; i < r->len; i++) entry_clear(&r->v[(r->start + i) % r->alloc]);
   r->start = r->len = 0;
 }
 
@@ -25,13 +40,14 @@ void ring_clear(struct ring *r) {
 static struct ring_entry *slot(struct ring *r, uint64_t seq) {
   if (!r->cap || (r->len && seq <= ring_last(r))) return NULL;
   if (r->len && seq != ring_last(r) + 1) ring_clear(r);
+  if (r->len == r->alloc && r->alloc < r->cap && grow(r)) return NULL; /* out of memory: not kept */
   struct ring_entry *e;
-  if (r->len == r->cap) {
+  if (r->len == r->alloc) { /* full at cap: the oldest goes */
     e = &r->v[r->start];
     entry_clear(e);
-    r->start = (r->start + 1) % r->cap;
+    r->start = (r->start + 1) % r->alloc;
   } else {
-    e = &r->v[(r->start + r->len) % r->cap];
+    e = &r->v[(r->start + r->len) % r->alloc];
     r->len++;
   }
   e->seq = seq;
@@ -55,7 +71,7 @@ void ring_push_frames(struct ring *r, uint64_t seq, frame_t *const enc[CODEC_COU
 
 struct ring_entry *ring_get(struct ring *r, uint64_t seq) {
   if (!r->len || seq < ring_first(r) || seq > ring_last(r)) return NULL;
-  return &r->v[(r->start + (seq - ring_first(r))) % r->cap];
+  return &r->v[(r->start + (seq - ring_first(r))) % r->alloc];
 }
 
 /* The payload of a frame made by codec_frame_wrap: skip the unmasked header. */
@@ -89,5 +105,5 @@ void ring_free(struct ring *r) {
   ring_clear(r);
   free(r->v);
   r->v = NULL;
-  r->cap = 0;
+  r->cap = r->alloc = 0;
 }

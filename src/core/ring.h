@@ -16,11 +16,11 @@ struct ring_entry {
 };
 
 struct ring {
-  struct ring_entry *v;
-  uint32_t cap, start, len;
+  struct ring_entry *v; /* owned: alloc slots, allocated on the first push and doubled up to cap */
+  uint32_t cap, alloc, start, len;
 };
 
-/* cap 0 keeps nothing. Returns 0 or -1 (out of memory). */
+/* cap 0 keeps nothing. Allocates nothing yet: a room that never gets a message costs no ring. Returns 0. */
 int ring_init(struct ring *r, uint32_t cap);
 /* Append ev (takes the reference) as seq. A seq not following the last one restarts the ring at seq;
  * one at or below the last is ignored (its reference dropped). */
@@ -30,7 +30,7 @@ void ring_push(struct ring *r, uint64_t seq, json_t *ev);
 void ring_push_frames(struct ring *r, uint64_t seq, frame_t *const enc[CODEC_COUNT]);
 static inline uint64_t ring_first(const struct ring *r) { return r->len ? r->v[r->start].seq : 0; }
 static inline uint64_t ring_last(const struct ring *r) {
-  return r->len ? r->v[(r->start + r->len - 1) % r->cap].seq : 0;
+  return r->len ? r->v[(r->start + r->len - 1) % r->alloc].seq : 0;
 }
 /* The entry for seq, or NULL when it is not in the ring. */
 struct ring_entry *ring_get(struct ring *r, uint64_t seq);

@@ -102,6 +102,7 @@ static void dirty_unlink(struct wsconn *w) {
 /* Put a dirty connection (already unlinked) on the held list: hold_timer flushes it. */
 static void hold(struct wsconn *w) {
   struct net *net = w->net;
+  core_metrics(net->core)->write_holds++;
   w->dirty = w->held = true;
   w->dirty_prev = NULL;
   w->dirty_next = net->held_head;
@@ -293,6 +294,7 @@ static int flush_lws(struct wsconn *w) {
   if (!n) return -1; /* out of memory for even one frame */
   size_t len = s->len - LWS_PRE;
   int wr = lws_write(w->wsi, s->data + LWS_PRE, len, LWS_WRITE_RAW);
+  core_metrics(w->net->core)->socket_writes++;
   for (uint32_t i = 0; i < n; i++) q_pop(w);
   if (wr < (int)len) {
     log_debug("lws_write returned %d for %zu bytes", wr, len);
@@ -323,6 +325,7 @@ static int flush_direct(struct wsconn *w) {
     }
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
     ssize_t wr = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    core_metrics(w->net->core)->socket_writes++;
     if (wr < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break; /* socket full */
       log_debug("sendmsg: %s", strerror(errno));

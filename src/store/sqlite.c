@@ -80,6 +80,8 @@ enum {
   S_INBOX_READ_ASC,
   S_INBOX_READ_DESC,
   S_INBOX_COUNT,
+  S_INBOX_FIND_DUP,
+  S_DATA_VERSION,
   S_MERGE_ROOMS,
   S_MERGE_MSGS,
   S_MERGE_HEADS,
@@ -139,6 +141,9 @@ static const char *const sql[S_COUNT] = {
     [S_INBOX_READ_DESC] = "SELECT " MSG_COLS " FROM inbox WHERE room = ?1 AND seq > ?2 AND seq < ?3 "
                           "ORDER BY seq DESC LIMIT ?4",
     [S_INBOX_COUNT] = "SELECT count(*) FROM inbox",
+    /* only when another connection writes the file too (no index: a scan) */
+    [S_INBOX_FIND_DUP] = "SELECT room, seq, mid, ts FROM inbox WHERE user_id = ?1 AND cmid = ?2 LIMIT 1",
+    [S_DATA_VERSION] = "PRAGMA data_version",
     /* A merge moves the inbox rows up to an id, one slice of rooms [?2, ?3) at a time (?3 NULL: to the
      * end), in (room, seq) order; the rows of a slice then exist in both tables until the last slice
      * deletes them from the inbox (reads skip the overlap; a slice repeated after a crash is ignored). */
@@ -156,6 +161,7 @@ struct head_entry {
   uint64_t head;      /* with the current batch's items */
   uint64_t committed; /* as of the last commit: head goes back to it when a batch fails */
   uint64_t batch;     /* the last batch that moved head (sq_append) */
+  bool stale;         /* another writer may have moved it: read it again */
   UT_hash_handle hh;
   char room[]; /* the key */
 };
@@ -195,7 +201,12 @@ struct sq {
   struct head_entry *heads;
   unsigned nheads;
   uint64_t batch;
-  bool appender;                                 /* this connection appends (the store writer) */
+  bool appender; /* this connection appends (the store writer) */
+  /* Another connection (another process: two parleyd on one file, or a tool) has committed since this
+   * one's last commit: data_version tells, checked at the start of each batch. The heads then come from
+   * the file again, and from then on dedupe also scans the inbox, whose foreign rows the hash lacks. */
+  int64_t data_version;
+  bool shared;
   struct inbox_entry *ibx, *ibx_head, *ibx_tail; /* owned: hash by key, and the id-ordered list */
   size_t ibx_len;
   size_t merge_at, merge_chunk;
@@ -473,6 +484,14 @@ static int merge_all(struct sq *q) {
   return SQLITE_OK;
 }
 
+static int data_version(struct sq *q, int64_t *v) {
+  sqlite3_stmt *s = q->st[S_DATA_VERSION];
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) *v = sqlite3_column_int64(s, 0);
+  done(s);
+  return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
 static void sq_close(void *ctx) {
   struct sq *q = ctx;
   if (!q) return;
@@ -554,6 +573,11 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   }
   /* Rows a stopped or crashed parleyd left in the inbox move now; they were acknowledged and stay readable
    * either way, this only keeps the inbox small. */
+  if ((rc = data_version(q, &q->data_version))) {
+    seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+    ret = map_rc(rc);
+    goto fail;
+  }
   sqlite3_stmt *cnt = q->st[S_INBOX_COUNT];
   rc = sqlite3_step(cnt);
   bool leftovers = rc == SQLITE_ROW && sqlite3_column_int64(cnt, 0) > 0;
@@ -587,7 +611,7 @@ struct outcome {
 static int cached_head(struct sq *q, const char *room, struct head_entry **out) {
   struct head_entry *e;
   HASH_FIND_STR(q->heads, room, e);
-  if (e) {
+  if (e && !e->stale) {
     *out = e;
     return SQLITE_OK;
   }
@@ -597,11 +621,18 @@ static int cached_head(struct sq *q, const char *room, struct head_entry **out) 
   uint64_t head = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(s, 0) : 0;
   done(s);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
+  if (e) { /* stale: refreshed (this batch has not moved it yet, or it would not be stale) */
+    e->head = e->committed = head;
+    e->stale = false;
+    *out = e;
+    return SQLITE_OK;
+  }
   size_t len = strlen(room);
   if (!(e = malloc(sizeof *e + len + 1))) return SQLITE_NOMEM;
   memcpy(e->room, room, len + 1);
   e->head = e->committed = head;
   e->batch = 0;
+  e->stale = false;
   HASH_ADD(hh, q->heads, room, len, e);
   q->nheads++;
   *out = e;
@@ -642,6 +673,23 @@ static struct inbox_entry *inbox_entry_new(const struct store_msg *m, int64_t id
   return e;
 }
 
+/* Inside the batch's write transaction: forget what another writer may have changed since our last one. */
+static int check_foreign(struct sq *q) {
+  int64_t v = 0;
+  int rc = data_version(q, &v);
+  if (rc) return rc;
+  if (v != q->data_version) {
+    if (!q->shared)
+      log_warn("store(sqlite): another connection writes %s too; parleyd expects to be its only writer "
+               "(sequencing stays exact, but slower)",
+               q->path);
+    q->shared = true;
+    q->data_version = v;
+    for (struct head_entry *h = q->heads; h; h = h->hh.next) h->stale = true;
+  }
+  return SQLITE_OK;
+}
+
 /* One batch, one transaction: every new item goes to the inbox with the next seq of its room. A retried
  * send (same user_id and cmid) stored before — in the inbox, in messages, or earlier in this batch —
  * is reported as the original instead. The head cache and the inbox entries move with the items and are
@@ -670,6 +718,7 @@ static int sq_append(void *ctx, struct store_append *items, size_t n, char *err,
   rc = sqlite3_step(q->st[S_BEGIN]);
   done(q->st[S_BEGIN]);
   if (rc != SQLITE_DONE) goto fail_notx;
+  if ((rc = check_foreign(q))) goto fail;
 
   for (size_t i = 0; i < n; i++) {
     const struct store_msg *m = &items[i].msg;
@@ -688,6 +737,13 @@ static int sq_append(void *ctx, struct store_append *items, size_t n, char *err,
     bind_text(s, 1, m->user_id);
     bind_text(s, 2, m->cmid);
     rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE && q->shared) { /* another writer's inbox rows */
+      done(s);
+      s = q->st[S_INBOX_FIND_DUP];
+      bind_text(s, 1, m->user_id);
+      bind_text(s, 2, m->cmid);
+      rc = sqlite3_step(s);
+    }
     if (rc == SQLITE_ROW) {
       bool ok = true;
       out[i].dup = true;
@@ -1053,7 +1109,8 @@ static int sq_rooms_of(void *ctx, const char *user_id, struct store_room_list *o
   if (!user_id || !user_id[0] || !out) return STORE_EINVAL;
   /* The writer knows every room's head (its cache holds each room with inbox rows); another connection
    * asks the inbox. */
-  sqlite3_stmt *s = q->st[q->appender ? S_ROOMS_OF : S_ROOMS_OF_FULL];
+  bool cached = q->appender && !q->shared;
+  sqlite3_stmt *s = q->st[cached ? S_ROOMS_OF : S_ROOMS_OF_FULL];
   size_t first = out->n;
   int rc, ret = STORE_OK;
   bind_text(s, 1, user_id);
@@ -1062,7 +1119,7 @@ static int sq_rooms_of(void *ctx, const char *user_id, struct store_room_list *o
     struct store_room r = {.room = col_str(s, 0, &ok),
                            .head = (uint64_t)sqlite3_column_int64(s, 1),
                            .read = (uint64_t)sqlite3_column_int64(s, 2)};
-    if (q->appender && r.room) {
+    if (cached && r.room) {
       struct head_entry *h;
       HASH_FIND_STR(q->heads, r.room, h);
       if (h && h->committed > r.head) r.head = h->committed;

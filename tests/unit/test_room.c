@@ -104,6 +104,19 @@ static void test_ring(void **state) {
   assert_int_equal(f->data[0], 0x81);
   ring_free(&r);
 
+  /* Slots are allocated on the first push and doubled up to cap, entries kept in order. */
+  struct ring g;
+  assert_int_equal(ring_init(&g, 20), 0);
+  assert_null(g.v);
+  for (uint64_t s = 1; s <= 30; s++) {
+    ring_push(&g, s, ev(s));
+    assert_int_equal(ring_first(&g), s > 20 ? s - 19 : 1);
+    assert_int_equal(ring_last(&g), s);
+    for (uint64_t k = ring_first(&g); k <= s; k++) assert_int_equal(ring_get(&g, k)->seq, k);
+  }
+  assert_int_equal(g.alloc, 20);
+  ring_free(&g);
+
   struct ring none;
   assert_int_equal(ring_init(&none, 0), 0);
   ring_push(&none, 1, ev(1)); /* cap 0 keeps nothing and leaks nothing */
