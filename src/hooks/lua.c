@@ -313,6 +313,256 @@ static void push_json(lua_State *L, json_t *j, int depth) {
   }
 }
 
+/* A direct reader from JSON text to Lua values, for bodies as parleyd's own encoder writes them (compact,
+ * valid, checked on the way in): no jansson tree in between. It gives up on anything else — malformed
+ * text, an integer that does not fit, nesting past JSON_DEPTH — leaving the stack as it found it, and the
+ * caller then takes the jansson path (which reports the error). */
+struct jread {
+  lua_State *L;
+  const char *p, *end;
+};
+
+static bool jr_value(struct jread *r, int depth);
+
+static void jr_ws(struct jread *r) {
+  while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
+}
+
+static int jr_hex4(const char *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= c - '0';
+    else if (c >= 'a' && c <= 'f')
+      v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      v |= c - 'A' + 10;
+    else
+      return -1;
+  }
+  return v;
+}
+
+/* A string at r->p (after its opening quote): pushed, r->p past the closing quote. */
+static bool jr_string(struct jread *r) {
+  const char *s = r->p;
+  while (r->p < r->end && *r->p != '"' && *r->p != '\\' && (unsigned char)*r->p >= 0x20) r->p++;
+  if (r->p >= r->end) return false;
+  if (*r->p == '"') { /* no escapes: the common case */
+    lua_pushlstring(r->L, s, (size_t)(r->p - s));
+    r->p++;
+    return true;
+  }
+  luaL_Buffer b;
+  luaL_buffinit(r->L, &b);
+  luaL_addlstring(&b, s, (size_t)(r->p - s));
+  while (r->p < r->end && *r->p != '"') {
+    unsigned char c = (unsigned char)*r->p;
+    if (c < 0x20) return false;
+    if (c != '\\') {
+      luaL_addchar(&b, (char)c);
+      r->p++;
+      continue;
+    }
+    if (r->end - r->p < 2) return false;
+    char e = r->p[1];
+    r->p += 2;
+    switch (e) {
+    case '"':
+      luaL_addchar(&b, '"');
+      break;
+    case '\\':
+      luaL_addchar(&b, '\\');
+      break;
+    case '/':
+      luaL_addchar(&b, '/');
+      break;
+    case 'b':
+      luaL_addchar(&b, '\b');
+      break;
+    case 'f':
+      luaL_addchar(&b, '\f');
+      break;
+    case 'n':
+      luaL_addchar(&b, '\n');
+      break;
+    case 'r':
+      luaL_addchar(&b, '\r');
+      break;
+    case 't':
+      luaL_addchar(&b, '\t');
+      break;
+    case 'u': {
+      if (r->end - r->p < 4) return false;
+      long cp = jr_hex4(r->p);
+      r->p += 4;
+      if (cp < 0) return false;
+      if (cp >= 0xD800 && cp <= 0xDBFF) { /* a high surrogate: its low half must follow */
+        if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u') return false;
+        long lo = jr_hex4(r->p + 2);
+        if (lo < 0xDC00 || lo > 0xDFFF) return false;
+        r->p += 6;
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        return false;
+      }
+      char u[4];
+      int n;
+      if (cp < 0x80) {
+        u[0] = (char)cp, n = 1;
+      } else if (cp < 0x800) {
+        u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+      } else if (cp < 0x10000) {
+        u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
+        u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+      } else {
+        u[0] = (char)(0xF0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+      }
+      luaL_addlstring(&b, u, (size_t)n);
+      break;
+    }
+    default:
+      return false;
+    }
+  }
+  if (r->p >= r->end) return false;
+  r->p++;
+  luaL_pushresult(&b);
+  return true;
+}
+
+static bool jr_number(struct jread *r) {
+  const char *s = r->p;
+  bool real = false;
+  if (r->p < r->end && *r->p == '-') r->p++;
+  while (r->p < r->end) {
+    char c = *r->p;
+    if (c >= '0' && c <= '9') {
+      r->p++;
+    } else if (c == '.' || c == 'e' || c == 'E' || ((c == '+' || c == '-') && real)) {
+      real = true;
+      r->p++;
+    } else {
+      break;
+    }
+  }
+  size_t n = (size_t)(r->p - s);
+  if (!n || n >= 64) return false;
+  char tmp[64];
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  char *e;
+  errno = 0;
+  if (!real) {
+    long long v = strtoll(tmp, &e, 10);
+    if (errno || *e) return false; /* out of range: jansson decides */
+    lua_pushinteger(r->L, (lua_Integer)v);
+  } else {
+    double v = strtod(tmp, &e);
+    if (errno || *e) return false;
+    lua_pushnumber(r->L, v);
+  }
+  return true;
+}
+
+static bool jr_value(struct jread *r, int depth) {
+  if (depth > JSON_DEPTH || !lua_checkstack(r->L, 4)) return false;
+  jr_ws(r);
+  if (r->p >= r->end) return false;
+  lua_State *L = r->L;
+  switch (*r->p) {
+  case '"':
+    r->p++;
+    return jr_string(r);
+  case '{': {
+    r->p++;
+    lua_createtable(L, 0, 4);
+    jr_ws(r);
+    if (r->p < r->end && *r->p == '}') {
+      r->p++;
+      return true;
+    }
+    for (;;) {
+      jr_ws(r);
+      if (r->p >= r->end || *r->p != '"') return false;
+      r->p++;
+      if (!jr_string(r)) return false;
+      jr_ws(r);
+      if (r->p >= r->end || *r->p != ':') return false;
+      r->p++;
+      if (!jr_value(r, depth + 1)) return false;
+      lua_rawset(L, -3);
+      jr_ws(r);
+      if (r->p < r->end && *r->p == ',') {
+        r->p++;
+        continue;
+      }
+      if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        return true;
+      }
+      return false;
+    }
+  }
+  case '[': {
+    r->p++;
+    jr_ws(r);
+    if (r->p < r->end && *r->p == ']') {
+      r->p++;
+      lua_pushlightuserdata(L, &empty_array_sentinel);
+      return true;
+    }
+    lua_createtable(L, 4, 0);
+    for (lua_Integer i = 1;; i++) {
+      if (!jr_value(r, depth + 1)) return false;
+      lua_rawseti(L, -2, i);
+      jr_ws(r);
+      if (r->p < r->end && *r->p == ',') {
+        r->p++;
+        continue;
+      }
+      if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        return true;
+      }
+      return false;
+    }
+  }
+  case 't':
+    if (r->end - r->p < 4 || memcmp(r->p, "true", 4)) return false;
+    r->p += 4;
+    lua_pushboolean(L, 1);
+    return true;
+  case 'f':
+    if (r->end - r->p < 5 || memcmp(r->p, "false", 5)) return false;
+    r->p += 5;
+    lua_pushboolean(L, 0);
+    return true;
+  case 'n':
+    if (r->end - r->p < 4 || memcmp(r->p, "null", 4)) return false;
+    r->p += 4;
+    lua_pushlightuserdata(L, &null_sentinel);
+    return true;
+  default:
+    return jr_number(r);
+  }
+}
+
+/* The whole text as one value, nothing after it; false (stack as it was) when jansson must decide. */
+static bool push_json_direct(lua_State *L, const char *t, size_t n) {
+  int top = lua_gettop(L);
+  struct jread r = {.L = L, .p = t, .end = t + n};
+  if (jr_value(&r, 0)) {
+    jr_ws(&r);
+    if (r.p == r.end) return true;
+  }
+  lua_settop(L, top);
+  return false;
+}
+
 /* Push the value of JSON text; a string without escapes (the common body) skips the parser. */
 static void push_json_text(lua_State *L, const char *t, size_t n) {
   if (n >= 2 && t[0] == '"' && t[n - 1] == '"' && !memchr(t + 1, '\\', n - 2)) {
@@ -1271,9 +1521,9 @@ static int event_index(lua_State *L) {
     lua_pushstring(L, ev->client_ip);
   else if (!strcmp(k, "conn"))
     lua_pushinteger(L, (lua_Integer)ev->conn_id);
-  else if (!strcmp(k, "body") && ev->body)
-    push_json_text(L, ev->body, ev->body_len);
-  else if (!strcmp(k, "active") && ev->point == PARLEY_HOOK_TYPING)
+  else if (!strcmp(k, "body") && ev->body) {
+    if (!push_json_direct(L, ev->body, ev->body_len)) push_json_text(L, ev->body, ev->body_len);
+  } else if (!strcmp(k, "active") && ev->point == PARLEY_HOOK_TYPING)
     lua_pushboolean(L, ev->typing_active);
   else
     return 0;
