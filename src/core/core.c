@@ -108,13 +108,7 @@ static void conn_send_doc(struct core *core, struct conn *c, json_t *doc) {
   if (!doc) return;
   frame_t *f = codec_frame(c->codec, doc, 0);
   json_decref(doc);
-  if (!f) {
-    log_error("conn %" PRIu64 ": out of memory encoding a reply", c->id);
-    conn_close(c, CLOSE_INTERNAL, "out of memory");
-    return;
-  }
-  conn_send_frame(core, c, f);
-  frame_unref(f);
+  conn_send_own(core, c, f);
 }
 
 void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok) {

@@ -2,38 +2,21 @@
 "Close codes")."""
 
 import os
-import threading
 import time
 
 import pytest
 
 from conftest import SANITIZE
-from wsclient import Client, Timeout, http_get, ok, parse_metrics
+from wsclient import Client, RoomReader, Timeout, http_get, ok, parse_metrics
 
 ROOM = "busy"
 BODY = "x" * 16000  # encodes to 16002 bytes, under the default max_body (16 KiB)
 COUNT = 1500  # ~24 MB per recipient: far beyond socket buffers + out_queue_bytes
 
 
-class Reader(threading.Thread):
-    """Reads `count` message events of ROOM on a client, in a thread (so it never lags)."""
-
-    def __init__(self, client, count, timeout=60):
-        super().__init__(daemon=True)
-        self.client, self.count, self.timeout = client, count, timeout
-        self.seqs = []
-        self.error = None
-
-    def run(self):
-        deadline = time.monotonic() + self.timeout
-        try:
-            while len(self.seqs) < self.count:
-                ev = self.client.next_event("message", room=ROOM, timeout=max(0.0, deadline - time.monotonic()))
-                self.seqs.append(ev["seq"])
-                if ev["body"] != BODY:
-                    raise AssertionError(f"body mismatch at seq {ev['seq']}")
-        except Exception as e:  # reported by the test
-            self.error = e
+def check_body(ev):
+    if ev["body"] != BODY:
+        raise AssertionError(f"body mismatch at seq {ev['seq']}")
 
 
 @pytest.mark.parametrize("slow_codec", ["json", "msgpack"])
@@ -52,7 +35,7 @@ def test_slow_consumer_is_closed_4008_and_others_get_everything(server_factory, 
     slow.stop_reading()
     sender.log = observer.log = slow.log = None  # don't keep 24 MB of frames around
 
-    reader = Reader(observer, COUNT)
+    reader = RoomReader(observer, ROOM, COUNT, keep_bodies=False, check=check_body)
     reader.start()
     rss_before = srv.rss_kb()
     rss_max = rss_before

@@ -3,11 +3,10 @@ connection's frames may wait a few milliseconds so that several share one socket
 whatever the timing: every frame arrives, in order, on every connection; a lightly loaded server does not
 hold frames at all."""
 
-import threading
 import time
 
 from support_auth import q, start_with_conf
-from wsclient import http_get, ok, parse_metrics
+from wsclient import RoomReader, http_get, ok, parse_metrics
 
 ROOM = "coalesce"
 COUNT = 400
@@ -30,23 +29,6 @@ def metrics(srv):
     return parse_metrics(text)
 
 
-class Reader(threading.Thread):
-    def __init__(self, client, count, timeout=90):
-        super().__init__(daemon=True)
-        self.client, self.count, self.timeout = client, count, timeout
-        self.seqs, self.bodies, self.error = [], [], None
-
-    def run(self):
-        deadline = time.monotonic() + self.timeout
-        try:
-            while len(self.seqs) < self.count:
-                ev = self.client.next_event("message", room=ROOM, timeout=max(0.0, deadline - time.monotonic()))
-                self.seqs.append(ev["seq"])
-                self.bodies.append(ev["body"])
-        except Exception as e:  # reported by the test
-            self.error = e
-
-
 def test_busy_loop_coalesces_writes_and_loses_nothing(server_factory, tmp_path):
     script = tmp_path / "burn.lua"
     script.write_text(BURN)
@@ -56,7 +38,7 @@ def test_busy_loop_coalesces_writes_and_loses_nothing(server_factory, tmp_path):
     receivers = [srv.client("msgpack" if i % 2 else "json") for i in range(RECEIVERS)]
     for c in [sender] + receivers:
         ok(c.join(ROOM))
-    readers = [Reader(c, COUNT) for c in receivers]
+    readers = [RoomReader(c, ROOM, COUNT, timeout=90) for c in receivers]
     for r in readers:
         r.start()
     before = metrics(srv)

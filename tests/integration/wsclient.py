@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 
 import msgpack
@@ -650,3 +651,28 @@ def parse_metrics(text):
         except ValueError:
             pass
     return out
+
+
+class RoomReader(threading.Thread):
+    """Reads `count` message events of `room` on a client in a thread of its own, so that the client never
+    lags behind while the test sends. .seqs gets each event's seq; .bodies its body unless keep_bodies is
+    false; check(event) may raise to stop at a bad event. An exception ends up in .error for the test."""
+
+    def __init__(self, client, room, count, timeout=60, keep_bodies=True, check=None):
+        super().__init__(daemon=True)
+        self.client, self.room, self.count, self.timeout = client, room, count, timeout
+        self.keep_bodies, self.check = keep_bodies, check
+        self.seqs, self.bodies, self.error = [], [], None
+
+    def run(self):
+        deadline = time.monotonic() + self.timeout
+        try:
+            while len(self.seqs) < self.count:
+                ev = self.client.next_event("message", room=self.room, timeout=max(0.0, deadline - time.monotonic()))
+                if self.check:
+                    self.check(ev)
+                self.seqs.append(ev["seq"])
+                if self.keep_bodies:
+                    self.bodies.append(ev["body"])
+        except Exception as e:  # reported by the test
+            self.error = e
