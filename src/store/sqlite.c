@@ -82,7 +82,7 @@ enum {
   S_INBOX_COUNT,
   S_INBOX_FIND_DUP,
   S_DATA_VERSION,
-  S_MERGE_ROOMS,
+  S_MERGE_ONE,
   S_MERGE_MSGS,
   S_MERGE_HEADS,
   S_MERGE_DEL,
@@ -147,7 +147,8 @@ static const char *const sql[S_COUNT] = {
     /* A merge moves the inbox rows up to an id, one slice of rooms [?2, ?3) at a time (?3 NULL: to the
      * end), in (room, seq) order; the rows of a slice then exist in both tables until the last slice
      * deletes them from the inbox (reads skip the overlap; a slice repeated after a crash is ignored). */
-    [S_MERGE_ROOMS] = "SELECT room, count(*), max(seq) FROM inbox WHERE id <= ?1 GROUP BY room ORDER BY room",
+    [S_MERGE_ONE] =
+        "INSERT OR IGNORE INTO messages (" MSG_COLS ") SELECT " MSG_COLS " FROM inbox WHERE id = ?1",
     [S_MERGE_MSGS] = "INSERT OR IGNORE INTO messages (" MSG_COLS ") SELECT " MSG_COLS " FROM inbox "
                      "WHERE id <= ?1 AND room >= ?2 AND (?3 IS NULL OR room < ?3) ORDER BY room, seq",
     [S_MERGE_HEADS] = "INSERT INTO rooms (room, head) SELECT room, max(seq) FROM inbox "
@@ -168,11 +169,6 @@ struct head_entry {
 
 #define HEAD_CACHE_MAX 100000 /* entries; past it the cache starts over, after a full merge */
 
-struct merge_room {
-  char *room; /* owned */
-  int64_t rows, head;
-};
-
 /* A message in the inbox, known to the connection that appended it: the dedupe of retried sends looks
  * here before it probes the messages index. Kept in id order (the order merges take them in). */
 struct inbox_entry {
@@ -187,9 +183,10 @@ struct inbox_entry {
 
 /* The inbox moves to messages when it holds store.sqlite.inbox_rows rows (merge_at), the oldest half of them
  * at a time: the more rows of one room a merge moves together, the fewer pages it writes per row
- * (store_bench, 100 rooms: 1,024-row merges write 0.65 WAL frames per row, 4,096-row ones 0.23). A merge
- * runs in slices of about an eighth of that (whole rooms), each a transaction of its own between append
- * batches, so appends never wait for more than one slice. */
+ * (store_bench, 100 rooms: 1,024-row merges write 0.65 WAL frames per row, 4,096-row ones 0.23). The writer
+ * knows the rows (its list): sorted by room and seq, they are copied by id in slices of about a 32nd of a
+ * merge (whole rooms), each a transaction of its own between append batches, so appends never wait for
+ * more than one slice (~2 ms). */
 
 struct sq {
   sqlite3 *db;
@@ -213,10 +210,10 @@ struct sq {
   int64_t merge_slice;
   bool merging; /* a merge of the inbox rows with id <= merge_upto is under way */
   int64_t merge_upto;
-  struct merge_room *mr; /* owned: its rooms in order, with their rows and heads */
-  size_t nmr, imr;       /* imr: the first room of the next slice */
-  char lasterr[160];     /* why the last merge step failed */
-  int wal_pages;         /* frames in the WAL after this connection's last commit (sqlite3_wal_hook) */
+  struct inbox_entry **mv; /* owned array (the entries are the list's): its rows, by room and seq */
+  size_t nmv, imv;         /* imv: the first row of the next slice */
+  char lasterr[160];       /* why the last merge step failed */
+  int wal_pages;           /* frames in the WAL after this connection's last commit (sqlite3_wal_hook) */
 };
 
 static void inbox_entry_free(struct inbox_entry *e) {
@@ -425,28 +422,18 @@ static int rollback(struct sq *q, int rc) {
   return rc;
 }
 
-/* One slice of a merge: the inbox rows with id <= upto of the rooms in [lo, hi) (hi NULL: to the end) go to
- * messages, and the heads they reach to rooms (heads[0..nheads), or from the rows when heads is NULL), in
- * one transaction. */
-static int merge_slice(struct sq *q, int64_t upto, const char *lo, const char *hi,
-                       const struct merge_room *heads, size_t nheads) {
+/* The inbox rows with id <= upto of the rooms in [lo, hi) (hi NULL: to the end) go to messages and the heads
+ * they reach to rooms, in one transaction, found by scanning the inbox: for the whole inbox at once (open,
+ * close, retention), and when another writer's rows may be among them. */
+static int merge_scan(struct sq *q, int64_t upto, const char *lo, const char *hi) {
   int rc = sqlite3_step(q->st[S_BEGIN]);
   done(q->st[S_BEGIN]);
   if (rc != SQLITE_DONE) return rc;
   for (int step = 0; step < 2; step++) {
-    if (step == 1 && heads) break;
     sqlite3_stmt *s = q->st[step ? S_MERGE_HEADS : S_MERGE_MSGS];
     sqlite3_bind_int64(s, 1, upto);
     bind_text(s, 2, lo);
     bind_text(s, 3, hi);
-    rc = sqlite3_step(s);
-    done(s);
-    if (rc != SQLITE_DONE) return rollback(q, rc);
-  }
-  for (size_t i = 0; heads && i < nheads; i++) {
-    sqlite3_stmt *s = q->st[S_SET_HEAD];
-    bind_text(s, 1, heads[i].room);
-    sqlite3_bind_int64(s, 2, heads[i].head);
     rc = sqlite3_step(s);
     done(s);
     if (rc != SQLITE_DONE) return rollback(q, rc);
@@ -467,21 +454,19 @@ static int merge_finish(struct sq *q, int64_t upto) {
   return SQLITE_OK;
 }
 
-/* Everything in the inbox, now, in one slice (open, close, retention); a merge under way is overtaken. */
-static void merge_rooms_free(struct sq *q) {
-  for (size_t i = 0; i < q->nmr; i++) free(q->mr[i].room);
-  free(q->mr);
-  q->mr = NULL;
-  q->nmr = q->imr = 0;
+static void merge_rows_free(struct sq *q) {
+  free(q->mv);
+  q->mv = NULL;
+  q->nmv = q->imv = 0;
 }
 
+/* Everything in the inbox, now, in one transaction (open, close, retention); a merge under way is
+ * overtaken. */
 static int merge_all(struct sq *q) {
-  int rc = merge_slice(q, INT64_MAX, "", NULL, NULL, 0);
-  if (!rc) rc = merge_finish(q, INT64_MAX);
-  if (rc) return rc;
   q->merging = false;
-  merge_rooms_free(q);
-  return SQLITE_OK;
+  merge_rows_free(q);
+  int rc = merge_scan(q, INT64_MAX, "", NULL);
+  return rc ? rc : merge_finish(q, INT64_MAX);
 }
 
 static int data_version(struct sq *q, int64_t *v) {
@@ -496,8 +481,8 @@ static void sq_close(void *ctx) {
   struct sq *q = ctx;
   if (!q) return;
   if (q->appender && q->ibx_head && q->st[S_COMMIT]) merge_all(q); /* leave a file that opens fast */
+  merge_rows_free(q);
   inbox_forget(q, INT64_MAX);
-  merge_rooms_free(q);
   heads_clear(q);
   for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(q->st[i]);
   sqlite3_close(q->db);
@@ -562,7 +547,7 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   sqlite3_wal_hook(q->db, on_wal_commit, q);
   q->merge_at = (size_t)cfg->store_sqlite_inbox_rows;
   q->merge_chunk = q->merge_at / 2 ? q->merge_at / 2 : 1;
-  q->merge_slice = (int64_t)(q->merge_chunk / 8 ? q->merge_chunk / 8 : 1);
+  q->merge_slice = (int64_t)(q->merge_chunk / 32 ? q->merge_chunk / 32 : 1);
   if ((ret = migrate(q, err, errlen))) goto fail;
   for (int i = 0; i < S_COUNT; i++) {
     if ((rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL))) {
@@ -833,53 +818,65 @@ out:
   return ret;
 }
 
-/* Start a merge of the inbox rows with id <= upto: list their rooms, with rows and heads. */
-static int merge_start(struct sq *q, int64_t upto) {
-  sqlite3_stmt *s = q->st[S_MERGE_ROOMS];
-  sqlite3_bind_int64(s, 1, upto);
-  size_t cap = 0;
-  int rc;
-  while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-    if (q->nmr == cap) {
-      cap = cap ? 2 * cap : 64;
-      struct merge_room *v = realloc(q->mr, cap * sizeof *v);
-      if (!v) {
-        rc = SQLITE_NOMEM;
-        break;
-      }
-      q->mr = v;
-    }
-    struct merge_room *m = &q->mr[q->nmr];
-    if (!(m->room = strdup((const char *)sqlite3_column_text(s, 0)))) {
-      rc = SQLITE_NOMEM;
-      break;
-    }
-    m->rows = sqlite3_column_int64(s, 1);
-    m->head = sqlite3_column_int64(s, 2);
-    q->nmr++;
+static int by_room_seq(const void *a, const void *b) {
+  const struct inbox_entry *x = *(struct inbox_entry *const *)a, *y = *(struct inbox_entry *const *)b;
+  int c = strcmp(x->room, y->room);
+  return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Start a merge of the oldest n inbox rows: the writer knows them (its list), sorted by room and seq they
+ * are copied by id, no scan. If another writer has added rows since this one last looked, the list may
+ * miss some of them: the chunk is then merged by a scan of the inbox instead, in one go. */
+static int merge_start(struct sq *q, size_t n) {
+  int rc = check_foreign(q);
+  if (rc) return rc;
+  struct inbox_entry *e = q->ibx_head;
+  for (size_t i = 1; i < n && e->next; i++) e = e->next;
+  int64_t upto = e->id;
+  if (q->shared) {
+    rc = merge_scan(q, upto, "", NULL);
+    return rc ? rc : merge_finish(q, upto);
   }
-  done(s);
-  if (rc != SQLITE_DONE) {
-    merge_rooms_free(q);
-    return rc;
-  }
+  if (!(q->mv = malloc(n * sizeof *q->mv))) return SQLITE_NOMEM;
+  q->nmv = 0;
+  for (e = q->ibx_head; e && e->id <= upto; e = e->next) q->mv[q->nmv++] = e;
+  qsort(q->mv, q->nmv, sizeof *q->mv, by_room_seq);
+  q->imv = 0;
   q->merge_upto = upto;
   q->merging = true;
   return SQLITE_OK;
 }
 
-/* The next slice of the merge under way: whole rooms, until about MERGE_SLICE rows. */
+/* The next slice of the merge under way, in one transaction: about merge_slice rows, whole rooms, copied
+ * by id, and the heads they reach. The last slice then deletes the merged rows from the inbox. */
 static int merge_step(struct sq *q) {
-  size_t i = q->imr, j = i;
-  int64_t rows = 0;
-  while (j < q->nmr && (j == i || rows < q->merge_slice)) rows += q->mr[j++].rows;
-  const char *lo = i < q->nmr ? q->mr[i].room : "", *hi = j < q->nmr ? q->mr[j].room : NULL;
-  int rc = merge_slice(q, q->merge_upto, lo, hi, q->mr + i, j - i);
-  if (rc) return rc;
-  q->imr = j;
-  if (hi) return SQLITE_OK;
+  size_t i = q->imv, j = i;
+  while (j < q->nmv && ((int64_t)(j - i) < q->merge_slice || !strcmp(q->mv[j]->room, q->mv[j - 1]->room)))
+    j++;
+  int rc = sqlite3_step(q->st[S_BEGIN]);
+  done(q->st[S_BEGIN]);
+  if (rc != SQLITE_DONE) return rollback(q, rc);
+  for (size_t k = i; k < j; k++) {
+    sqlite3_stmt *s = q->st[S_MERGE_ONE];
+    sqlite3_bind_int64(s, 1, q->mv[k]->id);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) return rollback(q, rc);
+    if (k + 1 < j && !strcmp(q->mv[k + 1]->room, q->mv[k]->room)) continue;
+    s = q->st[S_SET_HEAD]; /* the last row of its room in this merge: its head */
+    bind_text(s, 1, q->mv[k]->room);
+    sqlite3_bind_int64(s, 2, (int64_t)q->mv[k]->seq);
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc != SQLITE_DONE) return rollback(q, rc);
+  }
+  rc = sqlite3_step(q->st[S_COMMIT]);
+  done(q->st[S_COMMIT]);
+  if (rc != SQLITE_DONE) return rollback(q, rc);
+  q->imv = j;
+  if (j < q->nmv) return SQLITE_OK;
   q->merging = false;
-  merge_rooms_free(q);
+  merge_rows_free(q);
   return merge_finish(q, q->merge_upto);
 }
 
@@ -893,17 +890,17 @@ static int sq_after_batch(void *ctx) {
     heads_clear(q);
     return 0;
   }
+  int rc = 0;
   if (!q->merging) {
     if (q->ibx_len < q->merge_at) return 0;
-    struct inbox_entry *e = q->ibx_head;
-    for (size_t i = 1; i < q->merge_chunk && e->next; i++) e = e->next;
-    if (merge_start(q, e->id)) return call_fail(q, "merge", SQLITE_ERROR);
+    rc = merge_start(q, q->merge_chunk);
   }
   /* Slices keep up with appends as a rule; if batches outrun them, the merge finishes now (the inbox stays
    * under twice its size, plus a batch). */
-  int rc;
-  do rc = merge_step(q);
-  while (!rc && q->merging && q->ibx_len > 2 * q->merge_at);
+  while (!rc && q->merging) {
+    rc = merge_step(q);
+    if (q->ibx_len <= 2 * q->merge_at) break;
+  }
   if (rc) { /* logged once per streak; the slice is tried again after the next batch */
     if (!q->failing) log_warn("store(sqlite): moving the inbox into messages failed: %s", q->lasterr);
     q->failing = true;
