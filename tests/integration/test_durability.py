@@ -30,12 +30,15 @@ def mongo(tmp_path_factory):
     m.stop()
 
 
-@pytest.fixture(params=["sqlite", "mongo"])
+@pytest.fixture(params=["sqlite", "sqlite-merging", "mongo"])
 def backend(request):
-    """(name, conf dict) of the store backend under test."""
+    """(name, conf dict) of the store backend under test. sqlite-merging: an inbox of 32 rows, so that new
+    messages move from the inbox to the messages table every 16 sends, during every test (kills included)."""
     if request.param == "mongo":
         m = request.getfixturevalue("mongo")
         return "mongo", mongo_conf(m.uri, unique_db("dur"))
+    if request.param == "sqlite-merging":
+        return "sqlite", {"store.backend": "sqlite", "store.sqlite.inbox_rows": 32}
     return "sqlite", {"store.backend": "sqlite"}
 
 
