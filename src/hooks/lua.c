@@ -15,6 +15,7 @@
  * worst-case cost estimate (subject length ^ (backtracking quantifiers + 1)) against the same budget; a
  * pattern that could run longer than the remaining budget is refused as a budget kill. */
 #include "hooks/internal.h"
+#include "proto/codec.h"
 
 #include "util/log.h"
 
@@ -328,23 +329,6 @@ static void jr_ws(struct jread *r) {
   while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
 }
 
-static int jr_hex4(const char *p) {
-  int v = 0;
-  for (int i = 0; i < 4; i++) {
-    char c = p[i];
-    v <<= 4;
-    if (c >= '0' && c <= '9')
-      v |= c - '0';
-    else if (c >= 'a' && c <= 'f')
-      v |= c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      v |= c - 'A' + 10;
-    else
-      return -1;
-  }
-  return v;
-}
-
 /* A string at r->p (after its opening quote): pushed, r->p past the closing quote. */
 static bool jr_string(struct jread *r) {
   const char *s = r->p;
@@ -366,67 +350,11 @@ static bool jr_string(struct jread *r) {
       r->p++;
       continue;
     }
-    if (r->end - r->p < 2) return false;
-    char e = r->p[1];
-    r->p += 2;
-    switch (e) {
-    case '"':
-      luaL_addchar(&b, '"');
-      break;
-    case '\\':
-      luaL_addchar(&b, '\\');
-      break;
-    case '/':
-      luaL_addchar(&b, '/');
-      break;
-    case 'b':
-      luaL_addchar(&b, '\b');
-      break;
-    case 'f':
-      luaL_addchar(&b, '\f');
-      break;
-    case 'n':
-      luaL_addchar(&b, '\n');
-      break;
-    case 'r':
-      luaL_addchar(&b, '\r');
-      break;
-    case 't':
-      luaL_addchar(&b, '\t');
-      break;
-    case 'u': {
-      if (r->end - r->p < 4) return false;
-      long cp = jr_hex4(r->p);
-      r->p += 4;
-      if (cp < 0) return false;
-      if (cp >= 0xD800 && cp <= 0xDBFF) { /* a high surrogate: its low half must follow */
-        if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u') return false;
-        long lo = jr_hex4(r->p + 2);
-        if (lo < 0xDC00 || lo > 0xDFFF) return false;
-        r->p += 6;
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-        return false;
-      }
-      char u[4];
-      int n;
-      if (cp < 0x80) {
-        u[0] = (char)cp, n = 1;
-      } else if (cp < 0x800) {
-        u[0] = (char)(0xC0 | (cp >> 6)), u[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
-      } else if (cp < 0x10000) {
-        u[0] = (char)(0xE0 | (cp >> 12)), u[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-        u[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
-      } else {
-        u[0] = (char)(0xF0 | (cp >> 18)), u[1] = (char)(0x80 | ((cp >> 12) & 0x3F)),
-        u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)), u[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
-      }
-      luaL_addlstring(&b, u, (size_t)n);
-      break;
-    }
-    default:
-      return false;
-    }
+    uint8_t u[4];
+    size_t un, took = codec_json_unescape((const uint8_t *)r->p, (const uint8_t *)r->end, u, &un);
+    if (!took) return false;
+    luaL_addlstring(&b, (const char *)u, un);
+    r->p += took;
   }
   if (r->p >= r->end) return false;
   r->p++;

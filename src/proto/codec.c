@@ -595,3 +595,59 @@ size_t codec_json_size(const json_t *v) {
   if (scratch.cap > SCRATCH_KEEP) buf_free(&scratch);
   return n;
 }
+
+static int hex4(const uint8_t *p) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    int c = p[i], d;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else
+      return -1;
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+size_t codec_json_unescape(const uint8_t *p, const uint8_t *end, uint8_t out[4], size_t *outlen) {
+  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+  if (end - p < 2 || p[0] != '\\') return 0;
+  const char *hit = p[1] ? strchr(from, p[1]) : NULL;
+  if (hit) {
+    out[0] = (uint8_t)to[hit - from];
+    *outlen = 1;
+    return 2;
+  }
+  if (p[1] != 'u' || end - p < 6) return 0;
+  int cp = hex4(p + 2);
+  size_t took = 6;
+  if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff)) return 0; /* not hex, or a lone low surrogate */
+  if (cp >= 0xd800 && cp <= 0xdbff) {                     /* a high surrogate: its low half must follow */
+    if (end - p < 12 || p[6] != '\\' || p[7] != 'u') return 0;
+    int lo = hex4(p + 8);
+    if (lo < 0xdc00 || lo > 0xdfff) return 0;
+    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    took = 12;
+  }
+  unsigned c = (unsigned)cp;
+  if (c < 0x80) {
+    out[0] = (uint8_t)c;
+    *outlen = 1;
+  } else if (c < 0x800) {
+    out[0] = (uint8_t)(0xc0 | c >> 6), out[1] = (uint8_t)(0x80 | (c & 0x3f));
+    *outlen = 2;
+  } else if (c < 0x10000) {
+    out[0] = (uint8_t)(0xe0 | c >> 12), out[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
+    out[2] = (uint8_t)(0x80 | (c & 0x3f));
+    *outlen = 3;
+  } else {
+    out[0] = (uint8_t)(0xf0 | c >> 18), out[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3f));
+    out[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3f)), out[3] = (uint8_t)(0x80 | (c & 0x3f));
+    *outlen = 4;
+  }
+  return took;
+}

@@ -41,6 +41,11 @@ frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
  * MessagePack): refs = 1, the given flags; NULL when out of memory. */
 frame_t *codec_frame_wrap(codec_t c, const uint8_t *p, size_t len, uint32_t flags);
 
+/* One JSON string escape at p (p[0] is the backslash, end bounds the input), decoded to UTF-8 in out
+ * (*outlen: 1..4 bytes). Returns how many bytes of p it took (2; 6 for \uXXXX; 12 for a surrogate pair),
+ * or 0 when it is not a valid escape (lone surrogates included). */
+size_t codec_json_unescape(const uint8_t *p, const uint8_t *end, uint8_t out[4], size_t *outlen);
+
 /* Pieces of the compact JSON encoder, for writers that build a frame without a json_t tree (proto/wire.h):
  * a string of n bytes (escaped exactly as codec_encode does), an integer. Return 0 or -ENOMEM. */
 int codec_json_str(buf_t *b, const char *p, size_t n);

@@ -60,44 +60,6 @@ static size_t utf8_seq(const uint8_t *p, const uint8_t *e) {
   return k + 1;
 }
 
-static int hex4(const uint8_t *p) {
-  int v = 0;
-  for (int i = 0; i < 4; i++) {
-    int c = p[i], d;
-    if (c >= '0' && c <= '9')
-      d = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      d = c - 'A' + 10;
-    else
-      return -1;
-    v = v * 16 + d;
-  }
-  return v;
-}
-
-static int put_utf8(buf_t *b, unsigned cp) {
-  uint8_t u[4];
-  size_t n;
-  if (cp < 0x80) {
-    u[0] = (uint8_t)cp;
-    n = 1;
-  } else if (cp < 0x800) {
-    u[0] = (uint8_t)(0xc0 | cp >> 6), u[1] = (uint8_t)(0x80 | (cp & 0x3f));
-    n = 2;
-  } else if (cp < 0x10000) {
-    u[0] = (uint8_t)(0xe0 | cp >> 12), u[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f));
-    u[2] = (uint8_t)(0x80 | (cp & 0x3f));
-    n = 3;
-  } else {
-    u[0] = (uint8_t)(0xf0 | cp >> 18), u[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3f));
-    u[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3f)), u[3] = (uint8_t)(0x80 | (cp & 0x3f));
-    n = 4;
-  }
-  return buf_append(b, u, n);
-}
-
 /* A string at s->p (the opening quote). On success *v and *n are its decoded bytes: a slice of the input
  * when it has no escapes, else s->tmp's contents (valid until the next string). Returns 0 or -1. */
 static int str(struct jp *s, const uint8_t **v, size_t *n) {
@@ -138,54 +100,10 @@ static int str(struct jp *s, const uint8_t **v, size_t *n) {
       continue;
     }
     if (buf_append(t, run, (size_t)(r - run))) return -1;
-    uint8_t c = r[1];
-    r += 2;
-    const char *simple = NULL;
-    switch (c) {
-    case '"':
-      simple = "\"";
-      break;
-    case '\\':
-      simple = "\\";
-      break;
-    case '/':
-      simple = "/";
-      break;
-    case 'b':
-      simple = "\b";
-      break;
-    case 'f':
-      simple = "\f";
-      break;
-    case 'n':
-      simple = "\n";
-      break;
-    case 'r':
-      simple = "\r";
-      break;
-    case 't':
-      simple = "\t";
-      break;
-    case 'u': {
-      if (q - r < 4) return -1;
-      int cp = hex4(r);
-      if (cp < 0) return -1;
-      r += 4;
-      if (cp >= 0xdc00 && cp <= 0xdfff) return -1; /* lone low surrogate */
-      if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (q - r < 6 || r[0] != '\\' || r[1] != 'u') return -1;
-        int lo = hex4(r + 2);
-        if (lo < 0xdc00 || lo > 0xdfff) return -1;
-        r += 6;
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-      }
-      if (put_utf8(t, (unsigned)cp)) return -1;
-      break;
-    }
-    default:
-      return -1;
-    }
-    if (simple && buf_putc(t, (uint8_t)simple[0])) return -1;
+    uint8_t u[4];
+    size_t un, took = codec_json_unescape(r, q, u, &un);
+    if (!took || buf_append(t, u, un)) return -1;
+    r += took;
     run = r;
   }
   if (r != q) return -1; /* an escape ran past the closing quote (cannot happen: the scan paired them) */

@@ -959,6 +959,46 @@ static void test_json_encoder_matches_jansson(void **state) {
   }
 }
 
+static void test_json_unescape(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    size_t took;
+    const char *out;
+  } cases[] = {
+      {"\\n", 2, "\n"},
+      {"\\\"", 2, "\""},
+      {"\\/", 2, "/"},
+      {"\\u00e9", 6, "\xc3\xa9"},
+      {"\\u20ac", 6, "\xe2\x82\xac"},
+      {"\\ud83d\\ude00", 12, "\xf0\x9f\x98\x80"},
+      {"\\u0041", 6, "A"},
+      {"\\x", 0, ""},
+      {"\\u12", 0, ""},
+      {"\\ude00", 0, ""},
+      {"\\ud83d", 0, ""},
+      {"\\ud83d\\u0041", 0, ""},
+      {"\\uzzzz", 0, ""},
+      {"\\", 0, ""},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const uint8_t *p = (const uint8_t *)cases[i].in;
+    uint8_t out[4];
+    size_t n = 0, took = codec_json_unescape(p, p + strlen(cases[i].in), out, &n);
+    assert_int_equal(took, cases[i].took);
+    if (took) {
+      assert_int_equal(n, strlen(cases[i].out));
+      assert_memory_equal(out, cases[i].out, n);
+    }
+  }
+  uint8_t out[4];
+  size_t n; /* "\u0000" decodes to a NUL byte */
+  assert_int_equal(codec_json_unescape((const uint8_t *)"\\u0000", (const uint8_t *)"\\u0000" + 6, out, &n),
+                   6);
+  assert_int_equal(n, 1);
+  assert_int_equal(out[0], 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_encoder_matches_jansson),
@@ -982,6 +1022,7 @@ int main(void) {
       cmocka_unit_test(test_frame_json),
       cmocka_unit_test(test_frame_msgpack),
       cmocka_unit_test(test_frame_flags_and_scratch),
+      cmocka_unit_test(test_json_unescape),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
