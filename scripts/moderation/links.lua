@@ -9,16 +9,8 @@ local max_links = math.floor(parley.option_number("max_links", 1, 0, 1000))
 local field = parley.option_string("field", "text")
 local allow = {}
 for _, h in ipairs(parley.option_list("allow", "")) do allow[h:lower()] = true end
-local globs = {}
-for _, g in ipairs(parley.option_list("rooms", "*")) do
-  globs[#globs + 1] = "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
-end
-local function covers(room)
-  for _, p in ipairs(globs) do
-    if room:find(p) then return true end
-  end
-  return false
-end
+local rooms = parley.option_list("rooms", "*")
+local function covers(room) return parley.match(rooms, room) end
 
 local function allowed(host)
   host = host:lower()

@@ -18,26 +18,9 @@ end
 local field = parley.option_string("field", "text")
 local reason = parley.option_string("reason", "message contains a banned word")
 
--- Room globs -> anchored Lua patterns; decisions cached per room name.
-local globs = {}
-for _, g in ipairs(parley.option_list("rooms", "*")) do
-  globs[#globs + 1] = "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
-end
-local all_rooms = #globs == 1 and globs[1] == "^.*$"
-local covered, ncovered = {}, 0
-local function covers(room)
-  if all_rooms then return true end
-  local c = covered[room]
-  if c == nil then
-    c = false
-    for _, p in ipairs(globs) do
-      if room:find(p) then c = true break end
-    end
-    if ncovered > 1000 then covered, ncovered = {}, 0 end
-    covered[room], ncovered = c, ncovered + 1
-  end
-  return c
-end
+-- Room globs, matched as conf.d matches rooms.<glob> keys.
+local rooms = parley.option_list("rooms", "*")
+local function covers(room) return parley.match(rooms, room) end
 
 local function has_banned(text)
   return words:find(text) ~= nil

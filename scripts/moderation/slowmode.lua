@@ -7,16 +7,8 @@
 local interval_ms = math.floor(parley.option_number("interval", 5, 0.1, 86400) * 1000)
 local exempt = {}
 for _, u in ipairs(parley.option_list("exempt", "")) do exempt[u] = true end
-local globs = {}
-for _, g in ipairs(parley.option_list("rooms", "*")) do
-  globs[#globs + 1] = "^" .. g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0"):gsub("%*", ".*"):gsub("%?", ".") .. "$"
-end
-local function covers(room)
-  for _, p in ipairs(globs) do
-    if room:find(p) then return true end
-  end
-  return false
-end
+local rooms = parley.option_list("rooms", "*")
+local function covers(room) return parley.match(rooms, room) end
 
 local last, count = {}, 0 -- "room\0user" -> ms of the last accepted message
 

@@ -775,6 +775,30 @@ static int l_option_list(lua_State *L) {
   return 1;
 }
 
+/* parley.match(globs, name): whether name matches a glob (a string) or any glob of an array, with the
+ * glob rules of conf.d's rooms.<glob> keys (`*` any run of characters, `?` one). */
+static int l_match(lua_State *L) {
+  const char *name = luaL_checkstring(L, 2);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    lua_pushboolean(L, config_glob_match(lua_tostring(L, 1), name));
+    return 1;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (lua_Integer i = 1;; i++) {
+    int t = lua_rawgeti(L, 1, i);
+    if (t == LUA_TNIL) break;
+    if (t != LUA_TSTRING) return luaL_error(L, "parley.match: glob %d is not a string", (int)i);
+    bool hit = config_glob_match(lua_tostring(L, -1), name);
+    lua_pop(L, 1);
+    if (hit) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 static int level_of(const char *s) {
   int l = log_level_parse(s);
   return l < 0 ? LOG_INFO : l;
@@ -1372,6 +1396,7 @@ static void open_sandbox(lua_State *L, struct lscript *s) {
                                     {"option_number", l_option_number},
                                     {"option_bool", l_option_bool},
                                     {"option_list", l_option_list},
+                                    {"match", l_match},
                                     {"log", l_log},
                                     {"publish", l_publish},
                                     {"kick", l_kick},

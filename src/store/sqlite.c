@@ -144,16 +144,15 @@ static const char *const sql[S_COUNT] = {
     /* only when another connection writes the file too (no index: a scan) */
     [S_INBOX_FIND_DUP] = "SELECT room, seq, mid, ts FROM inbox WHERE user_id = ?1 AND cmid = ?2 LIMIT 1",
     [S_DATA_VERSION] = "PRAGMA data_version",
-    /* A merge moves the inbox rows up to an id, one slice of rooms [?2, ?3) at a time (?3 NULL: to the
-     * end), in (room, seq) order; the rows of a slice then exist in both tables until the last slice
-     * deletes them from the inbox (reads skip the overlap; a slice repeated after a crash is ignored). */
+    /* A merge copies inbox rows to messages, one by id (the writer's slices) or all up to an id (a scan),
+     * then deletes them from the inbox; until then they exist in both tables (reads skip the overlap, and
+     * a copy repeated after a crash is ignored). */
     [S_MERGE_ONE] =
         "INSERT OR IGNORE INTO messages (" MSG_COLS ") SELECT " MSG_COLS " FROM inbox WHERE id = ?1",
     [S_MERGE_MSGS] = "INSERT OR IGNORE INTO messages (" MSG_COLS ") SELECT " MSG_COLS " FROM inbox "
-                     "WHERE id <= ?1 AND room >= ?2 AND (?3 IS NULL OR room < ?3) ORDER BY room, seq",
-    [S_MERGE_HEADS] = "INSERT INTO rooms (room, head) SELECT room, max(seq) FROM inbox "
-                      "WHERE id <= ?1 AND room >= ?2 AND (?3 IS NULL OR room < ?3) GROUP BY room "
-                      "ON CONFLICT (room) DO UPDATE SET head = max(head, excluded.head)",
+                     "WHERE id <= ?1 ORDER BY room, seq",
+    [S_MERGE_HEADS] = "INSERT INTO rooms (room, head) SELECT room, max(seq) FROM inbox WHERE id <= ?1 "
+                      "GROUP BY room ON CONFLICT (room) DO UPDATE SET head = max(head, excluded.head)",
     [S_MERGE_DEL] = "DELETE FROM inbox WHERE id <= ?1",
 };
 
@@ -422,18 +421,16 @@ static int rollback(struct sq *q, int rc) {
   return rc;
 }
 
-/* The inbox rows with id <= upto of the rooms in [lo, hi) (hi NULL: to the end) go to messages and the heads
- * they reach to rooms, in one transaction, found by scanning the inbox: for the whole inbox at once (open,
- * close, retention), and when another writer's rows may be among them. */
-static int merge_scan(struct sq *q, int64_t upto, const char *lo, const char *hi) {
+/* The inbox rows with id <= upto go to messages and the heads they reach to rooms, in one transaction,
+ * found by scanning the inbox: for the whole inbox at once (open, close, retention), and when another
+ * writer's rows may be among them. */
+static int merge_scan(struct sq *q, int64_t upto) {
   int rc = sqlite3_step(q->st[S_BEGIN]);
   done(q->st[S_BEGIN]);
   if (rc != SQLITE_DONE) return rc;
   for (int step = 0; step < 2; step++) {
     sqlite3_stmt *s = q->st[step ? S_MERGE_HEADS : S_MERGE_MSGS];
     sqlite3_bind_int64(s, 1, upto);
-    bind_text(s, 2, lo);
-    bind_text(s, 3, hi);
     rc = sqlite3_step(s);
     done(s);
     if (rc != SQLITE_DONE) return rollback(q, rc);
@@ -465,7 +462,7 @@ static void merge_rows_free(struct sq *q) {
 static int merge_all(struct sq *q) {
   q->merging = false;
   merge_rows_free(q);
-  int rc = merge_scan(q, INT64_MAX, "", NULL);
+  int rc = merge_scan(q, INT64_MAX);
   return rc ? rc : merge_finish(q, INT64_MAX);
 }
 
@@ -834,7 +831,7 @@ static int merge_start(struct sq *q, size_t n) {
   for (size_t i = 1; i < n && e->next; i++) e = e->next;
   int64_t upto = e->id;
   if (q->shared) {
-    rc = merge_scan(q, upto, "", NULL);
+    rc = merge_scan(q, upto);
     return rc ? rc : merge_finish(q, upto);
   }
   if (!(q->mv = malloc(n * sizeof *q->mv))) return SQLITE_NOMEM;

@@ -75,8 +75,8 @@ struct store_req {
 
 struct store;
 
-/* Open the configured backend (twice: writer and reader) and start the threads. NULL on failure
- * with a clear reason in err (e.g. the MongoDB server cannot be reached). */
+/* Open the configured backend (once per thread: writer, reader and, for SQLite, checkpoints) and start the
+ * threads. NULL on failure with a clear reason in err (e.g. the MongoDB server cannot be reached). */
 struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, size_t errlen);
 /* Submit a request. Returns 0 (done will be called) or STORE_EOVERLOADED / STORE_ECLOSED (done will
  * not be called; the caller still owns req). Loop thread only. */

@@ -7,20 +7,17 @@
   * small HTTP helpers (POST, raw handshakes with extra headers).
 """
 
-import base64
-import hashlib
 import http.client
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
 
 import wsclient
 from jwtmint import b64url
-from wsclient import Client, HandshakeRefused, WebSocket, WSError
+from wsclient import Client, HandshakeRefused, WebSocket
 
 OPENSSL = "openssl"
 BOUNDED = 5.0
@@ -177,50 +174,25 @@ def insecure_context():
 class TLSWebSocket(WebSocket):
     """wsclient.WebSocket over TLS (certificate verification off: the test certificate is self-signed)."""
 
-    def connect(self, subprotocols=(), rcvbuf=None, extra_headers=None):
-        raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        self.sock = insecure_context().wrap_socket(raw, server_hostname="localhost")
-        self.sock.settimeout(self.timeout)
-        self.tls_version = self.sock.version()
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET {self.path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Upgrade: websocket",
-                 "Connection: Upgrade", f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]
-        if isinstance(subprotocols, str):
-            subprotocols = [subprotocols]
-        if subprotocols:
-            lines.append("Sec-WebSocket-Protocol: " + ", ".join(subprotocols))
-        for k, v in (extra_headers or {}).items():
-            lines.append(f"{k}: {v}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        status, headers = self._read_http_head()
-        if status != 101:
-            body = self._read_http_body(headers)
-            self.sock.close()
-            raise HandshakeRefused(status, headers, body)
-        expected = base64.b64encode(hashlib.sha1((key + wsclient.WS_GUID).encode()).digest()).decode()
-        if headers.get("sec-websocket-accept") != expected:
-            raise WSError(f"bad Sec-WebSocket-Accept: {headers.get('sec-websocket-accept')!r}")
-        self.response_headers = headers
-        self.subprotocol = headers.get("sec-websocket-protocol")
-        return self
+    def _open_socket(self, rcvbuf):
+        raw = super()._open_socket(rcvbuf)
+        try:
+            tls = insecure_context().wrap_socket(raw, server_hostname="localhost")
+        except Exception:
+            raw.close()
+            raise
+        tls.settimeout(self.timeout)
+        self.tls_version = tls.version()
+        return tls
 
 
 class TLSClient(Client):
     """wsclient.Client over wss://."""
 
+    websocket_class = TLSWebSocket
+
     def __init__(self, port, codec="json", timeout=wsclient.DEFAULT_TIMEOUT, name=None):
-        import collections
-        self.codec = codec
-        self.port = port
-        self.timeout = timeout
-        self.name = name or ("tls-" + codec)
-        self.ws = TLSWebSocket(port, subprotocols=[wsclient.SUBPROTOCOLS[codec]], timeout=timeout)
-        self.events = collections.deque()
-        self.replies = collections.deque()
-        self.others = []
-        self.log = []
-        self.next_id = 1
-        self.user = None
+        super().__init__(port, codec, timeout=timeout, name=name or ("tls-" + codec))
 
 
 # ---- HTTP --------------------------------------------------------------------------------------------

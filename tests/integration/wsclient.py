@@ -117,7 +117,8 @@ class WebSocket:
 
     # ---- connection and handshake ------------------------------------------------------------------
 
-    def connect(self, subprotocols=(), rcvbuf=None, extra_headers=None):
+    def _open_socket(self, rcvbuf):
+        """The connected socket the handshake goes over (TLSWebSocket wraps it in TLS)."""
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             # Must be set before connect() so the advertised window is small.
@@ -128,7 +129,10 @@ class WebSocket:
         except Exception:
             s.close()
             raise
-        self.sock = s
+        return s
+
+    def connect(self, subprotocols=(), rcvbuf=None, extra_headers=None):
+        self.sock = self._open_socket(rcvbuf)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [
             f"GET {self.path} HTTP/1.1",
@@ -405,6 +409,8 @@ class Client:
 
     _ids = itertools.count(1)
 
+    websocket_class = WebSocket  # the transport (support_auth.TLSClient: over TLS)
+
     def __init__(self, port, codec="json", host=HOST, subprotocol=_DEFAULT, timeout=DEFAULT_TIMEOUT,
                  rcvbuf=None, name=None):
         assert codec in SUBPROTOCOLS, codec
@@ -413,7 +419,8 @@ class Client:
         self.timeout = timeout
         self.name = name or codec
         sp = SUBPROTOCOLS[codec] if subprotocol is _DEFAULT else subprotocol
-        self.ws = WebSocket(port, host=host, subprotocols=[sp] if sp else [], timeout=timeout, rcvbuf=rcvbuf)
+        self.ws = self.websocket_class(port, host=host, subprotocols=[sp] if sp else [], timeout=timeout,
+                                       rcvbuf=rcvbuf)
         self.events = collections.deque()  # buffered events (frames with "ev")
         self.replies = collections.deque()  # buffered replies (frames with "re") not yet claimed
         self.others = []  # frames that are neither (should not happen)

@@ -252,6 +252,35 @@ static void test_json_round_trip(void **state) {
   config_free(&c);
 }
 
+/* parley.match: conf.d's room globs, on one glob or a list; a non-string glob is an error. */
+static void test_match(void **state) {
+  struct config c;
+  config_defaults(&c);
+  struct hooks *h = load1(&c, "m",
+                          "parley.hook('on_message', function(e)\n"
+                          "  local g = {'dev-*', 'help?'}\n"
+                          "  if e.body == 'bad' then return {body = parley.match({'b', 7}, 'a')} end\n"
+                          "  return {body = {parley.match('*', e.body), parley.match(g, e.body),\n"
+                          "                  parley.match('lobby', e.body), parley.match({}, e.body)}}\n"
+                          "end)");
+  struct hook_result res = HOOK_RESULT_INIT;
+  static const struct {
+    const char *room, *want;
+  } cases[] = {
+      {"\"lobby\"", "[true,false,true,false]"}, {"\"dev-1\"", "[true,true,false,false]"},
+      {"\"dev-\"", "[true,true,false,false]"},  {"\"help1\"", "[true,true,false,false]"},
+      {"\"help\"", "[true,false,false,false]"}, {"\"help12\"", "[true,false,false,false]"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    assert_int_equal(send_msg(h, "u", "r", cases[i].room, &res), PARLEY_REWRITE);
+    assert_string_equal(res.body, cases[i].want);
+  }
+  assert_int_not_equal(send_msg(h, "u", "r", "\"bad\"", &res), PARLEY_REWRITE); /* the handler raised */
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
 static void test_options_kv_reload(void **state) {
   struct config c;
   config_defaults(&c);
@@ -449,6 +478,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sandbox, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_line_and_returns, setup, teardown),
       cmocka_unit_test_setup_teardown(test_json_round_trip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_match, setup, teardown),
       cmocka_unit_test_setup_teardown(test_options_kv_reload, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_profanity, setup, teardown),
