@@ -132,6 +132,13 @@ function jwtExpMs(token: string | null): number | null {
   } catch { return null; }
 }
 
+/* Stop listening to a socket we are done with. Its error handler stays (a no-op): a socket closed while
+ * still connecting reports an error afterwards, which Node's `ws` throws when nobody listens. */
+function detach(ws: WebSocketLike): void {
+  ws.onclose = ws.onmessage = ws.onopen = null;
+  ws.onerror = () => { /* closed by us */ };
+}
+
 export class ParleyClient {
   readonly options: Required<Omit<ClientOptions, 'getToken' | 'WebSocket' | 'clientName' | 'reconnect' | 'codec'>> & {
     reconnect: ReconnectOptions; clientName: string;
@@ -267,7 +274,7 @@ export class ParleyClient {
     if (this.stableTimer) { clearTimeout(this.stableTimer); this.stableTimer = null; }
     if (this.refreshTimer) { clearTimeout(this.refreshTimer); this.refreshTimer = null; }
     const ws = this.ws; this.ws = null;
-    if (ws) { ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null; try { ws.close(1000, 'bye'); } catch { /* ignore */ } }
+    if (ws) { detach(ws); try { ws.close(1000, 'bye'); } catch { /* ignore */ } }
     this.failPending(new ParleyError('closed', 'client closed'));
     this.wakeCleanup?.(); this.wakeCleanup = null;
     this.rooms.onDisconnected();
@@ -436,7 +443,7 @@ export class ParleyClient {
   }
 
   private dropSocket(ws: WebSocketLike): void {
-    ws.onclose = ws.onmessage = ws.onerror = ws.onopen = null;
+    detach(ws);
     try { ws.close(4000, 'retry'); } catch { /* ignore */ }
     if (this.ws === ws) this.ws = null;
   }

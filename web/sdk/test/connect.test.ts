@@ -37,6 +37,22 @@ describe.each(['json', 'msgpack'] as const)('connect (%s)', (codec) => {
   });
 });
 
+describe('disconnect while connecting', () => {
+  it('leaves no stray error behind, whenever it comes during the handshake', async () => {
+    // Node's `ws` reports an error for a socket closed before it opened; unheard, it would crash the run.
+    const waits = [0, 0, 1, 1, 2, 3, 5, 8];
+    for (const ms of waits) {
+      const c = makeClient(server, {});
+      const done = c.connect().catch(() => undefined);
+      if (ms) await new Promise((r) => setTimeout(r, ms)); else await Promise.resolve();
+      c.disconnect();
+      await done;
+      expect(['closed', 'idle']).toContain(c.status);
+    }
+    await new Promise((r) => setTimeout(r, 100)); // an error event would surface by now
+  });
+});
+
 describe('mixed codecs', () => {
   it('a JSON and a MessagePack client see each other in one room', async () => {
     const name = uniq('mixed');
