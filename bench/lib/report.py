@@ -272,6 +272,22 @@ def write_all(data, base, outdir):
                 f.write(svg_lines(w["title"], ser, "delivered messages/s (median of runs)",
                                   "p99 end-to-end latency, ms (log)", w.get("p99_target_ms")))
             md.append(f"\n![{w['id']}]({stem}-{w['id']}.svg)\n")
+        elif w["kind"] == "floor":
+            md.append("What one core's kernel lets any server do: a writer pinned to the server's core sends 64-byte "
+                      "frames round-robin to N connections held by a reader on the generator's core, as fast as it "
+                      "can. No WebSocket, no parsing, no fan-out logic: the cost of `send()` alone.\n")
+            md.append("| connections | frames per write | writes/s | frames/s | system µs per write | writer CPU | "
+                      "reader CPU |")
+            md.append("|---:|---:|---:|---:|---:|---:|---:|")
+            for s in w["steps"]:
+                m = s["median"]
+                if "writes_per_s" not in m:
+                    md.append(f"| {s['conns']} | {s['per_write']} | {m.get('error', 'no result')} | | | | |")
+                    continue
+                md.append(f"| {s['conns']} | {s['per_write']} | {fmt_rate(m['writes_per_s'])} | "
+                          f"{fmt_rate(m['frames_per_s'])} | {m['sys_us_per_write']:.1f} | "
+                          f"{m['writer_cpu_pct']:.0f}% | {m['reader_cpu_pct']:.0f}% |")
+            md.append("")
         elif w["kind"] == "durable":
             md.append("| backend | offered sends/s | acked sends/s | ack p50 ms | ack p90 ms | ack p99 ms | "
                       "ack p99.9 ms | ack max ms | delivered | server CPU | gen CPU | flags |")
@@ -325,6 +341,16 @@ def targets(data):
                          f"JSON {fmt_rate(p)}, msgpack {fmt_rate(pm)}; Socket.IO {fmt_rate(sio)}, ws "
                          f"{fmt_rate(cap(wid, 'ws'))} ({ratio})",
                          yn(best >= 400000 and sio and best >= 8 * sio)))
+    for s in (W.get("F") or {}).get("steps", []):
+        m = s["median"]
+        if s["per_write"] == 1 and s["conns"] in (10000, 5000) and m.get("writes_per_s"):
+            wid, per_conn, p99 = ("B", 40, 50) if s["conns"] == 10000 else ("C", 80, 100)
+            k = 400000 / m["writes_per_s"]
+            rows.append((f"{wid} needs (kernel floor F, {s['conns'] // 1000}k connections)",
+                         f"one core writes at most {fmt_rate(m['writes_per_s'])} single frames/s; 400k deliveries/s "
+                         f"need ≥ {k:.1f} frames per write with the core doing nothing else: at {per_conn} messages/s "
+                         f"per connection, a flush every ≥ {1000 * k / per_conn:.0f} ms (p99 target {p99} ms)",
+                         "(bound)"))
     if "C" in W:
         p = cap("C", "parley-json")
         rows.append(("C: ≥ 400k deliveries/s, p99 ≤ 100 ms", f"{fmt_rate(p)}", yn((p or 0) >= 400000)))
