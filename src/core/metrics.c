@@ -34,6 +34,9 @@ int metrics_render(const struct core *core, buf_t *out) {
           m->socket_writes);
   COUNTER("parley_write_holds_total", "Flushes deferred while the loop was busy (server.write_coalesce).",
           m->write_holds);
+  COUNTER("parley_socket_rereads_total",
+          "Reads repeated in the same loop iteration because the previous read filled the receive buffer.",
+          m->socket_rereads);
   buf_printf(out, "# HELP parley_errors_total Error replies by code.\n# TYPE parley_errors_total counter\n");
   for (int e = 1; e < PERR__COUNT; e++)
     buf_printf(out, "parley_errors_total{code=\"%s\"} %" PRIu64 "\n", perr_name((enum perr)e), m->errors[e]);

@@ -19,6 +19,7 @@ struct metrics {
   uint64_t slow_closes;           /* connections closed with 4008 */
   uint64_t socket_writes;         /* write system calls to client sockets (each may carry many frames) */
   uint64_t write_holds;           /* flushes deferred by write coalescing (server.write_coalesce) */
+  uint64_t socket_rereads;        /* reads repeated in one loop iteration after a read filled lws's buffer */
   uint64_t errors[PERR__COUNT];   /* error replies by code */
 };
 

@@ -19,6 +19,19 @@
 
 #define WRITE_BATCH_MAX (256 * 1024) /* bytes gathered into one lws_write */
 
+/* RX_PIECE is the protocols' rx_buffer_size. lws keeps a buffer of that size (+ LWS_PRE + 4) for every
+ * WebSocket connection from the upgrade on, reads at most that much from a connection per poll event, and
+ * hands longer messages over in pieces of that size, which LWS_CALLBACK_RECEIVE reassembles. 1024 instead
+ * of 4096 takes 3 KB off every idle connection (M: 6.8 -> 3.8 KB). But one read of 1 KB per loop iteration
+ * starves a connection that sends faster than that (A at 400k deliveries/s, where each sender sends 400
+ * messages/s: p99 0.2-0.9 s instead of ~50 ms), so a connection whose read filled the buffer is read again
+ * in the same iteration (the reread list, on_check), up to REREAD_MAX more times. A read that finds nothing
+ * costs one recv() that returns EAGAIN. tx_packet_size must not be 0: lws would then cut every write into
+ * pieces of rx_buffer_size and keep the rest for later POLLOUTs; our writes are batched up to
+ * WRITE_BATCH_MAX. */
+#define RX_PIECE   1024
+#define REREAD_MAX 7
+
 struct wsconn;
 
 struct net {
@@ -27,8 +40,10 @@ struct net {
   const struct config *cfg;
   uv_loop_t *loop;
   uv_check_t flush_check;
-  struct wsconn *dirty_head; /* connections with frames to write this iteration */
-  struct wsconn *held_head;  /* dirty connections whose flush waits for hold_timer (coalescing) */
+  struct wsconn *dirty_head;  /* connections with frames to write this iteration */
+  struct wsconn *reread_head; /* connections whose last read filled lws's receive buffer: read again */
+  uint32_t rx_epoch;          /* loop iterations (on_check), to tell this iteration's reads from older ones */
+  struct wsconn *held_head;   /* dirty connections whose flush waits for hold_timer (coalescing) */
   uv_timer_t hold_timer;
   uint64_t hold_max_us;                 /* server.write_coalesce in µs; 0: off */
   uint64_t hold_us;                     /* the current window: 0 while the loop is not busy */
@@ -75,6 +90,11 @@ struct wsconn {
   bool ping_out;          /* a ping is out; the connection is closed if nothing arrives before idle_due */
   struct wsconn *dirty_prev, *dirty_next;
   struct wsconn *idle_prev, *idle_next;
+  struct wsconn *reread_prev, *reread_next;
+  bool reread;        /* on net->reread_head */
+  uint8_t rx_rounds;  /* reads of this connection in this iteration beyond lws's own (at most REREAD_MAX) */
+  uint32_t rx_epoch;  /* net->rx_epoch when rx_bytes was counted */
+  uint32_t rx_bytes;  /* wire bytes lws handed over from this connection's current read (estimated) */
   uint64_t idle_due;  /* uv_now() ms */
   int close_code;     /* nonzero: close at the next WRITEABLE */
   int peer_code;      /* the close code the client sent, 0: none */
@@ -97,6 +117,17 @@ static void dirty_unlink(struct wsconn *w) {
   if (w->dirty_next) w->dirty_next->dirty_prev = w->dirty_prev;
   w->dirty_prev = w->dirty_next = NULL;
   w->dirty = w->held = false;
+}
+
+static void reread_unlink(struct wsconn *w) {
+  if (!w->reread) return;
+  if (w->reread_prev)
+    w->reread_prev->reread_next = w->reread_next;
+  else
+    w->net->reread_head = w->reread_next;
+  if (w->reread_next) w->reread_next->reread_prev = w->reread_prev;
+  w->reread_prev = w->reread_next = NULL;
+  w->reread = false;
 }
 
 /* Put a dirty connection (already unlinked) on the held list: hold_timer flushes it. */
@@ -435,8 +466,25 @@ static void flush_held(struct net *net) {
 
 static void on_hold_timer(uv_timer_t *t) { flush_held(t->data); }
 
+/* Read again, once each, the connections whose read in this iteration filled lws's buffer (RX_PIECE); a
+ * read that fills it again puts its connection back on the list, up to REREAD_MAX times per iteration. */
+static void reread(struct net *net) {
+  while (net->reread_head) {
+    struct wsconn *w = net->reread_head;
+    reread_unlink(w);
+    if (w->close_code || !w->conn) continue;
+    w->rx_rounds++;
+    w->rx_bytes = 0;
+    core_metrics(net->core)->socket_rereads++;
+    struct lws_pollfd pfd = {.fd = lws_get_socket_fd(w->wsi), .events = LWS_POLLIN, .revents = LWS_POLLIN};
+    lws_service_fd_tsi(net->ctx, &pfd, 0); /* as lws's own poll callback does; CLOSED may free w here */
+  }
+}
+
 static void on_check(uv_check_t *h) {
   struct net *net = h->data;
+  if (net->reread_head) reread(net); /* before the flushes: what it reads may queue frames */
+  net->rx_epoch++;
   if (!net->dirty_head) return;
   uint64_t now_ns = uv_hrtime();
   load_sample(net, now_ns);
@@ -669,6 +717,18 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   case LWS_CALLBACK_RECEIVE: {
     if (!w->conn || w->close_code) return 0;
     idle_touch(w);
+    if (w->rx_epoch != net->rx_epoch) { /* the first message of this iteration's read */
+      w->rx_epoch = net->rx_epoch;
+      w->rx_bytes = 0;
+      w->rx_rounds = 0;
+    }
+    w->rx_bytes += (uint32_t)len + (len > 125 ? 8 : 6); /* + the frame header of a masked client frame */
+    if (w->rx_bytes >= RX_PIECE / 2 && !w->reread && w->rx_rounds < REREAD_MAX) {
+      w->reread = true;
+      w->reread_next = net->reread_head;
+      if (net->reread_head) net->reread_head->reread_prev = w;
+      net->reread_head = w;
+    }
     if (!w->in_message) {
       w->rx.len = 0;
       w->in_message = true;
@@ -719,6 +779,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   case LWS_CALLBACK_CLOSED:
     if (!w->net) return 0; /* never established */
     dirty_unlink(w);
+    reread_unlink(w);
     idle_unlink(w);
     q_clear(w);
     free(w->q);
@@ -734,14 +795,6 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   }
 }
 
-/* rx_buffer_size: lws allocates it per connection (plus LWS_PRE + 4: 4.1 KB of the ~7.7 KB an idle
- * connection costs) and hands longer messages over in pieces of that size, which LWS_CALLBACK_RECEIVE
- * reassembles. Smaller is NOT better with lws 4.1 on a foreign loop: with 256 (M: 3.95 KB per
- * connection) or 1024, and also with pt_serv_buf_size 1024, the receive path stalled under load (A at
- * 100k deliveries/s: server at ~45% CPU, p50 1-1.7 s instead of 16 ms), so it stays at 4096. tx_packet_size:
- * 0 would make lws cut every write into pieces of rx_buffer_size (+ LWS_PRE + 4) bytes and keep the rest in a
- * malloc'd buffer sent on later POLLOUTs; our writes are already batched up to WRITE_BATCH_MAX. */
-#define RX_PIECE 4096
 static const struct lws_protocols protocols[] = {
     {"http", cb_http, sizeof(struct httpconn), 0, 0, NULL, 0},
     {"parley.v1.json", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, NULL, WRITE_BATCH_MAX},
