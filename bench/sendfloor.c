@@ -63,6 +63,8 @@ static void reader(int port, int ready_fd, int result_fd) {
     CPU_SET((int)reader_cpu, &set);
     sched_setaffinity(0, sizeof set, &set);
   }
+  uint64_t c0 = now_ns();
+  double cu0 = cpu_s(RUSAGE_SELF, 0) + cpu_s(RUSAGE_SELF, 1);
   int ep = epoll_create1(0);
   /* per connection: bytes of the frame in progress and its first 8 bytes (the timestamp) */
   uint32_t *have = calloc((size_t)conns, sizeof *have);
@@ -77,6 +79,8 @@ static void reader(int port, int ready_fd, int result_fd) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i << 32 | (uint32_t)fd};
     epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
   }
+  double connect_s = (double)(now_ns() - c0) / 1e9;
+  double connect_cpu = cpu_s(RUSAGE_SELF, 0) + cpu_s(RUSAGE_SELF, 1) - cu0;
   if (write(ready_fd, "r", 1) != 1) die("ready");
   uint64_t frames = 0, open = (uint64_t)conns;
   double u0 = cpu_s(RUSAGE_SELF, 0), s0 = cpu_s(RUSAGE_SELF, 1);
@@ -124,8 +128,8 @@ static void reader(int port, int ready_fd, int result_fd) {
     while (p < 4 && frames && (double)seen >= pct[p] * (double)frames)
       out[p++] = (double)(b + 1) * HIST_US / 1000.0;
   }
-  dprintf(result_fd, "%llu %.3f %.2f %.2f %.2f %.2f\n", (unsigned long long)frames, cpu, out[0], out[1],
-          out[2], out[3]);
+  dprintf(result_fd, "%llu %.3f %.2f %.2f %.2f %.2f %.4f %.4f\n", (unsigned long long)frames, cpu, out[0],
+          out[1], out[2], out[3], connect_s, connect_cpu);
   exit(0);
 }
 
@@ -194,10 +198,12 @@ int main(int argc, char **argv) {
   }
   int *fds = calloc((size_t)conns, sizeof *fds);
   if (!fds) die("calloc");
+  double au0 = cpu_s(RUSAGE_SELF, 0) + cpu_s(RUSAGE_SELF, 1);
   for (long i = 0; i < conns; i++) {
     if ((fds[i] = accept(ls, NULL, NULL)) < 0) die("accept");
     setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
+  double accept_cpu = cpu_s(RUSAGE_SELF, 0) + cpu_s(RUSAGE_SELF, 1) - au0;
   char c;
   if (read(ready[0], &c, 1) != 1) die("reader failed");
 
@@ -248,8 +254,9 @@ int main(int argc, char **argv) {
   int st;
   waitpid(child, &st, 0);
   unsigned long long got = 0;
-  double rcpu = 0, p50 = 0, p99 = 0, p999 = 0, mx = 0;
-  if (n <= 0 || sscanf(line, "%llu %lf %lf %lf %lf %lf", &got, &rcpu, &p50, &p99, &p999, &mx) != 6) {
+  double rcpu = 0, p50 = 0, p99 = 0, p999 = 0, mx = 0, connect_s = 0, connect_cpu = 0;
+  if (n <= 0 || sscanf(line, "%llu %lf %lf %lf %lf %lf %lf %lf", &got, &rcpu, &p50, &p99, &p999, &mx,
+                       &connect_s, &connect_cpu) != 8) {
     fprintf(stderr, "sendfloor: no result from the reader\n");
     return 1;
   }
@@ -258,10 +265,12 @@ int main(int argc, char **argv) {
         "{\"conns\": %ld, \"size\": %ld, \"per_write\": %ld, \"rate\": %.0f, \"writes_per_s\": %.0f, "
         "\"frames_per_s\": %.0f, \"skipped\": %llu, \"writer_cpu_pct\": %.1f, \"user_us_per_write\": %.3f, "
         "\"sys_us_per_write\": %.3f, \"received_per_s\": %.0f, \"reader_cpu_pct\": %.1f, \"p50_ms\": %.3f, "
-        "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f}\n",
+        "\"p99_ms\": %.3f, \"p999_ms\": %.3f, \"max_ms\": %.3f, \"connect_s\": %.4f, "
+        "\"connect_cpu_us_per_conn\": %.2f, \"accept_cpu_us_per_conn\": %.2f}\n",
         conns, size, per_write, rate, (double)writes / el, (double)sent / el, (unsigned long long)full,
         (us + sy) / el * 100, writes ? us / (double)writes * 1e6 : 0, writes ? sy / (double)writes * 1e6 : 0,
-        (double)got / el, rcpu / el * 100, p50, p99, p999, mx);
+        (double)got / el, rcpu / el * 100, p50, p99, p999, mx, connect_s, connect_cpu / (double)conns * 1e6,
+        accept_cpu / (double)conns * 1e6);
   else {
     printf("conns %ld, %ld-byte frames, %ld per write, %s\n", conns, size, per_write,
            rate > 0 ? "paced" : "as fast as possible");
@@ -270,6 +279,9 @@ int main(int argc, char **argv) {
            "system %.2f µs per write)\n",
            (double)writes / el, (double)sent / el, (unsigned long long)full, (us + sy) / el * 100,
            writes ? us / (double)writes * 1e6 : 0, writes ? sy / (double)writes * 1e6 : 0);
+    printf(
+        "connect   %ld serial connects in %.3f s: connecting side %.1f µs CPU each, accepting side %.1f µs\n",
+        conns, connect_s, connect_cpu / (double)conns * 1e6, accept_cpu / (double)conns * 1e6);
     printf("reader    %.0f frames/s received, CPU %.0f%%\n", (double)got / el, rcpu / el * 100);
     printf("latency   p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms (25 µs buckets)\n", p50, p99, p999,
            mx);

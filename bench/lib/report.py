@@ -275,18 +275,22 @@ def write_all(data, base, outdir):
         elif w["kind"] == "floor":
             md.append("What one core's kernel lets any server do: a writer pinned to the server's core sends 64-byte "
                       "frames round-robin to N connections held by a reader on the generator's core, as fast as it "
-                      "can. No WebSocket, no parsing, no fan-out logic: the cost of `send()` alone.\n")
+                      "can. No WebSocket, no parsing, no fan-out logic: the cost of `send()` alone. The last column "
+                      "is the kernel's price of the reader's N serial `connect()`s and the writer's `accept()`s "
+                      "(on loopback the connecting side also runs the listener's half of the handshake).\n")
             md.append("| connections | frames per write | writes/s | frames/s | system µs per write | writer CPU | "
-                      "reader CPU |")
-            md.append("|---:|---:|---:|---:|---:|---:|---:|")
+                      "reader CPU | connect: CPU µs per connection, connecting / accepting side |")
+            md.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
             for s in w["steps"]:
                 m = s["median"]
                 if "writes_per_s" not in m:
-                    md.append(f"| {s['conns']} | {s['per_write']} | {m.get('error', 'no result')} | | | | |")
+                    md.append(f"| {s['conns']} | {s['per_write']} | {m.get('error', 'no result')} | | | | | |")
                     continue
+                conn = (f"{m['connect_cpu_us_per_conn']:.0f} / {m['accept_cpu_us_per_conn']:.0f}"
+                        if "connect_cpu_us_per_conn" in m else "")
                 md.append(f"| {s['conns']} | {s['per_write']} | {fmt_rate(m['writes_per_s'])} | "
                           f"{fmt_rate(m['frames_per_s'])} | {m['sys_us_per_write']:.1f} | "
-                          f"{m['writer_cpu_pct']:.0f}% | {m['reader_cpu_pct']:.0f}% |")
+                          f"{m['writer_cpu_pct']:.0f}% | {m['reader_cpu_pct']:.0f}% | {conn} |")
             md.append("")
         elif w["kind"] == "durable":
             md.append("| backend | offered sends/s | acked sends/s | ack p50 ms | ack p90 ms | ack p99 ms | "
