@@ -1953,6 +1953,17 @@ static long long machine_busy_ticks(void) {
   return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]); /* user nice system irq softirq steal */
 }
 
+/* ticks the hypervisor ran something else while this machine's vCPUs wanted to run (all CPUs) */
+static long long machine_steal_ticks(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return -1;
+  unsigned long long v[8] = {0};
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
+                 &v[6], &v[7]);
+  fclose(f);
+  return n < 8 ? -1 : (long long)v[7];
+}
+
 static uint64_t jnum_u(const char *s, const char *key) {
   char pat[48];
   snprintf(pat, sizeof pat, "\"%s\":", key);
@@ -2273,7 +2284,7 @@ int main(int argc, char **argv) {
   long rss_before = C.server_pid ? proc_rss_kb(C.server_pid) : -1;
   if (C.server_pid && rss_before < 0) die("--server-pid %d: no such process", C.server_pid);
   long rss_connected = -1, rss_end = -1;
-  long long cpu_a = -1, cpu_b = -1, mach_a = -1, mach_b = -1;
+  long long cpu_a = -1, cpu_b = -1, mach_a = -1, mach_b = -1, steal_a = -1, steal_b = -1;
   uint64_t cpu_a_t = 0, cpu_b_t = 0;
 
   fflush(stdout);
@@ -2361,6 +2372,7 @@ int main(int argc, char **argv) {
     if (go_sent && !cpu_a_t && tn >= s_start) {
       if (C.server_pid) cpu_a = proc_cpu_ticks(C.server_pid);
       mach_a = machine_busy_ticks();
+      steal_a = machine_steal_ticks();
       cpu_a_t = tn;
     }
     if (go_sent && !cpu_b_t && (tn >= s_end || all_done)) {
@@ -2369,6 +2381,7 @@ int main(int argc, char **argv) {
         rss_end = proc_rss_kb(C.server_pid);
       }
       mach_b = machine_busy_ticks();
+      steal_b = machine_steal_ticks();
       cpu_b_t = tn;
     }
     if (all_done) break;
@@ -2490,6 +2503,10 @@ int main(int argc, char **argv) {
     if (other_cpu < 0) other_cpu = 0;
   }
   bool noisy = other_cpu > 15;
+  /* time the hypervisor took the vCPUs away (included in other_cpu): frames in flight meanwhile are late */
+  double steal = -1;
+  if (steal_a >= 0 && steal_b >= 0 && cpu_b_t > cpu_a_t)
+    steal = 100.0 * ((double)(steal_b - steal_a) / (double)clk) / ((double)(cpu_b_t - cpu_a_t) / 1e9);
   long rss_final = rss_end >= 0 ? rss_end : rss_connected;
   double rss_per_conn = (rss_final >= 0 && rss_before >= 0 && A.ready)
                             ? (double)(rss_final - rss_before) / (double)A.ready
@@ -2539,13 +2556,13 @@ int main(int argc, char **argv) {
         ",\"gen_cpu_pct\":%.1f,\"gen_cpu_pct_sum\":%.1f,"
         "\"client_bound\":%s,\"server_cpu_pct\":%.1f,\"server_rss_kb_before\":%ld,\"server_rss_kb\":%ld,"
         "\"server_rss_per_conn_kb\":%.2f,\"server_settle_s\":%.1f,\"server_busy_at_start\":%s,\"other_cpu_"
-        "pct\":%.1f,\"noisy\":%s,"
+        "pct\":%.1f,\"noisy\":%s,\"steal_pct\":%.1f,"
         "\"workers_failed\":%d,\"error\":",
         A.sent, C.idle ? 0 : (double)A.sent / win, A.expected, A.delivered, ratio,
         C.idle ? 0 : (double)A.delivered / win, p50, p90, p99, p999, pmax, A.acks, A.send_errors,
         A.proto_errors, A.order_errors, A.closed, A.close_code, A.lag, A.blocked, cpu_max, cpu_sum,
         client_bound ? "true" : "false", srv_cpu, rss_before, rss_final, rss_per_conn, settle_s,
-        server_busy ? "true" : "false", other_cpu, noisy ? "true" : "false", failed_workers);
+        server_busy ? "true" : "false", other_cpu, noisy ? "true" : "false", steal, failed_workers);
     buf_add_jstr(&j, A.first_error);
     buf_addf(&j,
              ",\"acked\":%" PRIu64 ",\"acked_per_s\":%.1f,\"ack_p50_us\":%" PRIu64 ",\"ack_p90_us\":%" PRIu64
@@ -2609,6 +2626,7 @@ int main(int argc, char **argv) {
     if (server_busy) printf(" WARNING: the server was still busy when the run started");
     if (other_cpu >= 0)
       printf("; other processes %.1f%%%s", other_cpu, noisy ? " NOISY: the machine is not quiet" : "");
+    if (steal >= 0) printf("; steal %.1f%% (hypervisor, both CPUs)", steal);
     printf("\n");
     if (C.server_pid)
       printf("memory    server RSS %.1f MB (before %.1f MB, connected %.1f MB), %.2f KB per connection\n",

@@ -50,6 +50,8 @@ def flags(m):
         f.append(f"client-bound {m['client_bound']}/{reps}")
     if m.get("noisy"):
         f.append(f"noisy {m['noisy']}/{reps}")
+    if m.get("steal_pct", 0) >= 2:  # the hypervisor took the vCPUs away this share of a core's time
+        f.append(f"steal {m['steal_pct']:.0f}%")
     if m.get("server_busy_at_start"):
         f.append("server busy at start")
     if m.get("closed"):
