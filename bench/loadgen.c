@@ -1941,27 +1941,26 @@ static long long proc_cpu_ticks(int pid) {
   return (long long)(ut + st);
 }
 
-/* busy ticks of the whole machine (all CPUs) from /proc/stat */
-static long long machine_busy_ticks(void) {
+/* the first line of /proc/stat: user nice system idle iowait irq softirq steal (ticks, all CPUs) */
+static bool proc_stat_cpu(unsigned long long v[8]) {
   FILE *f = fopen("/proc/stat", "r");
-  if (!f) return -1;
-  unsigned long long v[8] = {0};
+  if (!f) return false;
   int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
                  &v[6], &v[7]);
   fclose(f);
-  if (n < 8) return -1;
-  return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]); /* user nice system irq softirq steal */
+  return n == 8;
+}
+
+/* busy ticks of the whole machine (all CPUs): user nice system irq softirq steal */
+static long long machine_busy_ticks(void) {
+  unsigned long long v[8];
+  return proc_stat_cpu(v) ? (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) : -1;
 }
 
 /* ticks the hypervisor ran something else while this machine's vCPUs wanted to run (all CPUs) */
 static long long machine_steal_ticks(void) {
-  FILE *f = fopen("/proc/stat", "r");
-  if (!f) return -1;
-  unsigned long long v[8] = {0};
-  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-                 &v[6], &v[7]);
-  fclose(f);
-  return n < 8 ? -1 : (long long)v[7];
+  unsigned long long v[8];
+  return proc_stat_cpu(v) ? (long long)v[7] : -1;
 }
 
 static uint64_t jnum_u(const char *s, const char *key) {
