@@ -50,6 +50,10 @@ int metrics_render(const struct core *core, buf_t *out) {
             st.appended);
     COUNTER("parley_store_append_failures_total", "Append batches that failed.", st.append_fails);
     COUNTER("parley_store_checkpoints_total", "SQLite checkpoints run.", st.checkpoints);
+    COUNTER("parley_store_grouped_writes_total",
+            "Membership, read-marker and last-seen writes that shared a transaction with others waiting with "
+            "them.",
+            st.grouped);
   }
   core_metrics_hooks(core, out);
   return 0;

@@ -97,6 +97,10 @@ struct store_backend {
   /* Optional. The writer calls it after each append batch has been completed (its acks are out), for
    * work that should not delay them (SQLite: moving the inbox into the messages table). */
   int (*after_batch)(void *ctx);
+  /* Optional (writer): bracket a run of small writes (member_set, read_set, set_last_seen) in one
+   * transaction: group(ctx, true) before the first, group(ctx, false) after the last. Each write still
+   * returns its own result; an error from the end means the run's writes may not have been kept. */
+  int (*group)(void *ctx, bool begin);
   /* Optional (NULL: the backend needs no checkpoints). Pages in the write-ahead log after this ctx's last
    * commit (read on the thread that uses ctx). */
   int (*wal_pages)(void *ctx);

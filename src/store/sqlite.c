@@ -1045,8 +1045,15 @@ static int sq_member_set(void *ctx, const char *user_id, const char *room, bool 
     ret = exec_stmt(q, s, "member_set");
     return ret ? ret : call_ok(q);
   }
-  /* Removal: a row without a marker goes; one with a marker stays, unlisted. One transaction. */
-  if ((ret = exec_stmt(q, q->st[S_BEGIN], "member_set"))) return ret;
+  /* Removal: a row without a marker goes; one with a marker stays, unlisted. All or nothing: a transaction
+   * of its own, or a savepoint inside a group (sq_group). */
+  bool own = sqlite3_get_autocommit(q->db) != 0;
+  if (own)
+    ret = exec_stmt(q, q->st[S_BEGIN], "member_set");
+  else
+    ret = sqlite3_exec(q->db, "SAVEPOINT member", NULL, NULL, NULL) ? call_fail(q, "member_set", SQLITE_ERROR)
+                                                                    : 0;
+  if (ret) return ret;
   s = q->st[S_MEMBER_DROP];
   bind_text(s, 1, user_id);
   bind_text(s, 2, room);
@@ -1056,12 +1063,14 @@ static int sq_member_set(void *ctx, const char *user_id, const char *room, bool 
     bind_text(s, 2, room);
     ret = exec_stmt(q, s, "member_set");
   }
-  if (!ret) ret = exec_stmt(q, q->st[S_COMMIT], "member_set");
-  if (ret) {
-    if (sqlite3_get_autocommit(q->db) == 0) exec_stmt(q, q->st[S_ROLLBACK], "member_set");
-    return ret;
+  if (own) {
+    if (!ret) ret = exec_stmt(q, q->st[S_COMMIT], "member_set");
+    if (ret && sqlite3_get_autocommit(q->db) == 0) exec_stmt(q, q->st[S_ROLLBACK], "member_set");
+  } else if (sqlite3_get_autocommit(q->db) == 0) { /* (an I/O error may have ended the group already) */
+    if (ret) sqlite3_exec(q->db, "ROLLBACK TO member", NULL, NULL, NULL);
+    sqlite3_exec(q->db, "RELEASE member", NULL, NULL, NULL);
   }
-  return call_ok(q);
+  return ret ? ret : call_ok(q);
 }
 
 static int read_marker(struct sq *q, const char *user_id, const char *room, uint64_t *read) {
@@ -1257,6 +1266,18 @@ static int sq_checkpoint(void *ctx, bool hard, int *wal_left) {
   return rc ? call_fail(q, "checkpoint", rc) : call_ok(q);
 }
 
+/* A run of small writes in one transaction (a join storm: one commit instead of one per join). SQLite may
+ * end a transaction itself on an I/O error or a full disk; the writes after that ran on their own, and the
+ * end reports the error for the whole run (they are idempotent: a client that retries loses nothing). */
+static int sq_group(void *ctx, bool begin) {
+  struct sq *q = ctx;
+  if (begin) return exec_stmt(q, q->st[S_BEGIN], "group");
+  if (sqlite3_get_autocommit(q->db)) return call_fail(q, "group", SQLITE_ABORT);
+  int ret = exec_stmt(q, q->st[S_COMMIT], "group");
+  if (ret && sqlite3_get_autocommit(q->db) == 0) exec_stmt(q, q->st[S_ROLLBACK], "group");
+  return ret;
+}
+
 const struct store_backend store_backend_sqlite = {
     .name = "sqlite",
     .open = sq_open,
@@ -1271,6 +1292,7 @@ const struct store_backend store_backend_sqlite = {
     .read_set = sq_read_set,
     .rooms_of = sq_rooms_of,
     .after_batch = sq_after_batch,
+    .group = sq_group,
     .wal_pages = sq_wal_pages,
     .checkpoint = sq_checkpoint,
 };

@@ -44,6 +44,7 @@ struct store {
   size_t pending_appends; /* loop thread only */
   atomic_bool degraded;
   _Atomic uint64_t commits, appended, checkpoints, append_fails;
+  _Atomic uint64_t grouped; /* small writes committed in a group of them (run_group) */
   bool closed;
 };
 
@@ -100,6 +101,33 @@ static void run_appends(struct worker *w, struct store_req *first, size_t n) {
     set_err(r, rc, rc ? err : NULL);
   }
   if (items != stack) free(items);
+}
+
+/* Small writes: one row each, grouped into one transaction when several wait together (run_group). */
+static bool is_small_write(enum store_req_kind k) {
+  return k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_LAST_SEEN_SET;
+}
+
+static void run_one(struct worker *w, struct store_req *r);
+
+/* n (>= 2) consecutive small writes in one transaction of the backend's (be->group). Each keeps its own
+ * result; if the transaction cannot start or commit, every write of the run reports the error. */
+static void run_group(struct worker *w, struct store_req *first, size_t n) {
+  const struct store_backend *be = w->s->be;
+  int rc = be->group(w->ctx, true);
+  struct store_req *r = first;
+  for (size_t i = 0; i < n; i++, r = r->next) {
+    if (rc)
+      set_err(r, rc, "storage operation failed");
+    else
+      run_one(w, r);
+  }
+  if (rc) return;
+  rc = be->group(w->ctx, false);
+  atomic_fetch_add_explicit(&w->s->grouped, n, memory_order_relaxed);
+  r = first;
+  for (size_t i = 0; i < n; i++, r = r->next)
+    if (rc && !r->err) set_err(r, rc, "storage operation failed");
 }
 
 static void run_one(struct worker *w, struct store_req *r) {
@@ -180,6 +208,16 @@ static void *worker_main(void *arg) {
         }
         struct store_req *after = e->next;
         run_appends(w, r, k);
+        r = after;
+      } else if (w->s->be->group && is_small_write(r->kind) && r->next && is_small_write(r->next->kind)) {
+        size_t k = 1;
+        struct store_req *e = r;
+        while (e->next && is_small_write(e->next->kind)) {
+          e = e->next;
+          k++;
+        }
+        struct store_req *after = e->next;
+        run_group(w, r, k);
         r = after;
       } else {
         run_one(w, r);
@@ -374,6 +412,7 @@ void store_stats(const struct store *s, struct store_stats *out) {
   out->appended = atomic_load_explicit(&m->appended, memory_order_relaxed);
   out->checkpoints = atomic_load_explicit(&m->checkpoints, memory_order_relaxed);
   out->append_fails = atomic_load_explicit(&m->append_fails, memory_order_relaxed);
+  out->grouped = atomic_load_explicit(&m->grouped, memory_order_relaxed);
 }
 
 void store_close(struct store *s) {

@@ -90,6 +90,7 @@ struct store_stats {
   uint64_t appended;     /* append requests in those batches */
   uint64_t checkpoints;  /* checkpoints run (SQLite) */
   uint64_t append_fails; /* batches that failed */
+  uint64_t grouped;      /* membership, read-marker and last-seen writes committed several to a transaction */
 };
 void store_stats(const struct store *s, struct store_stats *out);
 /* Finish every queued request (their done callbacks run, on this thread, before this returns), stop

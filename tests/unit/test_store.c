@@ -1123,6 +1123,34 @@ static void test_room_list(void **state) {
   assert_int_equal(l.n, 0);
 }
 
+/* A run of small writes in one transaction (be->group, the writer's join storms): each write keeps its own
+ * result, a removal nests, nothing is visible before the end, everything after it. */
+static void test_grouped_small_writes(void **state) {
+  struct fx *f = fixture(state);
+  const struct store_backend *be = f->k->be;
+  if (!be->group) skip(); /* MongoDB: every write is its own */
+  append_n(f, "b", 1, 5, 1000);
+  member(f, "ann", "c", true);
+  assert_int_equal(be->group(f->w, true), STORE_OK);
+  member(f, "ann", "a", true);
+  member(f, "ann", "b", true);
+  assert_int_equal(be->member_set(f->w, "", "x", true), STORE_EINVAL); /* a bad one keeps its own error */
+  member(f, "ann", "c", false);                                        /* a removal: a savepoint */
+  assert_int_equal(mark(f, "ann", "b", 3), 3);
+  assert_int_equal(be->set_last_seen(f->w, "ann", 42), STORE_OK);
+  EXPECT_ROOMS(f, f->r, "ann", "c:0:0", NULL); /* not committed yet: the reader sees the old list */
+  uint64_t ts = 7;
+  assert_int_equal(be->get_last_seen(f->r, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 0);
+  assert_int_equal(be->group(f->w, false), STORE_OK);
+  EXPECT_ROOMS(f, f->r, "ann", "a:0:0", "b:5:3", NULL);
+  assert_int_equal(be->get_last_seen(f->r, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 42);
+  assert_int_not_equal(be->group(f->w, false), STORE_OK); /* no group open: an error, nothing else */
+  member(f, "ann", "a", false);                           /* and single writes work as before */
+  EXPECT_ROOMS(f, f->r, "ann", "b:5:3", NULL);
+}
+
 static void test_read_markers(void **state) {
   struct fx *f = fixture(state);
   append_n(f, "a", 1, 10, 1000);
@@ -1509,6 +1537,7 @@ static void test_msg_helpers(void **state) {
   X(test_write_failure_leaves_nothing, setup)                                                                \
   X(test_open_errors, setup)                                                                                 \
   X(test_room_list, setup)                                                                                   \
+  X(test_grouped_small_writes, setup)                                                                        \
   X(test_read_markers, setup)                                                                                \
   X(test_membership_remove_readd, setup)                                                                     \
   X(test_room_list_persistence, setup)
