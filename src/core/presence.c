@@ -146,7 +146,12 @@ struct session *session_open(struct core *core, struct conn *c, const char *clie
   if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) /* practically never: mix in time and ids */
     for (size_t i = 0; i < sizeof rnd; i++)
       rnd[i] = (uint8_t)((core_mono_ms() >> (i % 8)) ^ (s->id * 131 + i));
-  for (size_t i = 0; i < sizeof rnd; i++) snprintf(s->token + 2 * i, 3, "%02x", rnd[i]);
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < sizeof rnd; i++) {
+    s->token[2 * i] = hex[rnd[i] >> 4];
+    s->token[2 * i + 1] = hex[rnd[i] & 15];
+  }
+  s->token[2 * sizeof rnd] = 0;
   s->user = u;
   s->conn = c;
   s->since = core_now_ms();
