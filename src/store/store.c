@@ -124,7 +124,7 @@ static void run_group(struct worker *w, struct store_req *first, size_t n) {
   }
   if (rc) return;
   rc = be->group(w->ctx, false);
-  atomic_fetch_add_explicit(&w->s->grouped, n, memory_order_relaxed);
+  if (!rc) atomic_fetch_add_explicit(&w->s->grouped, n, memory_order_relaxed);
   r = first;
   for (size_t i = 0; i < n; i++, r = r->next)
     if (rc && !r->err) set_err(r, rc, "storage operation failed");
