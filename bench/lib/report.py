@@ -70,7 +70,13 @@ def flags(m):
     return ", ".join(f)
 
 
+OFFERED_SENT = 0.995  # a step counts at its offered rate when the generator sent at least this share of it
+
+
 def capacity(steps, server, p99_ms, key="deliveries_per_s"):
+    """The highest step with >= 99.9% delivered and p99 within the target. It counts at the step's offered
+    rate when the generator really offered it (sent >= 99.5% of it: the pacer's 1 ms ticks and a busy
+    generator leave a few sends out of the window); otherwise at what was delivered."""
     best = None
     for s in steps:
         if s.get("server") != server:
@@ -78,6 +84,10 @@ def capacity(steps, server, p99_ms, key="deliveries_per_s"):
         m = s["median"]
         if m.get("delivery_ratio", 0) >= 0.999 and m.get("p99_us", 1e18) <= p99_ms * 1000 and not m.get("closed"):
             v = m.get(key, 0)
+            offered = s.get("offered")
+            if key == "deliveries_per_s" and offered and m.get("delivery_ratio") and \
+                    v / m["delivery_ratio"] >= OFFERED_SENT * offered:
+                v = offered
             if best is None or v > best:
                 best = v
     return best
