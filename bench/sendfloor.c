@@ -173,9 +173,11 @@ int main(int argc, char **argv) {
       return o == 'h' ? 0 : 2;
     }
   }
-  if (conns < 1 || conns > 9000 * 2 || per_write < 1 || per_write > MAX_PER_WRITE || size < 16 ||
-      size > 4096 || duration <= 0) {
-    fprintf(stderr, "sendfloor: --conns 1..18000, --per-write 1..%d, --size 16..4096, --duration > 0\n",
+  if (conns < 1 || conns > 18000 || per_write < 1 || per_write > MAX_PER_WRITE || size < 16 || size > 4096 ||
+      duration <= 0) {
+    fprintf(stderr,
+            "sendfloor: --conns 1..18000 (under the fd limit), --per-write 1..%d, --size 16..4096, "
+            "--duration > 0\n",
             MAX_PER_WRITE);
     return 2;
   }
@@ -228,9 +230,9 @@ int main(int argc, char **argv) {
       ssize_t w = send(fds[next], frames, (size_t)(per_write * size), MSG_DONTWAIT);
       if (w != (ssize_t)(per_write * size)) {
         if (w < 0 && errno != EAGAIN) die("send");
-        full++; /* a full socket buffer or a short write: the frames are dropped, the connection skipped */
+        full++; /* a full socket buffer: this write's frames are skipped; a short write: finished below */
         if (w > 0) {
-          /* finish the frames it started so the stream stays framed */
+          /* finish the frames it started so the stream stays framed (blocking: the write counts) */
           for (ssize_t o = w; o < per_write * size;) {
             ssize_t m = send(fds[next], frames + o, (size_t)(per_write * size - o), 0);
             if (m <= 0) die("send rest");

@@ -119,6 +119,15 @@ static void dirty_unlink(struct wsconn *w) {
   w->dirty = w->held = false;
 }
 
+static void reread_push(struct wsconn *w) {
+  struct net *net = w->net;
+  w->reread = true;
+  w->reread_prev = NULL;
+  w->reread_next = net->reread_head;
+  if (net->reread_head) net->reread_head->reread_prev = w;
+  net->reread_head = w;
+}
+
 static void reread_unlink(struct wsconn *w) {
   if (!w->reread) return;
   if (w->reread_prev)
@@ -723,12 +732,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
       w->rx_rounds = 0;
     }
     w->rx_bytes += (uint32_t)len + (len > 125 ? 8 : 6); /* + the frame header of a masked client frame */
-    if (w->rx_bytes >= RX_PIECE / 2 && !w->reread && w->rx_rounds < REREAD_MAX) {
-      w->reread = true;
-      w->reread_next = net->reread_head;
-      if (net->reread_head) net->reread_head->reread_prev = w;
-      net->reread_head = w;
-    }
+    if (w->rx_bytes >= RX_PIECE / 2 && !w->reread && w->rx_rounds < REREAD_MAX) reread_push(w);
     if (!w->in_message) {
       w->rx.len = 0;
       w->in_message = true;

@@ -103,33 +103,6 @@ static void run_appends(struct worker *w, struct store_req *first, size_t n) {
   if (items != stack) free(items);
 }
 
-/* Small writes: one row each, grouped into one transaction when several wait together (run_group). */
-static bool is_small_write(enum store_req_kind k) {
-  return k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_LAST_SEEN_SET;
-}
-
-static void run_one(struct worker *w, struct store_req *r);
-
-/* n (>= 2) consecutive small writes in one transaction of the backend's (be->group). Each keeps its own
- * result; if the transaction cannot start or commit, every write of the run reports the error. */
-static void run_group(struct worker *w, struct store_req *first, size_t n) {
-  const struct store_backend *be = w->s->be;
-  int rc = be->group(w->ctx, true);
-  struct store_req *r = first;
-  for (size_t i = 0; i < n; i++, r = r->next) {
-    if (rc)
-      set_err(r, rc, "storage operation failed");
-    else
-      run_one(w, r);
-  }
-  if (rc) return;
-  rc = be->group(w->ctx, false);
-  if (!rc) atomic_fetch_add_explicit(&w->s->grouped, n, memory_order_relaxed);
-  r = first;
-  for (size_t i = 0; i < n; i++, r = r->next)
-    if (rc && !r->err) set_err(r, rc, "storage operation failed");
-}
-
 static void run_one(struct worker *w, struct store_req *r) {
   const struct store_backend *be = w->s->be;
   int rc = STORE_EINVAL;
@@ -166,6 +139,41 @@ static void run_one(struct worker *w, struct store_req *r) {
   set_err(r, rc, rc ? "storage operation failed" : NULL);
 }
 
+static bool is_append(enum store_req_kind k) { return k == STORE_REQ_APPEND; }
+
+/* Small writes: one row each, grouped into one transaction when several wait together (run_group). */
+static bool is_small_write(enum store_req_kind k) {
+  return k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_LAST_SEEN_SET;
+}
+
+/* How many requests from r on are of a kind `same` accepts; *after: the first one that is not. */
+static size_t run_of(struct store_req *r, bool (*same)(enum store_req_kind), struct store_req **after) {
+  size_t n = 0;
+  for (; r && same(r->kind); r = r->next) n++;
+  *after = r;
+  return n;
+}
+
+/* n (>= 2) consecutive small writes in one transaction of the backend's (be->group). Each keeps its own
+ * result; if the transaction cannot start or commit, every write of the run reports the error. */
+static void run_group(struct worker *w, struct store_req *first, size_t n) {
+  const struct store_backend *be = w->s->be;
+  int rc = be->group(w->ctx, true);
+  struct store_req *r = first;
+  for (size_t i = 0; i < n; i++, r = r->next) {
+    if (rc)
+      set_err(r, rc, "storage operation failed");
+    else
+      run_one(w, r);
+  }
+  if (rc) return;
+  rc = be->group(w->ctx, false);
+  if (!rc) atomic_fetch_add_explicit(&w->s->grouped, n, memory_order_relaxed);
+  r = first;
+  for (size_t i = 0; i < n; i++, r = r->next)
+    if (rc && !r->err) set_err(r, rc, "storage operation failed");
+}
+
 static void *worker_main(void *arg) {
   struct worker *w = arg;
   size_t batch_max = (size_t)w->s->cfg->store_batch_max;
@@ -198,25 +206,12 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
     last->next = NULL;
 
-    for (struct store_req *r = first; r;) {
-      if (r->kind == STORE_REQ_APPEND) {
-        size_t k = 1;
-        struct store_req *e = r;
-        while (e->next && e->next->kind == STORE_REQ_APPEND) {
-          e = e->next;
-          k++;
-        }
-        struct store_req *after = e->next;
+    for (struct store_req *r = first, *after; r;) {
+      size_t k;
+      if ((k = run_of(r, is_append, &after))) {
         run_appends(w, r, k);
         r = after;
-      } else if (w->s->be->group && is_small_write(r->kind) && r->next && is_small_write(r->next->kind)) {
-        size_t k = 1;
-        struct store_req *e = r;
-        while (e->next && is_small_write(e->next->kind)) {
-          e = e->next;
-          k++;
-        }
-        struct store_req *after = e->next;
+      } else if (w->s->be->group && (k = run_of(r, is_small_write, &after)) >= 2) {
         run_group(w, r, k);
         r = after;
       } else {
