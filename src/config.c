@@ -174,6 +174,10 @@ static const struct key keys[] = {
             "Sends kept in the inbox table before the oldest half moves to the messages table (in slices, "
             "between write batches). The inbox takes appends in a few pages whatever the number of rooms; "
             "larger values write fewer pages per message and make reads of the newest messages scan more."),
+    KEY_INT("store.sqlite.merge_slice", store_sqlite_merge_slice, "0", 0, 10000000, RESTART,
+            "Inbox rows one transaction of a merge moves to the messages table (whole rooms); 0: a 64th of "
+            "`store.sqlite.inbox_rows`. A send that arrives during a slice waits for it: larger slices cost "
+            "less per message (fewer commits) and make those waits longer."),
     KEY_SIZE("store.sqlite.cache_size", store_sqlite_cache_size, "8MiB", 64 * KIB, 1 * GIB, RESTART,
              "SQLite page cache of each of the store's connections (writer, reader, checkpoints)."),
     KEY_STRING("store.mongo.uri", store_mongo_uri, "mongodb://127.0.0.1:27017", RESTART,

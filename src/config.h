@@ -110,6 +110,7 @@ struct config {
   int64_t store_sqlite_synchronous;      /* store.sqlite.synchronous: 0 = normal, 1 = full */
   int64_t store_sqlite_checkpoint_pages; /* store.sqlite.checkpoint_pages: WAL growth between checkpoints */
   int64_t store_sqlite_inbox_rows;       /* store.sqlite.inbox_rows: inbox size that starts a merge */
+  int64_t store_sqlite_merge_slice;      /* store.sqlite.merge_slice: rows per merge transaction (0: auto) */
   int64_t store_sqlite_cache_size;       /* store.sqlite.cache_size: bytes of page cache per connection */
   char *store_mongo_uri;                 /* store.mongo.uri */
   char *store_mongo_database;            /* store.mongo.database */

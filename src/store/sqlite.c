@@ -184,8 +184,8 @@ struct inbox_entry {
  * at a time: the more rows of one room a merge moves together, the fewer pages it writes per row
  * (store_bench, 100 rooms: 1,024-row merges write 0.65 WAL frames per row, 4,096-row ones 0.23). The writer
  * knows the rows (its list): sorted by room and seq, they are copied by id in slices of about a 32nd of a
- * merge (whole rooms), each a transaction of its own between append batches, so appends never wait for
- * more than one slice (~2 ms). */
+ * merge (whole rooms; store.sqlite.merge_slice rows when set), each a transaction of its own between append
+ * batches, so appends never wait for more than one slice (~2 ms at the default). */
 
 struct sq {
   sqlite3 *db;
@@ -544,7 +544,8 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   sqlite3_wal_hook(q->db, on_wal_commit, q);
   q->merge_at = (size_t)cfg->store_sqlite_inbox_rows;
   q->merge_chunk = q->merge_at / 2 ? q->merge_at / 2 : 1;
-  q->merge_slice = (int64_t)(q->merge_chunk / 32 ? q->merge_chunk / 32 : 1);
+  q->merge_slice = cfg->store_sqlite_merge_slice ? cfg->store_sqlite_merge_slice
+                                                 : (int64_t)(q->merge_chunk / 32 ? q->merge_chunk / 32 : 1);
   if ((ret = migrate(q, err, errlen))) goto fail;
   for (int i = 0; i < S_COUNT; i++) {
     if ((rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL))) {

@@ -1349,6 +1349,35 @@ static void test_sqlite_inbox_merge(void **state) {
   assert_int_equal(append1(f, "b", "u", "b-40", 1), 41);
 }
 
+/* store.sqlite.merge_slice sets how many rows one merge transaction moves (whole rooms): with the default a
+ * merge of 20 rows over 10 rooms goes in slices of one room (after_batch says a merge is under way between
+ * them); with a slice as large as the merge it goes in one step. Either way every message is read once. */
+static void test_sqlite_merge_slice(void **state) {
+  struct fx *f = *state;
+  f->cfg.store_sqlite_inbox_rows = 40; /* merges of 20 rows */
+  for (int pass = 0; pass < 2; pass++) {
+    f->cfg.store_sqlite_merge_slice = pass ? 20 : 0; /* 0: a 64th of inbox_rows (here 1 row) */
+    fixture(state);
+    unsigned under_way = 0;
+    char room[16];
+    for (unsigned i = 0; i < 60; i++) {
+      snprintf(room, sizeof room, "p%d-%u", pass, i % 10);
+      append_n(f, room, i, 1, 1000);
+      under_way += f->k->be->after_batch(f->w) == 1;
+    }
+    for (unsigned k = 0; k < 10; k++) {
+      snprintf(room, sizeof room, "p%d-%u", pass, k);
+      expect_room_whole(f, room, 6);
+    }
+    if (pass)
+      assert_int_equal(under_way, 0);
+    else
+      assert_true(under_way > 0);
+    assert_true(sqlite_count(f, "SELECT count(*) FROM messages") >= 20 + 60 * pass);
+    close_ctxs(f);
+  }
+}
+
 /* A crash in the middle of a merge leaves rows in both tables (a slice committed, the inbox not yet
  * emptied): reads show each once, and the next open finishes the move without duplicates. */
 static void test_sqlite_inbox_crash_mid_merge(void **state) {
@@ -1553,7 +1582,8 @@ int main(void) {
   const struct CMUnitTest sqlite_tests[] = {
       STORE_TESTS(TEST, setup_sqlite) TEST(test_sqlite_schema, setup_sqlite)
           TEST(test_sqlite_migration_v1, setup_sqlite) TEST(test_sqlite_inbox_merge, setup_sqlite)
-              TEST(test_sqlite_inbox_crash_mid_merge, setup_sqlite)};
+              TEST(test_sqlite_merge_slice, setup_sqlite)
+                  TEST(test_sqlite_inbox_crash_mid_merge, setup_sqlite)};
   const struct CMUnitTest mongo_tests[] = {STORE_TESTS(TEST, setup_mongo)};
   if (!mongo_uri())
     fprintf(stderr,
