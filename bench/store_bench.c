@@ -3,15 +3,20 @@
  * isolates the backend from the network and the loop (bench/run's D workload measures the whole path).
  * A benchmark, not a test: it prints figures.
  *
- *   store_bench [--messages N] [--batch B] [--rooms R] [--body BYTES] [--conf DIR]
+ *   store_bench [--messages N] [--batch B] [--rooms R] [--body BYTES] [--conf DIR] [--set KEY=VALUE]...
+ *               [--json]
  *
  * Built by the root CMake project (build/bench/store_bench). It writes a fresh SQLite database in a
  * temporary directory (removed afterwards) with the configuration's store settings (--conf: a conf.d to
- * load first, e.g. one that sets store.sqlite.synchronous or store.backend = mongo). Checkpoints run as
+ * load first, e.g. one that sets store.sqlite.synchronous or store.backend = mongo; --set: one key on top,
+ * e.g.
+ * --set store.sqlite.merge_slice=4096). --json prints the figures as one line of JSON instead (bench/run's W
+ * workload reads it). Checkpoints run as
  * in parleyd: the writer never checkpoints; a checkpoint is counted in the figures when the WAL has grown
  * by store.sqlite.checkpoint_pages. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,17 +53,21 @@ static long long write_calls(void) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: store_bench [--messages N] [--batch B] [--rooms R] [--body BYTES] [--conf DIR]\n");
+  fprintf(stderr, "usage: store_bench [--messages N] [--batch B] [--rooms R] [--body BYTES] [--conf DIR]\n"
+                  "                   [--set KEY=VALUE]... [--json]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   long messages = 200000, batch = 32, rooms = 100, body_len = 64;
-  const char *conf = NULL;
+  const char *conf = NULL, *sets[16];
+  int nsets = 0;
+  bool json = false;
   static const struct option opts[] = {
       {"messages", required_argument, NULL, 'n'}, {"batch", required_argument, NULL, 'b'},
       {"rooms", required_argument, NULL, 'r'},    {"body", required_argument, NULL, 'l'},
-      {"conf", required_argument, NULL, 'c'},     {NULL, 0, NULL, 0}};
+      {"conf", required_argument, NULL, 'c'},     {"set", required_argument, NULL, 's'},
+      {"json", no_argument, NULL, 'j'},           {NULL, 0, NULL, 0}};
   for (int o; (o = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
     switch (o) {
     case 'n':
@@ -75,6 +84,13 @@ int main(int argc, char **argv) {
       break;
     case 'c':
       conf = optarg;
+      break;
+    case 's':
+      if (nsets == (int)(sizeof sets / sizeof sets[0]) || !strchr(optarg, '=')) usage();
+      sets[nsets++] = optarg;
+      break;
+    case 'j':
+      json = true;
       break;
     default:
       usage();
@@ -93,6 +109,15 @@ int main(int argc, char **argv) {
       config_set(&cfg, "server.data_dir", dir, NULL, err, sizeof err)) {
     fprintf(stderr, "store_bench: %s\n", err);
     return 1;
+  }
+  for (int i = 0; i < nsets; i++) {
+    char key[128];
+    const char *eq = strchr(sets[i], '=');
+    snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
+    if (config_set(&cfg, key, eq + 1, NULL, err, sizeof err)) {
+      fprintf(stderr, "store_bench: --set %s: %s\n", sets[i], err);
+      return 1;
+    }
   }
   const struct store_backend *be = cfg.store_backend == 1 ? &store_backend_mongo : &store_backend_sqlite;
   void *writer = NULL, *ckpt = NULL;
@@ -162,19 +187,29 @@ int main(int argc, char **argv) {
   }
   double cpu = cpu_seconds() - cpu0, wall = wall_seconds() - wall0;
   long long w1 = write_calls();
-  printf("store_bench %s: %ld messages in batches of %ld over %ld rooms, %ld-byte bodies\n", be->name,
-         messages, batch, rooms, body_len);
-  printf("  %.2f us CPU per message (%.0f messages per CPU second), %.0f messages/s wall\n",
-         cpu / messages * 1e6, messages / cpu, messages / wall);
-  if (w0 >= 0 && w1 >= 0)
-    printf("  %.2f write calls per message, %ld checkpoints\n", (double)(w1 - w0) / messages, checkpoints);
-  if (commits)
-    printf("  WAL frames: %.1f per append batch, %.2f per message in all\n", (double)frames_append / commits,
-           (double)(frames_append + frames_between) / messages);
-  if (slices)
-    printf(
-        "  between batches: %ld steps that wrote (merge slices), %.1f ms each on average, %.1f ms at most\n",
-        slices, slice_total / slices * 1e3, slice_max * 1e3);
+  double us = cpu / messages * 1e6, calls = w0 >= 0 && w1 >= 0 ? (double)(w1 - w0) / messages : -1;
+  double per_batch = commits ? (double)frames_append / commits : 0;
+  double per_msg = (double)(frames_append + frames_between) / messages;
+  double slice_avg = slices ? slice_total / slices * 1e3 : 0;
+  if (json) {
+    printf("{\"backend\":\"%s\",\"messages\":%ld,\"batch\":%ld,\"rooms\":%ld,\"body\":%ld,"
+           "\"cpu_us_per_msg\":%.3f,\"msgs_per_cpu_s\":%.0f,\"wall_msgs_per_s\":%.0f,"
+           "\"write_calls_per_msg\":%.3f,\"checkpoints\":%ld,\"wal_frames_per_batch\":%.2f,"
+           "\"wal_frames_per_msg\":%.3f,\"slices\":%ld,\"slice_avg_ms\":%.2f,\"slice_max_ms\":%.2f}\n",
+           be->name, messages, batch, rooms, body_len, us, messages / cpu, messages / wall, calls,
+           checkpoints, per_batch, per_msg, slices, slice_avg, slice_max * 1e3);
+  } else {
+    printf("store_bench %s: %ld messages in batches of %ld over %ld rooms, %ld-byte bodies\n", be->name,
+           messages, batch, rooms, body_len);
+    printf("  %.2f us CPU per message (%.0f messages per CPU second), %.0f messages/s wall\n", us,
+           messages / cpu, messages / wall);
+    if (calls >= 0) printf("  %.2f write calls per message, %ld checkpoints\n", calls, checkpoints);
+    if (commits) printf("  WAL frames: %.1f per append batch, %.2f per message in all\n", per_batch, per_msg);
+    if (slices)
+      printf("  between batches: %ld steps that wrote (merge slices), %.1f ms each on average, %.1f ms at "
+             "most\n",
+             slices, slice_avg, slice_max * 1e3);
+  }
   be->close(writer);
   if (ckpt) be->close(ckpt);
   free(items);
