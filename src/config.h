@@ -109,6 +109,7 @@ struct config {
   char *store_sqlite_path;               /* store.sqlite.path, relative to server.data_dir ("parley.db") */
   int64_t store_sqlite_synchronous;      /* store.sqlite.synchronous: 0 = normal, 1 = full */
   int64_t store_sqlite_checkpoint_pages; /* store.sqlite.checkpoint_pages: WAL growth between checkpoints */
+  int64_t store_sqlite_wal_reset_pages;  /* store.sqlite.wal_reset_pages: WAL size the writer resets at */
   int64_t store_sqlite_inbox_rows;       /* store.sqlite.inbox_rows: inbox size that starts a merge */
   int64_t store_sqlite_merge_slice;      /* store.sqlite.merge_slice: rows per merge transaction (0: auto) */
   int64_t store_sqlite_cache_size;       /* store.sqlite.cache_size: bytes of page cache per connection */

@@ -479,10 +479,12 @@ def test_mongo_outage_send_fails_clearly_live_features_keep_working_and_recovers
         m.stop()
 
 
-def test_sqlite_checkpoints_keep_the_wal_bounded(server_factory):
+@pytest.mark.parametrize("reset_pages", [64, 100000])
+def test_sqlite_checkpoints_keep_the_wal_bounded(server_factory, reset_pages):
     """Checkpoints run off the writer (docs/storage.md "Checkpoints"): with a small step they happen during
-    the run, and the WAL file stays far below what the same sends would write without them."""
-    srv = server_factory({"store.sqlite.checkpoint_pages": 16})
+    the run. With store.sqlite.wal_reset_pages small the WAL starts over and its file stays far below what
+    the same sends write without that; with it large the file keeps growing (all of it checkpointed)."""
+    srv = server_factory({"store.sqlite.checkpoint_pages": 16, "store.sqlite.wal_reset_pages": reset_pages})
     c, _ = connect(srv, "wal")
     ok(c.join("walroom"))
     n = 600  # one commit each: ~3 WAL frames (12 KB) per send, ~7 MB without checkpoints
@@ -496,4 +498,7 @@ def test_sqlite_checkpoints_keep_the_wal_bounded(server_factory):
     wal = os.path.join(srv.data_dir, "parley.db-wal")
     size = os.path.getsize(wal)
     print(f"WAL {size} bytes after {n} sends, {m['parley_store_checkpoints_total']} checkpoints")
-    assert size < 2 * 1024 * 1024, f"WAL grew to {size} bytes: checkpoints did not let it start over"
+    if reset_pages < 1000:
+        assert size < 1024 * 1024, f"WAL grew to {size} bytes: checkpoints did not let it start over"
+    else:
+        assert size > 1536 * 1024, f"WAL is {size} bytes: it started over below wal_reset_pages"
