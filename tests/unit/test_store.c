@@ -1378,6 +1378,110 @@ static void test_sqlite_merge_slice(void **state) {
   }
 }
 
+/* A VFS over the default one that counts the syncs of main database files (not of WALs or journals). */
+struct sync_file {
+  sqlite3_file base;
+  sqlite3_file *real; /* follows this struct in the same allocation */
+  bool main_db;
+};
+static sqlite3_vfs *real_vfs, count_vfs;
+static int main_db_syncs;
+static sqlite3_io_methods count_io;
+
+static int cf_close(sqlite3_file *f) {
+  struct sync_file *s = (struct sync_file *)f;
+  return s->real->pMethods ? s->real->pMethods->xClose(s->real) : SQLITE_OK;
+}
+#define REAL(f) (((struct sync_file *)(f))->real)
+static int cf_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) {
+  return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int cf_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o) {
+  return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+static int cf_truncate(sqlite3_file *f, sqlite3_int64 n) { return REAL(f)->pMethods->xTruncate(REAL(f), n); }
+static int cf_sync(sqlite3_file *f, int flags) {
+  if (((struct sync_file *)f)->main_db) __atomic_add_fetch(&main_db_syncs, 1, __ATOMIC_RELAXED);
+  return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int cf_size(sqlite3_file *f, sqlite3_int64 *n) { return REAL(f)->pMethods->xFileSize(REAL(f), n); }
+static int cf_lock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xLock(REAL(f), l); }
+static int cf_unlock(sqlite3_file *f, int l) { return REAL(f)->pMethods->xUnlock(REAL(f), l); }
+static int cf_reserved(sqlite3_file *f, int *r) { return REAL(f)->pMethods->xCheckReservedLock(REAL(f), r); }
+static int cf_fcntl(sqlite3_file *f, int op, void *a) {
+  return REAL(f)->pMethods->xFileControl(REAL(f), op, a);
+}
+static int cf_sector(sqlite3_file *f) { return REAL(f)->pMethods->xSectorSize(REAL(f)); }
+static int cf_dev(sqlite3_file *f) { return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f)); }
+static int cf_shm_map(sqlite3_file *f, int i, int sz, int ext, void volatile **p) {
+  return REAL(f)->pMethods->xShmMap(REAL(f), i, sz, ext, p);
+}
+static int cf_shm_lock(sqlite3_file *f, int o, int n, int fl) {
+  return REAL(f)->pMethods->xShmLock(REAL(f), o, n, fl);
+}
+static void cf_shm_barrier(sqlite3_file *f) { REAL(f)->pMethods->xShmBarrier(REAL(f)); }
+static int cf_shm_unmap(sqlite3_file *f, int d) { return REAL(f)->pMethods->xShmUnmap(REAL(f), d); }
+static int cf_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **p) {
+  return REAL(f)->pMethods->xFetch(REAL(f), o, n, p);
+}
+static int cf_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p) {
+  return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
+}
+
+static int cv_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out) {
+  (void)v;
+  struct sync_file *s = (struct sync_file *)f;
+  s->real = (sqlite3_file *)(s + 1);
+  s->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+  int rc = real_vfs->xOpen(real_vfs, name, s->real, flags, out);
+  s->base.pMethods = rc == SQLITE_OK && s->real->pMethods ? &count_io : NULL;
+  return rc;
+}
+
+/* Install the counting VFS as the default (connections opened from now on use it). */
+static void count_syncs_begin(void) {
+  real_vfs = sqlite3_vfs_find(NULL);
+  count_vfs = *real_vfs;
+  count_vfs.zName = "count-syncs";
+  count_vfs.szOsFile = (int)sizeof(struct sync_file) + real_vfs->szOsFile;
+  count_vfs.xOpen = cv_open;
+  count_io = (sqlite3_io_methods){3,         cf_close,   cf_read,     cf_write,       cf_truncate,  cf_sync,
+                                  cf_size,   cf_lock,    cf_unlock,   cf_reserved,    cf_fcntl,     cf_sector,
+                                  cf_dev,    cf_shm_map, cf_shm_lock, cf_shm_barrier, cf_shm_unmap, cf_fetch,
+                                  cf_unfetch};
+  assert_int_equal(sqlite3_vfs_register(&count_vfs, 1), SQLITE_OK);
+}
+
+static void count_syncs_end(void) {
+  sqlite3_vfs_unregister(&count_vfs);
+  sqlite3_vfs_register(real_vfs, 1);
+}
+
+/* A background checkpoint (PASSIVE) that cannot copy the whole WAL — here a reader's snapshot holds it
+ * back, in parleyd the writer's commits during it — still syncs the database file, so the checkpoint that
+ * later lets the WAL start over (the writer waits for it) has only its own pages to sync. SQLite itself
+ * syncs only after copying everything. */
+static void test_sqlite_partial_checkpoint_syncs(void **state) {
+  struct fx *f = *state;
+  count_syncs_begin();
+  fixture(state);
+  void *ckpt = open_ctx(f);
+  append_n(f, "a", 0, 20, 1000);
+  sqlite3 *reader = sqlite_side_connection(f);
+  assert_int_equal(sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM inbox;", NULL, NULL, NULL), SQLITE_OK);
+  append_n(f, "a", 20, 20, 1000); /* frames beyond the reader's snapshot */
+  int left = -1;
+  __atomic_store_n(&main_db_syncs, 0, __ATOMIC_RELAXED);
+  assert_int_equal(f->k->be->checkpoint(ckpt, false, &left), STORE_OK);
+  assert_true(left > 0); /* it could not copy everything */
+  assert_true(__atomic_load_n(&main_db_syncs, __ATOMIC_RELAXED) >= 1);
+  sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL);
+  sqlite3_close(reader);
+  f->k->be->close(ckpt);
+  close_ctxs(f);
+  count_syncs_end();
+}
+
 /* A crash in the middle of a merge leaves rows in both tables (a slice committed, the inbox not yet
  * emptied): reads show each once, and the next open finishes the move without duplicates. */
 static void test_sqlite_inbox_crash_mid_merge(void **state) {
@@ -1583,7 +1687,8 @@ int main(void) {
       STORE_TESTS(TEST, setup_sqlite) TEST(test_sqlite_schema, setup_sqlite)
           TEST(test_sqlite_migration_v1, setup_sqlite) TEST(test_sqlite_inbox_merge, setup_sqlite)
               TEST(test_sqlite_merge_slice, setup_sqlite)
-                  TEST(test_sqlite_inbox_crash_mid_merge, setup_sqlite)};
+                  TEST(test_sqlite_partial_checkpoint_syncs, setup_sqlite)
+                      TEST(test_sqlite_inbox_crash_mid_merge, setup_sqlite)};
   const struct CMUnitTest mongo_tests[] = {STORE_TESTS(TEST, setup_mongo)};
   if (!mongo_uri())
     fprintf(stderr,
