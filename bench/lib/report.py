@@ -207,6 +207,8 @@ def write_all(data, base, outdir):
               f"warmup {data['warmup_s']} s, window {data['duration_s']} s; 64-byte bodies")
     md.append(f"- {nruns} runs in {data.get('elapsed_s', 0) / 60:.1f} min; **{noisy} runs noisy** (other processes "
               f"used > 15% CPU during the window), {cb} runs client-bound (generator > 85% CPU)")
+    if data.get("server_set"):
+        md.append("- parleyd configured with " + ", ".join(f"`{kv}`" for kv in data["server_set"]))
     for mf in data.get("merged_from", []):
         md.append(f"- merged with the run of {mf['date']} (`{mf['git']}`, {mf['mode']}, {mf['elapsed_s'] / 60:.1f} min), "
                   "which replaced the workloads it ran")
@@ -411,13 +413,19 @@ def targets(data):
             rows.append((f"{what} costs ≤ 10% of capacity (A)" if wid in "SH" else f"{what}: capacity vs A",
                          f"{fmt_rate(c)} vs {fmt_rate(base)} ({100 * (1 - c / base):.0f}% less)",
                          yn(c >= 0.9 * base) if wid in "SH" else "(no target)"))
+    def sustained(m, rate):
+        """durable sends kept up with: a backlog that grows over the short window shows as a p99 of hundreds
+        of ms (50k/s on both cores: p99 334 ms in 1.5 s, and 7k acked/s of 50k in a 10 s run), so the bar is
+        ≥ 95% acked with an ack p99 ≤ 100 ms"""
+        return m.get("acked_per_s", 0) >= 0.95 * rate and m.get("ack_p99_us", 1e18) <= 100000
+
     if "D" in W:
         best = 0
         for s in W["D"]["steps"]:
             mm = s["median"]
-            if s.get("backend") == "sqlite" and mm.get("ack_p99_us", 1e18) <= 1e6 and mm.get("acked_per_s", 0) >= 0.95 * s["rate"]:
+            if s.get("backend") == "sqlite" and sustained(mm, s["rate"]):
                 best = max(best, mm.get("acked_per_s", 0))
-        rows.append(("issue 3: ≥ 50k durable sends/s with SQLite (sustained: ≥ 95% acked, ack p99 ≤ 1 s)",
+        rows.append(("issue 3: ≥ 50k durable sends/s with SQLite (sustained: ≥ 95% acked, ack p99 ≤ 100 ms)",
                      f"{fmt_rate(best)}", yn(best >= 50000)))
         m = step("D", "sqlite", 25000, key="backend")
         if m:
@@ -430,7 +438,7 @@ def targets(data):
                 rows.append((f"issue 3, server on both cores: {fmt_rate(rate)} durable sends/s (SQLite)",
                              f"{fmt_rate(m['acked_per_s'])} acked, p99 {fmt_ms(m.get('ack_p99_us'))} ms, server "
                              f"{m.get('server_cpu_pct', 0):.0f}% + generator {m.get('gen_cpu_pct', 0):.0f}% of one core",
-                             yn(m["acked_per_s"] >= 0.95 * rate and m.get("ack_p99_us", 1e9) <= (10000 if rate == 25000 else 1e6))))
+                             yn(sustained(m, rate) and (rate != 25000 or m.get("ack_p99_us", 1e9) <= 10000))))
         m = step("D", "no store (history off)", 50000, key="backend")
         if m and "acked_per_s" in m:
             rows.append(("issue 3 bound: 50k sends/s with no store (the loop's and the generator's share)",
