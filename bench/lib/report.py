@@ -43,6 +43,18 @@ def fmt_ms(us):
     return f"{ms:.2f}"
 
 
+
+def step_table(md, head, steps, ok_key, lead, cells, text_first=True):
+    """A table of a bench tool's steps (F, W): the step's own columns (lead), then its figures (cells) when
+    the run produced ok_key, else the error; numbers right-aligned (the first column too unless text_first)."""
+    md.append("| " + " | ".join(head) + " |")
+    md.append("|" + "|".join(["---" if text_first else "---:"] + ["---:"] * (len(head) - 1)) + "|")
+    for s in steps:
+        m, first = s["median"], [str(x) for x in lead(s)]
+        rest = cells(m) if ok_key in m else [m.get("error", "no result")] + [""] * (len(head) - len(first) - 1)
+        md.append("| " + " | ".join(first + rest) + " |")
+    md.append("")
+
 def flags(m):
     f = []
     reps = m.get("reps", 0)
@@ -292,20 +304,15 @@ def write_all(data, base, outdir):
                       "can. No WebSocket, no parsing, no fan-out logic: the cost of `send()` alone. The last column "
                       "is the kernel's price of the reader's N serial `connect()`s and the writer's `accept()`s "
                       "(on loopback the connecting side also runs the listener's half of the handshake).\n")
-            md.append("| connections | frames per write | writes/s | frames/s | system µs per write | writer CPU | "
-                      "reader CPU | connect: CPU µs per connection, connecting / accepting side |")
-            md.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
-            for s in w["steps"]:
-                m = s["median"]
-                if "writes_per_s" not in m:
-                    md.append(f"| {s['conns']} | {s['per_write']} | {m.get('error', 'no result')} | | | | | |")
-                    continue
-                conn = (f"{m['connect_cpu_us_per_conn']:.0f} / {m['accept_cpu_us_per_conn']:.0f}"
-                        if "connect_cpu_us_per_conn" in m else "")
-                md.append(f"| {s['conns']} | {s['per_write']} | {fmt_rate(m['writes_per_s'])} | "
-                          f"{fmt_rate(m['frames_per_s'])} | {m['sys_us_per_write']:.1f} | "
-                          f"{m['writer_cpu_pct']:.0f}% | {m['reader_cpu_pct']:.0f}% | {conn} |")
-            md.append("")
+            step_table(md, ["connections", "frames per write", "writes/s", "frames/s", "system µs per write",
+                            "writer CPU", "reader CPU",
+                            "connect: CPU µs per connection, connecting / accepting side"], w["steps"],
+                       "writes_per_s", lambda s: [s["conns"], s["per_write"]],
+                       lambda m: [fmt_rate(m["writes_per_s"]), fmt_rate(m["frames_per_s"]),
+                                  f"{m['sys_us_per_write']:.1f}", f"{m['writer_cpu_pct']:.0f}%",
+                                  f"{m['reader_cpu_pct']:.0f}%",
+                                  f"{m['connect_cpu_us_per_conn']:.0f} / {m['accept_cpu_us_per_conn']:.0f}"
+                                  if "connect_cpu_us_per_conn" in m else ""], text_first=False)
         elif w["kind"] == "durable":
             md.append("| backend | offered sends/s | acked sends/s | ack p50 ms | ack p90 ms | ack p99 ms | "
                       "ack p99.9 ms | ack max ms | delivered | server CPU | gen CPU | flags |")
@@ -327,18 +334,12 @@ def write_all(data, base, outdir):
                                   "p99 send -> ack latency, ms (log)", 10))
             md.append(f"\n![{w['id']}]({stem}-{w['id']}.svg)\n")
         elif w["kind"] == "store":
-            md.append("| store | batch | CPU µs per message | messages per CPU second | write calls per message | "
-                      "WAL frames per message | merge slices: avg ms | max ms |")
-            md.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-            for s in w["steps"]:
-                m = s["median"]
-                if "cpu_us_per_msg" not in m:
-                    md.append(f"| {s['label']} | {s['batch']} | {m.get('error', 'no result')} | | | | | |")
-                    continue
-                md.append(f"| {s['label']} | {s['batch']} | {m['cpu_us_per_msg']:.2f} | "
-                          f"{fmt_rate(m['msgs_per_cpu_s'])} | {m['write_calls_per_msg']:.2f} | "
-                          f"{m['wal_frames_per_msg']:.2f} | {m['slice_avg_ms']:.1f} | {m['slice_max_ms']:.1f} |")
-            md.append("")
+            step_table(md, ["store", "batch", "CPU µs per message", "messages per CPU second",
+                            "write calls per message", "WAL frames per message", "merge slices: avg ms", "max ms"],
+                       w["steps"], "cpu_us_per_msg", lambda s: [s["label"], s["batch"]],
+                       lambda m: [f"{m['cpu_us_per_msg']:.2f}", fmt_rate(m["msgs_per_cpu_s"]),
+                                  f"{m['write_calls_per_msg']:.2f}", f"{m['wal_frames_per_msg']:.2f}",
+                                  f"{m['slice_avg_ms']:.1f}", f"{m['slice_max_ms']:.1f}"])
     with open(base + ".md", "w") as f:
         f.write("\n".join(md) + "\n")
 
