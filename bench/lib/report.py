@@ -314,6 +314,8 @@ def write_all(data, base, outdir):
                                   f"{m['connect_cpu_us_per_conn']:.0f} / {m['accept_cpu_us_per_conn']:.0f}"
                                   if "connect_cpu_us_per_conn" in m else ""], text_first=False)
         elif w["kind"] == "durable":
+            if "duration_s" in w:
+                md.append(f"Window {w['duration_s']} s, {w['reps']} runs a step (the median shown).\n")
             md.append("| backend | offered sends/s | acked sends/s | ack p50 ms | ack p90 ms | ack p99 ms | "
                       "ack p99.9 ms | ack max ms | delivered | server CPU | gen CPU | flags |")
             md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
