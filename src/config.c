@@ -173,7 +173,7 @@ static const struct key keys[] = {
     KEY_INT("store.sqlite.wal_reset_pages", store_sqlite_wal_reset_pages, "16000", 16, 10000000, RESTART,
             "Write-ahead log size (pages) from which the writer, between two batches, copies what the "
             "background checkpoints left and the log starts over from its beginning. That copy waits for two "
-            "disk syncs (10-40 ms measured under heavy writes), so a smaller value means a smaller file and "
+            "disk syncs (10-60 ms measured under heavy writes), so a smaller value means a smaller file and "
             "more such waits; a log that grows 8 checkpoint steps beyond it gets a blocking checkpoint."),
     KEY_INT("store.sqlite.inbox_rows", store_sqlite_inbox_rows, "8192", 2, 10000000, RESTART,
             "Sends kept in the inbox table before the oldest half moves to the messages table (in slices, "

@@ -1267,7 +1267,8 @@ static int sq_checkpoint(void *ctx, bool hard, int *wal_left) {
    * one under constant writes never does: the pages it copied would wait, unsynced, for the checkpoint that
    * lets the WAL start over (the writer's, ask_checkpoint in store.c), whose sync then flushed all of them
    * while appends waited (83 ms with a 64k-page WAL). Syncing here, off the writer, leaves that one only
-   * its own pages. The WAL was synced before the copy, so this adds no ordering SQLite relies on. */
+   * its own pages. The WAL was synced before the copy, so this adds no ordering SQLite relies on. (After
+   * the writer's own copy, which SQLite has synced already, it is a second sync with nothing to write.) */
   if (rc == SQLITE_OK && !hard && done_frames > 0) {
     sqlite3_file *f = NULL;
     if (sqlite3_file_control(q->db, "main", SQLITE_FCNTL_FILE_POINTER, &f) == SQLITE_OK && f && f->pMethods)

@@ -235,7 +235,7 @@ static void *worker_main(void *arg) {
  * checkpoint has left little behind, the writer copies the rest itself between two batches and the WAL
  * starts over. That copy is short, but it syncs the WAL and the database file, and under heavy writes those
  * syncs took 10-60 ms (the appends wait meanwhile): done after every checkpoint, as it was before
- * wal_reset_pages, it put the ack p99 of 10k durable sends/s on one core at 27-31 ms (17-18 ms with the
+ * wal_reset_pages, it put the ack p99 of 10k durable sends/s on one core at 27-31 ms (15-18 ms with the
  * default). A WAL that still grows 8 steps beyond that gets a hard checkpoint (the writer waits for all of
  * it). */
 static void ask_checkpoint(struct worker *w) {
