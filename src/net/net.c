@@ -688,9 +688,14 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
     return 0;
   }
   case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+    /* http_respond() completes the transaction, and lws then frees hc (it rebinds the connection to
+     * its protocol for the next request): take what is needed out of hc first, touch it no more. */
     struct httpconn *hc = user;
-    int rc = hc->too_big ? http_json_error(wsi, 413, "body too large") : dev_login(net, wsi, &hc->body);
-    buf_free(&hc->body);
+    buf_t body = hc->body; /* now owned here */
+    hc->body = (buf_t)BUF_INIT;
+    bool too_big = hc->too_big;
+    int rc = too_big ? http_json_error(wsi, 413, "body too large") : dev_login(net, wsi, &body);
+    buf_free(&body);
     return rc;
   }
   case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
