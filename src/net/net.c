@@ -587,13 +587,8 @@ static const char *peer_ip(struct lws *wsi, char *buf, size_t len) {
   return buf;
 }
 
-/* Whether the handshake's Origin may connect (server.origins; no Origin header: not a browser, allowed). */
-static bool origin_allowed(const struct net *net, struct lws *wsi) {
-  const char *list = net->cfg->server_origins;
-  if (!list || !*list) return true;
-  char origin[256];
-  if (lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0) return true;
-  size_t ol = strlen(origin);
+/* Whether origin (ol bytes) is one of list's comma-separated entries, or list has "*". */
+static bool origin_listed(const char *list, const char *origin, size_t ol) {
   for (const char *p = list; *p;) {
     while (*p == ',' || *p == ' ') p++;
     const char *e = p;
@@ -601,10 +596,27 @@ static bool origin_allowed(const struct net *net, struct lws *wsi) {
     const char *t = e;
     while (t > p && t[-1] == ' ') t--;
     size_t n = (size_t)(t - p);
-    if ((n == 1 && *p == '*') || (n == ol && !strncmp(p, origin, n))) return true;
+    if ((n == 1 && *p == '*') || (n == ol && !memcmp(p, origin, n))) return true;
     p = e;
   }
   return false;
+}
+
+/* Whether the handshake's Origin may connect (server.origins; no Origin header: not a browser, allowed).
+ * The Origin is compared in full, whatever its length (limits.max_header_size bounds it): lws_hdr_copy
+ * fails when the header does not fit the buffer, so the buffer is sized from lws_hdr_total_length, and
+ * any failure to read it refuses. */
+static bool origin_allowed(const struct net *net, struct lws *wsi) {
+  const char *list = net->cfg->server_origins;
+  if (!list || !*list) return true;
+  int len = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+  if (len <= 0) return true; /* no Origin header (or an empty one, which no browser sends) */
+  char *origin = malloc((size_t)len + 1);
+  bool ok = false;
+  if (origin && lws_hdr_copy(wsi, origin, len + 1, WSI_TOKEN_ORIGIN) == len)
+    ok = origin_listed(list, origin, (size_t)len);
+  free(origin);
+  return ok;
 }
 
 static int confirm_upgrade(struct net *net, struct lws *wsi, const char *to) {
