@@ -360,10 +360,12 @@ static void conn_message(struct core *core, struct conn *c, const uint8_t *p, si
   core->metrics.frames_in++;
   core->metrics.bytes_in += n;
   if (c->closing) return;
-  if (binary != (c->codec == CODEC_MSGPACK)) {
-    reply_err(core, c, NULL, PERR_BAD_FRAME,
+  if (binary != (c->codec == CODEC_MSGPACK)) { /* the id as the frame type's codec would read it */
+    json_t *id = request_peek_id(binary ? CODEC_MSGPACK : CODEC_JSON, p, n);
+    reply_err(core, c, id, PERR_BAD_FRAME,
               c->codec == CODEC_JSON ? "parley.v1.json takes text frames"
                                      : "parley.v1.msgpack takes binary frames");
+    json_decref(id);
     return;
   }
   struct request req;
@@ -375,7 +377,9 @@ static void conn_message(struct core *core, struct conn *c, const uint8_t *p, si
   json_t *doc = NULL;
   char err[160];
   if (codec_decode(c->codec, p, n, &doc, err, sizeof err) != PERR_OK) {
-    reply_err(core, c, NULL, PERR_BAD_FRAME, err);
+    json_t *id = request_peek_id(c->codec, p, n); /* so the client knows which request failed */
+    reply_err(core, c, id, PERR_BAD_FRAME, err);
+    json_decref(id);
     return;
   }
   const char *msg = NULL;

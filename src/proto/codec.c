@@ -342,6 +342,260 @@ int codec_decode(codec_t c, const uint8_t *p, size_t n, json_t **out, char *err,
   return fail(err, errlen, "unknown codec");
 }
 
+/* ---- the id of a refused frame ------------------------------------------------------------------- */
+
+/* Skip one MessagePack value of any type (bin and ext included) at p[*i]. Returns -1 when it is
+ * truncated or invalid. Iterative: nesting costs no stack. */
+static int mp_skip(const uint8_t *p, size_t n, size_t *i) {
+  uint64_t pending = 1; /* values still to skip */
+  while (pending) {
+    pending--;
+    if (*i >= n) return -1;
+    uint8_t t = p[(*i)++];
+    size_t width = 0;   /* bytes of the length/count field, or of a fixed-size body */
+    uint64_t count = 0; /* string/bin/ext bytes, or items */
+    bool container = false, map = false, bytes = false;
+    if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+      /* fixint, nil, bool */
+    } else if (t <= 0x8f) {
+      container = map = true;
+      count = t & 0x0f;
+    } else if (t <= 0x9f) {
+      container = true;
+      count = t & 0x0f;
+    } else if (t <= 0xbf) {
+      bytes = true;
+      count = t & 0x1f;
+    } else if (t == 0xc4 || t == 0xd9) { /* bin 8, str 8 */
+      bytes = true;
+      width = 1;
+    } else if (t == 0xc5 || t == 0xda) {
+      bytes = true;
+      width = 2;
+    } else if (t == 0xc6 || t == 0xdb) {
+      bytes = true;
+      width = 4;
+    } else if (t >= 0xc7 && t <= 0xc9) { /* ext 8/16/32: length, type, data */
+      bytes = true;
+      width = (size_t)1 << (t - 0xc7);
+    } else if (t >= 0xd4 && t <= 0xd8) { /* fixext: type + 1..16 bytes */
+      count = 1 + ((uint64_t)1 << (t - 0xd4));
+      bytes = true;
+    } else if (t == 0xca || t == 0xce || t == 0xd2) {
+      width = 4;
+    } else if (t == 0xcb || t == 0xcf || t == 0xd3) {
+      width = 8;
+    } else if (t == 0xcc || t == 0xd0) {
+      width = 1;
+    } else if (t == 0xcd || t == 0xd1) {
+      width = 2;
+    } else if (t == 0xdc || t == 0xde) {
+      container = true;
+      map = t == 0xde;
+      width = 2;
+    } else if (t == 0xdd || t == 0xdf) {
+      container = true;
+      map = t == 0xdf;
+      width = 4;
+    } else {
+      return -1; /* 0xc1 */
+    }
+    if (n - *i < width) return -1;
+    if (bytes || container) {
+      if (width) count = be(p + *i, width);
+      if (t >= 0xc7 && t <= 0xc9) count++; /* the ext type byte */
+    }
+    *i += width;
+    if (bytes) {
+      if (n - *i < count) return -1;
+      *i += count;
+    } else if (container) {
+      uint64_t items = map ? count * 2 : count;
+      if (items > n - *i) return -1; /* every item takes a byte at least */
+      pending += items;
+    }
+  }
+  return 0;
+}
+
+/* The bytes of a MessagePack string at p[*i] (any str form); -1, nothing consumed, if it is not one. */
+static int mp_str(const uint8_t *p, size_t n, size_t *i, const uint8_t **s, size_t *len) {
+  if (*i >= n) return -1;
+  uint8_t t = p[*i];
+  size_t at = *i + 1, l;
+  if (t >= 0xa0 && t <= 0xbf) {
+    l = t & 0x1f;
+  } else if (t >= 0xd9 && t <= 0xdb) {
+    size_t w = (size_t)1 << (t - 0xd9);
+    if (n - at < w) return -1;
+    l = (size_t)be(p + at, w);
+    at += w;
+  } else {
+    return -1;
+  }
+  if (n - at < l) return -1;
+  *s = p + at;
+  *len = l;
+  *i = at + l;
+  return 0;
+}
+
+/* An integer or string MessagePack value at p[*i] as a json_t; NULL for any other type or an unreadable one.
+ */
+static json_t *mp_scalar(const uint8_t *p, size_t n, size_t *i) {
+  if (*i >= n) return NULL;
+  uint8_t t = p[*i];
+  size_t at = *i + 1;
+  if (t <= 0x7f) return *i = at, json_integer(t);
+  if (t >= 0xe0) return *i = at, json_integer((int8_t)t);
+  static const uint8_t widths[] = {1, 2, 4, 8, 1, 2, 4, 8}; /* 0xcc..0xd3 */
+  if (t >= 0xcc && t <= 0xd3) {
+    size_t w = widths[t - 0xcc];
+    if (n - at < w) return NULL;
+    uint64_t u = be(p + at, w);
+    int64_t v;
+    if (t <= 0xcf) { /* unsigned */
+      if (u > INT64_MAX) return NULL;
+      v = (int64_t)u;
+    } else { /* signed, sign-extended from w bytes */
+      v = w == 8 ? (int64_t)u : (int64_t)(u ^ (1ull << (w * 8 - 1))) - (int64_t)(1ull << (w * 8 - 1));
+    }
+    *i = at + w;
+    return json_integer(v);
+  }
+  const uint8_t *str;
+  size_t len;
+  if (mp_str(p, n, i, &str, &len) || !utf8_valid(str, len)) return NULL;
+  return json_stringn((const char *)str, len);
+}
+
+static json_t *mp_peek_id(const uint8_t *p, size_t n) {
+  size_t i = 0;
+  if (!n) return NULL;
+  uint8_t t = p[i++];
+  uint64_t count;
+  if (t >= 0x80 && t <= 0x8f) {
+    count = t & 0x0f;
+  } else if ((t == 0xde || t == 0xdf) && n - i >= (t == 0xde ? 2u : 4u)) {
+    size_t w = t == 0xde ? 2 : 4;
+    count = be(p + i, w);
+    i += w;
+  } else {
+    return NULL; /* not a map */
+  }
+  json_t *id = NULL;
+  for (uint64_t k = 0; k < count; k++) {
+    const uint8_t *key;
+    size_t kl;
+    bool is_id = false;
+    if (!mp_str(p, n, &i, &key, &kl))
+      is_id = kl == 2 && key[0] == 'i' && key[1] == 'd';
+    else if (mp_skip(p, n, &i))
+      break; /* unreadable from here on */
+    if (!is_id) {
+      if (mp_skip(p, n, &i)) break;
+      continue;
+    }
+    if (id) { /* a second "id": which one is meant is not known */
+      json_decref(id);
+      return NULL;
+    }
+    id = mp_scalar(p, n, &i);
+    if (!id) return NULL; /* not an integer or a string, or unreadable */
+  }
+  return id;
+}
+
+/* Skip JSON whitespace. */
+static size_t js_ws(const uint8_t *p, size_t n, size_t i) {
+  while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
+  return i;
+}
+
+/* The end of the JSON string whose opening quote is p[i] (just past its closing quote); 0 if unterminated. */
+static size_t js_str_end(const uint8_t *p, size_t n, size_t i) {
+  for (i++; i < n; i++) {
+    if (p[i] == '\\')
+      i++;
+    else if (p[i] == '"')
+      return i + 1;
+  }
+  return 0;
+}
+
+/* The end of the JSON value starting at p[i] (after whitespace), found lexically: strings and bracket
+ * nesting are followed, nothing is validated. 0 if it does not end within the input. */
+static size_t js_value_end(const uint8_t *p, size_t n, size_t i) {
+  if (i >= n) return 0;
+  if (p[i] == '"') return js_str_end(p, n, i);
+  if (p[i] == '{' || p[i] == '[') {
+    size_t depth = 0;
+    while (i < n) {
+      uint8_t c = p[i];
+      if (c == '"') {
+        i = js_str_end(p, n, i);
+        if (!i) return 0;
+        continue;
+      }
+      if (c == '{' || c == '[') depth++;
+      if ((c == '}' || c == ']') && --depth == 0) return i + 1;
+      i++;
+    }
+    return 0;
+  }
+  size_t s = i;
+  while (i < n && !strchr(",}] \t\r\n", p[i])) i++;
+  return i > s ? i : 0;
+}
+
+static json_t *js_peek_id(const uint8_t *p, size_t n) {
+  size_t i = js_ws(p, n, 0);
+  if (i >= n || p[i] != '{') return NULL; /* not a map */
+  json_t *id = NULL;
+  i++;
+  for (;;) {
+    i = js_ws(p, n, i);
+    if (i >= n || p[i] != '"') break;
+    size_t ke = js_str_end(p, n, i);
+    if (!ke) break;
+    json_t *k = NULL;
+    bool is_id = (ke - i == 4 && !memcmp(p + i, "\"id\"", 4)) ||
+                 (memchr(p + i, '\\', ke - i) && /* an escaped key: decode it */
+                  (k = json_loadb((const char *)p + i, ke - i, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)) &&
+                  json_string_length(k) == 2 && !memcmp(json_string_value(k), "id", 2));
+    json_decref(k);
+    i = js_ws(p, n, ke);
+    if (i >= n || p[i] != ':') break;
+    size_t vs = js_ws(p, n, i + 1), ve = js_value_end(p, n, vs);
+    if (!ve) break;
+    if (is_id) {
+      if (id) { /* a second "id": which one is meant is not known */
+        json_decref(id);
+        return NULL;
+      }
+      id = json_loadb((const char *)p + vs, ve - vs, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+      if (!json_is_integer(id) && !json_is_string(id)) {
+        json_decref(id);
+        return NULL;
+      }
+    }
+    i = js_ws(p, n, ve);
+    if (i >= n || p[i] != ',') break;
+    i++;
+  }
+  return id;
+}
+
+json_t *codec_peek_id(codec_t c, const uint8_t *p, size_t n) {
+  switch (c) {
+  case CODEC_JSON:
+    return js_peek_id(p, n);
+  case CODEC_MSGPACK:
+    return mp_peek_id(p, n);
+  }
+  return NULL;
+}
+
 /* ---- encoding ------------------------------------------------------------------------------------ */
 
 /* JSON output without jansson's dump: it writes through a callback a few bytes at a time and formats

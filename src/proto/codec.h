@@ -27,6 +27,12 @@ const char *codec_subprotocol(codec_t c);
  * (request_parse refuses non-maps). NUL bytes inside string values are kept (JSON "\u0000"). */
 int codec_decode(codec_t c, const uint8_t *p, size_t n, json_t **out, char *err, size_t errlen);
 
+/* For the error reply to a frame that codec_decode (or the frame type) refused: the frame's top-level map
+ * member "id" when it can still be read — an integer or a UTF-8 string, as a new reference the caller owns
+ * — else NULL (not a map, no such member, a second "id", or the frame is unreadable before it). Nothing
+ * after the id needs to be valid. The caller checks that the id is usable (request_id_valid). */
+json_t *codec_peek_id(codec_t c, const uint8_t *p, size_t n);
+
 /* Append the encoding of v to b. Returns 0, -ENOMEM, or -EINVAL (unknown codec, NULL or cyclic v); on
  * failure b is left as it was. JSON is compact (no spaces), keys in insertion order, reals with 17
  * significant digits; MessagePack uses the smallest integer forms and float 64 for reals. */

@@ -129,7 +129,7 @@ static const struct field op_fields[OP__COUNT][OP_MAX_FIELDS] = {
 
 /* ---- parsing ------------------------------------------------------------------------------------- */
 
-static bool id_valid(const json_t *id) {
+bool request_id_valid(const json_t *id) {
   if (json_is_integer(id)) return true;
   if (!json_is_string(id)) return false;
   size_t n = json_string_length(id);
@@ -202,7 +202,7 @@ enum perr request_parse(json_t *doc, struct request *req, const char **msg) {
     return PERR_BAD_FRAME;
   }
   json_t *id = json_object_get(doc, "id");
-  if (!id_valid(id)) {
+  if (!request_id_valid(id)) {
     *msg = "missing or invalid id";
     return PERR_BAD_REQUEST;
   }
@@ -229,4 +229,13 @@ enum perr request_parse(json_t *doc, struct request *req, const char **msg) {
     if (e != PERR_OK) return e;
   }
   return PERR_OK;
+}
+
+json_t *request_peek_id(codec_t c, const uint8_t *p, size_t n) {
+  json_t *id = codec_peek_id(c, p, n);
+  if (id && !request_id_valid(id)) {
+    json_decref(id);
+    id = NULL;
+  }
+  return id;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "proto/codec.h"
 #include "proto/errors.h"
 #include "util/buf.h"
 
@@ -76,6 +77,14 @@ enum perr request_parse(json_t *doc, struct request *req, const char **msg);
  * error, anything unusual): the caller then takes the slow path, which answers as it always did.
  * body and tmp are the caller's scratch buffers (reused, never shrunk here). */
 bool request_parse_fast(const uint8_t *p, size_t n, struct request *req, buf_t *body, buf_t *tmp);
+
+/* True if id may be a request id: an integer, or a string of 1..REQ_ID_MAX bytes. */
+bool request_id_valid(const json_t *id);
+
+/* The id of a frame that could not be decoded (bytes p..p+n as encoded with codec c), so that its error
+ * reply can carry it: see codec_peek_id. A new reference (the caller drops it), or NULL when the frame
+ * has no id that can be read or the id is not valid. Only for the error path: it reads the frame again. */
+json_t *request_peek_id(codec_t c, const uint8_t *p, size_t n);
 
 /* True if s (NUL-terminated) is a valid room name: 1..128 bytes of [A-Za-z0-9_.:@-]. */
 bool room_name_valid(const char *s);

@@ -76,11 +76,23 @@ def still_usable(c):
 # ---- unparseable / not a map --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw", [b'{"id":1,"op":', b"{not json}", b"", b"   ", b'{"id":1,"op":"ping"} trailing',
-                                 b"\"unterminated", b"nul", b'{"id":1,"op":"ping",}'])
+@pytest.mark.parametrize("raw", [b"{not json}", b"", b"   ", b"\"unterminated", b"nul", b'{"id":', b'{"id"',
+                                 b'{"op":"ping",, "id":1}', b'{"id":1.5,"op":', b'{"id":1,"id":2,"op":"ping"}'])
 def test_malformed_json_is_bad_frame_with_null_re(pair_json, raw):
     pair_json.bad.send_bytes(raw)
     assert_null_reply(pair_json.bad, "bad_frame")
+    still_usable(pair_json.bad)
+    pair_json.check()
+
+
+@pytest.mark.parametrize("raw, rid", [(b'{"id":1,"op":', 1), (b'{"id":1,"op":"ping"} trailing', 1),
+                                      (b'{"id":1,"op":"ping",}', 1), (b' { "op" : "x", "id" : "r-2" , "a": [}', "r-2"),
+                                      (b'{"a":{"b":["}",{}]},"\\u0069d":-3,"op":}', -3)])
+def test_malformed_json_with_a_readable_id_is_bad_frame_with_that_id(pair_json, raw, rid):
+    pair_json.bad.send_bytes(raw)
+    r = pair_json.bad.next_reply()
+    assert err_code(r) == "bad_frame", r
+    assert r["re"] == rid and type(r["re"]) is type(rid), r
     still_usable(pair_json.bad)
     pair_json.check()
 
@@ -94,13 +106,27 @@ def test_json_non_map_is_bad_frame(pair_json, raw):
     pair_json.check()
 
 
-@pytest.mark.parametrize("raw", [b"\xc1", b"\x82\xa2id", b"\x81\xa2id", b"\xdf\xff\xff\xff\xff",
-                                 b"\x82\xa2id\x01\xa2op\xa4ping\x00", b""],
-                         ids=["never-used", "truncated-map", "map-missing-value", "huge-map-count",
-                              "trailing-bytes", "empty"])
+@pytest.mark.parametrize("raw", [b"\xc1", b"\x82\xa2id", b"\x81\xa2id", b"\xdf\xff\xff\xff\xff", b"",
+                                 b"\x83\xa2id\x01\xa2op\xa4ping\xa2id\x02\x00"],
+                         ids=["never-used", "truncated-map", "map-missing-value", "huge-map-count", "empty",
+                              "two-ids"])
 def test_msgpack_garbage_is_bad_frame(pair_msgpack, raw):
     pair_msgpack.bad.send_bytes(raw)
     assert_null_reply(pair_msgpack.bad, "bad_frame")
+    still_usable(pair_msgpack.bad)
+    pair_msgpack.check()
+
+
+@pytest.mark.parametrize("raw, rid", [(b"\x82\xa2id\x01\xa2op\xa4ping\x00", 1),
+                                      (b"\x83\xa1x\xc4\x02\x00\x01\xa2id\xcd\x01\x00\xa2op", 256),
+                                      (b"\x82\xa2op\xc7\x01\x05x\xd9\x02id\xa3r-1", "r-1"),
+                                      (b"\x82\xa2id\xd0\xfe\xa2op\xc1", -2)],
+                         ids=["trailing-bytes", "bin-before-id", "ext-before-id", "invalid-after-id"])
+def test_msgpack_garbage_with_a_readable_id_is_bad_frame_with_that_id(pair_msgpack, raw, rid):
+    pair_msgpack.bad.send_bytes(raw)
+    r = pair_msgpack.bad.next_reply()
+    assert err_code(r) == "bad_frame", r
+    assert r["re"] == rid and type(r["re"]) is type(rid), r
     still_usable(pair_msgpack.bad)
     pair_msgpack.check()
 
@@ -139,7 +165,8 @@ def test_msgpack_bin_and_ext_values_are_bad_frame(pair_msgpack, where, kind):
     p.bad.send_bytes(msgpack.packb(frame, use_bin_type=True))
     r = p.bad.next_reply()
     assert err_code(r) == "bad_frame", r
-    assert r["re"] in (None, 77), r
+    # the id is echoed when it could be read (not when the id itself is the bin/ext value)
+    assert r["re"] == (None if where == "id" else 77), r
     p.no_delivery()
     still_usable(p.bad)
     p.check()
@@ -153,7 +180,7 @@ def test_msgpack_non_utf8_string_is_bad_frame(pair_msgpack):
     p.bad.send_bytes(raw)
     r = p.bad.next_reply()
     assert err_code(r) == "bad_frame", r
-    assert r["re"] in (None, 5), r
+    assert r["re"] == 5, r
     p.no_delivery()
     still_usable(p.bad)
     p.check()
@@ -162,13 +189,22 @@ def test_msgpack_non_utf8_string_is_bad_frame(pair_msgpack):
 def test_binary_frame_on_json_connection_is_bad_frame(pair_json):
     pair_json.bad.send_bytes(b'{"id":1,"op":"ping"}', opcode=OP_BINARY)
     assert_null_reply(pair_json.bad, "bad_frame")
+    # a MessagePack request in a binary frame: its id is read as MessagePack
+    pair_json.bad.send_bytes(msgpack.packb({"id": 8, "op": "ping"}), opcode=OP_BINARY)
+    r = pair_json.bad.next_reply()
+    assert err_code(r) == "bad_frame" and r["re"] == 8, r
     still_usable(pair_json.bad)
     pair_json.check()
 
 
 def test_text_frame_on_msgpack_connection_is_bad_frame(pair_msgpack):
-    pair_msgpack.bad.send_bytes(b'{"id":1,"op":"ping"}', opcode=OP_TEXT)
-    assert_null_reply(pair_msgpack.bad, "bad_frame")
+    # a JSON request in a text frame: its id is read as JSON, and the reply (MessagePack) carries it
+    pair_msgpack.bad.send_bytes(b'{"id":7,"op":"ping"}', opcode=OP_TEXT)
+    r = pair_msgpack.bad.next_reply()
+    assert err_code(r) == "bad_frame" and r["re"] == 7, r
+    pair_msgpack.bad.send_bytes(b'{"id":"seven","op":"ping"}', opcode=OP_TEXT)
+    r = pair_msgpack.bad.next_reply()
+    assert err_code(r) == "bad_frame" and r["re"] == "seven", r
     pair_msgpack.bad.send_bytes(msgpack.packb({"id": 2, "op": "ping"}).decode("latin-1").encode("utf-8"),
                                 opcode=OP_TEXT)
     assert_null_reply(pair_msgpack.bad, "bad_frame")

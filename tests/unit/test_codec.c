@@ -999,6 +999,95 @@ static void test_json_unescape(void **state) {
   assert_int_equal(out[0], 0);
 }
 
+/* ---- codec_peek_id ----------------------------------------------------------------------------- */
+
+/* The id read from p (NULL: none) must be the integer want_i, or the string want_s. */
+static void peek_is(codec_t c, const char *p, size_t n, const char *want_s, long long want_i, bool none) {
+  json_t *id = codec_peek_id(c, (const uint8_t *)p, n);
+  if (none) {
+    assert_null(id);
+    return;
+  }
+  assert_non_null(id);
+  if (want_s) {
+    assert_true(json_is_string(id));
+    assert_string_equal(json_string_value(id), want_s);
+  } else {
+    assert_true(json_is_integer(id));
+    assert_int_equal(json_integer_value(id), want_i);
+  }
+  json_decref(id);
+}
+#define PEEK_INT(c, lit, v) peek_is(c, lit, sizeof lit - 1, NULL, v, false)
+#define PEEK_STR(c, lit, v) peek_is(c, lit, sizeof lit - 1, v, 0, false)
+#define PEEK_NONE(c, lit)   peek_is(c, lit, sizeof lit - 1, NULL, 0, true)
+
+static void test_peek_id_json(void **state) {
+  (void)state;
+  PEEK_INT(CODEC_JSON, "{\"id\":7,\"op\":\"ping\"}", 7);
+  PEEK_INT(CODEC_JSON, "{\"id\":7,\"op\":", 7);
+  PEEK_INT(CODEC_JSON, " {\"a\":[1,{\"}\":\"]\"}],\"id\" : -12 ,\"b\":}", -12);
+  PEEK_STR(CODEC_JSON, "{\"op\":\"x\",\"id\":\"r\\u0041\"", "rA");
+  PEEK_INT(CODEC_JSON, "{\"\\u0069d\":5}", 5);
+  PEEK_INT(CODEC_JSON, "{\"id\":1} trailing", 1);
+  PEEK_NONE(CODEC_JSON, "");
+  PEEK_NONE(CODEC_JSON, "[{\"id\":1}]");
+  PEEK_NONE(CODEC_JSON, "{\"id\":1.5}");
+  PEEK_NONE(CODEC_JSON, "{\"id\":[1]}");
+  PEEK_NONE(CODEC_JSON, "{\"id\":99999999999999999999}");
+  PEEK_NONE(CODEC_JSON, "{\"id\":1,\"id\":1}");
+  PEEK_NONE(CODEC_JSON, "{\"a\":[,\"id\":1}"); /* unreadable before the id: "[" never closes */
+  PEEK_NONE(CODEC_JSON, "{\"id\":\"\\ud800\"}");
+  PEEK_NONE(CODEC_JSON, "{\"ida\":1}");
+}
+
+static void test_peek_id_msgpack(void **state) {
+  (void)state;
+  PEEK_INT(CODEC_MSGPACK, "\x82\xa2id\x07\xa2op\xa4ping", 7);
+  PEEK_INT(CODEC_MSGPACK, "\x82\xa2op\xc4\x02\x00\x01\xa2id\xcd\x01\x00", 256);          /* bin before */
+  PEEK_INT(CODEC_MSGPACK, "\x82\xa2op\xd6\x05\x01\x02\x03\x04\xa2id\xd1\xff\x00", -256); /* fixext */
+  PEEK_INT(CODEC_MSGPACK, "\x81\xa2id\xd3\x80\x00\x00\x00\x00\x00\x00\x00", INT64_MIN);
+  PEEK_INT(CODEC_MSGPACK, "\x81\xa2id\xcf\x7f\xff\xff\xff\xff\xff\xff\xff", INT64_MAX);
+  PEEK_INT(CODEC_MSGPACK, "\x81\xa2id\xe0", -32);
+  PEEK_STR(CODEC_MSGPACK, "\x82\xd9\x02id\xa3r-1\xa2op\xc1", "r-1");
+  PEEK_STR(CODEC_MSGPACK, "\xde\x00\x01\xa2id\xda\x00\x01x", "x");
+  PEEK_INT(CODEC_MSGPACK, "\x83\xa2id\x01\x01\x02\xa2op\xc0", 1);             /* a non-string key after it */
+  PEEK_NONE(CODEC_MSGPACK, "\x81\xa2id\xcf\x80\x00\x00\x00\x00\x00\x00\x00"); /* > int64 */
+  PEEK_NONE(CODEC_MSGPACK, "\x81\xa2id\xc4\x01x");                            /* bin id */
+  PEEK_NONE(CODEC_MSGPACK, "\x81\xa2id\xa2\xff\xfe");                         /* not UTF-8 */
+  PEEK_NONE(CODEC_MSGPACK, "\x81\xa2id\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"); /* float */
+  PEEK_NONE(CODEC_MSGPACK, "\x82\xa2id\x01\xa2id\x02");
+  PEEK_NONE(CODEC_MSGPACK, "\x82\xa2op\xc4\xff\x00\xa2id\x01"); /* truncated before the id */
+  PEEK_NONE(CODEC_MSGPACK, "\x92\xa2id\x01");
+  PEEK_NONE(CODEC_MSGPACK, "\xdf\xff\xff\xff\xff");
+  PEEK_NONE(CODEC_MSGPACK, "");
+}
+
+/* Every prefix of a frame is read without reading past its end (ASan) and gives the id or nothing. */
+static void test_peek_id_prefixes(void **state) {
+  (void)state;
+  static const char mp[] = "\x84\xa1x\x92\xc7\x02\x01"
+                           "ab\x81\xa1k\xdc\x00\x01\xc0\xa2id\xd2\x00\x01\x00\x00"
+                           "\xa2op\xa4ping\xa1y\xdb\x00\x00\x00\x01z";
+  static const char js[] = "{\"x\":[{\"k\":\"a\\\"]}\"},null],\"id\":\"abc\",\"op\":\"ping\",\"y\":true}";
+  for (size_t n = 0; n <= sizeof mp - 1; n++) {
+    char *p = malloc(n ? n : 1); /* exactly n bytes: ASan sees any read past them */
+    memcpy(p, mp, n);
+    json_t *id = codec_peek_id(CODEC_MSGPACK, (uint8_t *)p, n);
+    assert_true(!id || json_integer_value(id) == 65536);
+    json_decref(id);
+    free(p);
+  }
+  for (size_t n = 0; n <= sizeof js - 1; n++) {
+    char *p = malloc(n ? n : 1);
+    memcpy(p, js, n);
+    json_t *id = codec_peek_id(CODEC_JSON, (uint8_t *)p, n);
+    assert_true(!id || !strcmp(json_string_value(id), "abc"));
+    json_decref(id);
+    free(p);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_encoder_matches_jansson),
@@ -1023,6 +1112,9 @@ int main(void) {
       cmocka_unit_test(test_frame_msgpack),
       cmocka_unit_test(test_frame_flags_and_scratch),
       cmocka_unit_test(test_json_unescape),
+      cmocka_unit_test(test_peek_id_json),
+      cmocka_unit_test(test_peek_id_msgpack),
+      cmocka_unit_test(test_peek_id_prefixes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
