@@ -34,6 +34,11 @@
 
 struct wsconn;
 
+struct utf8_state {
+  uint8_t need;   /* continuation bytes still to come */
+  uint8_t lo, hi; /* the range of the next continuation byte */
+};
+
 struct net {
   struct lws_context *ctx;
   struct core *core;
@@ -91,18 +96,63 @@ struct wsconn {
   struct wsconn *dirty_prev, *dirty_next;
   struct wsconn *idle_prev, *idle_next;
   struct wsconn *reread_prev, *reread_next;
-  bool reread;        /* on net->reread_head */
-  uint8_t rx_rounds;  /* reads of this connection in this iteration beyond lws's own (at most REREAD_MAX) */
-  uint32_t rx_epoch;  /* net->rx_epoch when rx_bytes was counted */
-  uint32_t rx_bytes;  /* wire bytes lws handed over from this connection's current read (estimated) */
-  uint64_t idle_due;  /* uv_now() ms */
-  int close_code;     /* nonzero: close at the next WRITEABLE */
-  int peer_code;      /* the close code the client sent, 0: none */
-  bool close_sent;    /* our close frame is written: close the socket once lws has sent it */
-  char *close_reason; /* owned; set with close_code */
+  bool reread;          /* on net->reread_head */
+  uint8_t rx_rounds;    /* reads of this connection in this iteration beyond lws's own (at most REREAD_MAX) */
+  uint32_t rx_epoch;    /* net->rx_epoch when rx_bytes was counted */
+  uint32_t rx_bytes;    /* wire bytes lws handed over from this connection's current read (estimated) */
+  uint64_t idle_due;    /* uv_now() ms */
+  int close_code;       /* nonzero: close at the next WRITEABLE */
+  int peer_code;        /* the close code the client sent, 0: none */
+  bool close_sent;      /* our close frame is written: close the socket once lws has sent it */
+  char *close_reason;   /* owned; set with close_code */
+  bool ended;           /* a callback of ours ended the connection (returned -1, or the idle kill) */
+  bool peer_closed;     /* the client sent a close frame */
+  struct utf8_state u8; /* the text message being received, checked piece by piece */
 };
 
 enum { PROTO_HTTP = 0, PROTO_JSON = 1, PROTO_MSGPACK = 2 };
+
+/* ---- UTF-8 of text messages and close reasons ------------------------------------------------------
+ *
+ * Checked here, not by lws (LWS_SERVER_OPTION_VALIDATE_UTF8 is off): lws 4.1 checks a close frame's
+ * reason before it tells the application about the close frame, and on invalid UTF-8 closes the TCP
+ * connection without a close frame (it also accepts a reason that ends inside a character). Here a text
+ * message that is not UTF-8 closes with 1007 and such a close reason with 1002. */
+
+/* Feed n bytes of a message to the strict UTF-8 check (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF); st carries a character split between pieces. False at the first invalid
+ * byte. The message is complete and valid if, after its last piece, st->need is 0. */
+static bool utf8_feed(struct utf8_state *st, const uint8_t *s, size_t n) {
+  uint8_t need = st->need, lo = st->lo, hi = st->hi;
+  size_t i = 0;
+  while (i < n) {
+    if (need) {
+      uint8_t c = s[i++];
+      if (c < lo || c > hi) return false;
+      need--;
+      lo = 0x80;
+      hi = 0xbf;
+      continue;
+    }
+    while (n - i >= 8) { /* ASCII, 8 bytes at a time */
+      uint64_t v;
+      memcpy(&v, s + i, 8);
+      if (v & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i == n) break;
+    uint8_t c = s[i++];
+    if (c < 0x80) continue;
+    if (c < 0xc2 || c > 0xf4) return false;
+    need = c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+    lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+    hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+  }
+  st->need = need;
+  st->lo = lo;
+  st->hi = hi;
+  return true;
+}
 
 /* ---- outbound queue -------------------------------------------------------------------------------- */
 
@@ -218,6 +268,7 @@ static void on_idle_timer(uv_timer_t *t) {
     idle_unlink(w);
     if (w->ping_out) { /* no pong, nothing else either: the peer is gone. (An async kill would wait for
                         * lws's next timer service, which nothing schedules on a foreign loop.) */
+      w->ended = true;
       lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
       continue;
     }
@@ -721,6 +772,30 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 
 /* ---- WebSocket --------------------------------------------------------------------------------------- */
 
+/* End the connection from inside a ws callback (which then returns what this returns): lws sends a close
+ * frame with code and why, or none when code is 0 (the socket failed). */
+static int ws_fail(struct wsconn *w, int code, const char *why) {
+  w->ended = true;
+  if (code) lws_close_reason(w->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
+  return -1;
+}
+
+/* lws is closing w's connection (LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL; lws sends the close frame set
+ * with lws_close_reason, if any, right after, unless the socket is gone: a client that closed or reset
+ * TCP gets nothing). When no callback of ours ended the connection and the client sent no close frame,
+ * lws's frame parser refused what the client sent. For some violations lws 4.1 sets no close reason and
+ * would drop the TCP connection without a close frame: a control frame longer than 125 bytes, a 64-bit
+ * payload length with its top bit set. Those get 1002 here (the ones lws gives a reason of its own, all
+ * 1002, too). A close we had asked for but not yet written is sent instead. */
+static void ws_dropping(struct wsconn *w, struct lws *wsi) {
+  if (!w->net || w->ended || w->peer_closed || w->close_sent) return;
+  int code = w->close_code ? w->close_code : CLOSE_PROTOCOL;
+  const char *why = w->close_code ? (w->close_reason ? w->close_reason : "") : "protocol error";
+  size_t len = strlen(why);
+  lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, len > 123 ? 123 : len);
+  w->close_code = code; /* nothing more is queued or read */
+}
+
 static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   struct wsconn *w = user;
   struct net *net = lws_context_user(lws_get_context(wsi));
@@ -733,7 +808,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     char peer[64];
     lws_get_peer_simple(wsi, peer, sizeof peer);
     w->conn = core_conn_open(net->core, codec, &ws_tx, w, peer);
-    if (!w->conn) return -1;
+    if (!w->conn) return ws_fail(w, CLOSE_INTERNAL, "out of memory");
     idle_touch(w);
     return 0;
   }
@@ -753,19 +828,19 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     if (!w->in_message) {
       w->rx.len = 0;
       w->in_message = true;
+      w->u8 = (struct utf8_state){0, 0x80, 0xbf};
     }
-    if (w->rx.len + len > (size_t)net->cfg->limits_max_frame) {
-      const char *why = "frame larger than limits.max_frame";
-      lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)why, strlen(why));
-      return -1;
-    }
+    if (w->rx.len + len > (size_t)net->cfg->limits_max_frame)
+      return ws_fail(w, CLOSE_TOO_BIG, "frame larger than limits.max_frame");
     bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (!lws_frame_is_binary(wsi) && (!utf8_feed(&w->u8, in, len) || (final && w->u8.need)))
+      return ws_fail(w, CLOSE_BAD_UTF8, "text frame is not valid UTF-8");
     if (final && w->rx.len == 0) { /* the whole message in one piece: no copy */
       w->in_message = false;
       core_conn_message(net->core, w->conn, in, len, lws_frame_is_binary(wsi));
       return 0;
     }
-    if (buf_append(&w->rx, in, len)) return -1;
+    if (buf_append(&w->rx, in, len)) return ws_fail(w, CLOSE_INTERNAL, "out of memory");
     if (final) {
       w->in_message = false;
       core_conn_message(net->core, w->conn, w->rx.data, w->rx.len, lws_frame_is_binary(wsi));
@@ -779,23 +854,31 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
         lws_callback_on_writable(wsi);
         return 0;
       }
-      if (w->close_sent) return -1;
+      if (w->close_sent) return ws_fail(w, 0, NULL);
       if (w->qlen && w->close_code != CLOSE_SLOW_CONSUMER) { /* say what is queued, then close */
-        if (flush(w)) return -1;
+        if (flush(w)) return ws_fail(w, 0, NULL);
         lws_callback_on_writable(wsi);
         return 0;
       }
       /* lws 4.1 drops the close frame when a WRITEABLE callback asks to close (seen with strace), so
        * the frame is written here like every other pre-framed frame, and the socket closed after it. */
-      if (send_close_frame(w)) return -1;
+      if (send_close_frame(w)) return ws_fail(w, 0, NULL);
       w->close_sent = true;
-      if (!lws_partial_buffered(wsi)) return -1;
+      if (!lws_partial_buffered(wsi)) return ws_fail(w, 0, NULL);
       lws_callback_on_writable(wsi);
       return 0;
     }
-    return flush(w) ? -1 : 0;
-  case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    return flush(w) ? ws_fail(w, 0, NULL) : 0;
+  case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+    w->peer_closed = true;
     if (len >= 2) w->peer_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
+    struct utf8_state st = {0, 0x80, 0xbf};
+    if (len == 1 || (len > 2 && (!utf8_feed(&st, (const uint8_t *)in + 2, len - 2) || st.need)))
+      return ws_fail(w, CLOSE_PROTOCOL, len == 1 ? "close payload of 1 byte" : "close reason is not UTF-8");
+    return 0;
+  }
+  case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+    ws_dropping(w, wsi);
     return 0;
   case LWS_CALLBACK_CLOSED:
     if (!w->net) return 0; /* never established */
@@ -874,13 +957,15 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   void *loops[] = {loop};
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                 LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+  /* no LWS_SERVER_OPTION_VALIDATE_UTF8: cb_ws checks UTF-8 (see utf8_feed) */
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
   info.foreign_loops = loops;
   info.port = (int)cfg->server_port;
   info.iface = cfg->server_host;
   if (strchr(cfg->server_host, '.') && !strchr(cfg->server_host, ':'))
-    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* else iface is ignored (NOTES.md) */
+    /* lws 4.1 ignores info.iface for an IPv4 address while IPv6 is enabled and listens on every
+     * interface: turn IPv6 off so that an IPv4 server.host is the only address listened on */
+    info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
   info.protocols = protocols;
   info.user = net;
   info.max_http_header_data = (unsigned short)cfg->limits_max_header_size;
@@ -975,7 +1060,9 @@ void net_destroy_in_loop(struct net *net) {
 
 void net_free(struct net *net) {
   if (!net) return;
-  if (net->ctx) lws_context_destroy(net->ctx); /* second destroy after uv_run returned (NOTES.md) */
+  /* With a foreign loop, lws finishes its teardown only in a second lws_context_destroy() after uv_run
+   * returned (the first one, in net_destroy_in_loop, needs the loop to run): without it ~330 KB leak. */
+  if (net->ctx) lws_context_destroy(net->ctx);
   buf_free(&net->scratch);
   frame_unref(net->ping);
   free(net->web_root);
