@@ -1,10 +1,13 @@
 /* net: the WebSocket and HTTP front end, libwebsockets on Parley's libuv loop.
  *
- * Write discipline (NOTES.md): every recipient's pre-framed frames are queued by reference during a
- * loop iteration and the connection is marked dirty; a uv_check callback, after the iteration's I/O,
- * writes each dirty connection's queue with one lws_write(LWS_WRITE_RAW) unless lws still holds part of
- * an earlier write, and asks for WRITEABLE only then (no poll() per write, no epoll_ctl churn per
- * delivery). Queues are bounded by limits.out_queue_bytes. */
+ * Write discipline: every recipient's pre-framed frames are queued by reference during a loop iteration
+ * and the connection is marked dirty; a uv_check callback, after the iteration's I/O, writes each dirty
+ * connection's queue in one write (lws_write(LWS_WRITE_RAW) with TLS, sendmsg() on plain TCP) unless lws
+ * still holds part of an earlier write, and asks for WRITEABLE only then. Used "by the book" (one
+ * lws_write per WRITEABLE callback, lws_callback_on_writable per delivery) lws spends epoll_ctl calls
+ * per delivery toggling POLLOUT: that held about 20k deliveries/s within a p99 of 50 ms on one core,
+ * where one batched write per connection and iteration reached several hundred thousand.
+ * Queues are bounded by limits.out_queue_bytes. */
 #ifndef PARLEY_NET_NET_H
 #define PARLEY_NET_NET_H
 
