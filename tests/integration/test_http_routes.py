@@ -131,6 +131,8 @@ def test_dev_login_is_404_when_off(server_factory):
     assert st == 404
     st, _, _ = http(srv.port, "POST", "/api/nothing-here", body="{}")
     assert st == 404
+    st, _, _ = http(srv.port, "POST", "/api/admin/reload", body="{}", headers={"Authorization": "Bearer "})
+    assert st == 404  # hooks.admin_key unset: no such endpoint
 
 
 def test_admin_reload_routes(server_factory):
