@@ -94,6 +94,10 @@ struct store_backend {
   /* The user's room list, sorted by room name, with each room's head and the user's read marker;
    * appended to out (left as it was on failure). */
   int (*rooms_of)(void *ctx, const char *user_id, struct store_room_list *out);
+  /* Forget a user whose identity has ended (a guest whose session ended): delete its room list, read
+   * markers and last-seen (every row member_set, read_set and set_last_seen wrote for user_id); its
+   * messages stay. No rows: success. */
+  int (*forget_user)(void *ctx, const char *user_id);
   /* Optional. The writer calls it after each append batch has been completed (its acks are out), for
    * work that should not delay them (SQLite: moving the inbox into the messages table). */
   int (*after_batch)(void *ctx);

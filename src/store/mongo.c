@@ -772,6 +772,21 @@ static int mg_read_set(void *ctx, const char *user_id, const char *room, uint64_
   return ok && have ? call_ok(g) : call_fail(g, "read_set", &e);
 }
 
+static int mg_forget_user(void *ctx, const char *user_id) {
+  struct mg *g = ctx;
+  if (!user_id || !user_id[0]) return STORE_EINVAL;
+  bson_error_t e;
+  bson_t *sel = BCON_NEW("user_id", BCON_UTF8(user_id));
+  bool ok = mongoc_collection_delete_many(g->memberships, sel, NULL, NULL, &e);
+  bson_destroy(sel);
+  if (ok) {
+    sel = BCON_NEW("_id", BCON_UTF8(user_id));
+    ok = mongoc_collection_delete_one(g->users, sel, NULL, NULL, &e);
+    bson_destroy(sel);
+  }
+  return ok ? call_ok(g) : call_fail(g, "forget_user", &e);
+}
+
 static int room_cmp(const void *a, const void *b) {
   return strcmp(((const struct store_room *)a)->room, ((const struct store_room *)b)->room);
 }
@@ -936,4 +951,5 @@ const struct store_backend store_backend_mongo = {
     .member_set = mg_member_set,
     .read_set = mg_read_set,
     .rooms_of = mg_rooms_of,
+    .forget_user = mg_forget_user,
 };

@@ -76,6 +76,8 @@ enum {
   S_READ_GET,
   S_ROOMS_OF,
   S_ROOMS_OF_FULL,
+  S_FORGET_MEMBERS,
+  S_FORGET_SEEN,
   S_INBOX_ADD,
   S_INBOX_READ_ASC,
   S_INBOX_READ_DESC,
@@ -135,6 +137,8 @@ static const char *const sql[S_COUNT] = {
         "m.room), "
         "0)), m.read FROM memberships AS m "
         "LEFT JOIN rooms AS r ON r.room = m.room WHERE m.user_id = ?1 AND m.listed ORDER BY m.room",
+    [S_FORGET_MEMBERS] = "DELETE FROM memberships WHERE user_id = ?1",
+    [S_FORGET_SEEN] = "DELETE FROM users WHERE user_id = ?1",
     [S_INBOX_ADD] = "INSERT INTO inbox (" MSG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_INBOX_READ_ASC] = "SELECT " MSG_COLS " FROM inbox WHERE room = ?1 AND seq > ?2 AND seq < ?3 "
                          "ORDER BY seq ASC LIMIT ?4",
@@ -1074,6 +1078,36 @@ static int sq_member_set(void *ctx, const char *user_id, const char *room, bool 
   return ret ? ret : call_ok(q);
 }
 
+/* Both deletes or neither: a transaction of its own, or a savepoint inside a group (sq_group). */
+static int sq_forget_user(void *ctx, const char *user_id) {
+  struct sq *q = ctx;
+  if (!user_id || !user_id[0]) return STORE_EINVAL;
+  bool own = sqlite3_get_autocommit(q->db) != 0;
+  int ret;
+  if (own)
+    ret = exec_stmt(q, q->st[S_BEGIN], "forget_user");
+  else
+    ret = sqlite3_exec(q->db, "SAVEPOINT forget", NULL, NULL, NULL)
+              ? call_fail(q, "forget_user", SQLITE_ERROR)
+              : 0;
+  if (ret) return ret;
+  sqlite3_stmt *s = q->st[S_FORGET_MEMBERS];
+  bind_text(s, 1, user_id);
+  if (!(ret = exec_stmt(q, s, "forget_user"))) {
+    s = q->st[S_FORGET_SEEN];
+    bind_text(s, 1, user_id);
+    ret = exec_stmt(q, s, "forget_user");
+  }
+  if (own) {
+    if (!ret) ret = exec_stmt(q, q->st[S_COMMIT], "forget_user");
+    if (ret && sqlite3_get_autocommit(q->db) == 0) exec_stmt(q, q->st[S_ROLLBACK], "forget_user");
+  } else if (sqlite3_get_autocommit(q->db) == 0) {
+    if (ret) sqlite3_exec(q->db, "ROLLBACK TO forget", NULL, NULL, NULL);
+    sqlite3_exec(q->db, "RELEASE forget", NULL, NULL, NULL);
+  }
+  return ret ? ret : call_ok(q);
+}
+
 static int read_marker(struct sq *q, const char *user_id, const char *room, uint64_t *read) {
   sqlite3_stmt *s = q->st[S_READ_GET];
   bind_text(s, 1, user_id);
@@ -1303,6 +1337,7 @@ const struct store_backend store_backend_sqlite = {
     .member_set = sq_member_set,
     .read_set = sq_read_set,
     .rooms_of = sq_rooms_of,
+    .forget_user = sq_forget_user,
     .after_batch = sq_after_batch,
     .group = sq_group,
     .wal_pages = sq_wal_pages,

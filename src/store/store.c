@@ -55,7 +55,8 @@ static void ask_checkpoint(struct worker *w);
  * submitted before it (join, leave with forget), so a client reads its own writes. */
 static bool is_write(enum store_req_kind k) {
   return k == STORE_REQ_APPEND || k == STORE_REQ_LAST_SEEN_SET || k == STORE_REQ_RETAIN ||
-         k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_ROOMS;
+         k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_ROOMS ||
+         k == STORE_REQ_FORGET_USER;
 }
 
 static void complete(struct store *s, struct store_req *first, struct store_req *last) {
@@ -133,6 +134,9 @@ static void run_one(struct worker *w, struct store_req *r) {
   case STORE_REQ_ROOMS:
     rc = be->rooms_of(w->ctx, r->u.rooms.user_id, &r->u.rooms.out);
     break;
+  case STORE_REQ_FORGET_USER:
+    rc = be->forget_user(w->ctx, r->u.forget.user_id);
+    break;
   case STORE_REQ_APPEND:
     break; /* batched in run_appends */
   }
@@ -141,9 +145,10 @@ static void run_one(struct worker *w, struct store_req *r) {
 
 static bool is_append(enum store_req_kind k) { return k == STORE_REQ_APPEND; }
 
-/* Small writes: one row each, grouped into one transaction when several wait together (run_group). */
+/* Small writes: a few rows each, grouped into one transaction when several wait together (run_group). */
 static bool is_small_write(enum store_req_kind k) {
-  return k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_LAST_SEEN_SET;
+  return k == STORE_REQ_MEMBER_SET || k == STORE_REQ_READ_SET || k == STORE_REQ_LAST_SEEN_SET ||
+         k == STORE_REQ_FORGET_USER;
 }
 
 /* How many requests from r on are of a kind `same` accepts; *after: the first one that is not. */

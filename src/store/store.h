@@ -26,6 +26,7 @@ enum store_req_kind {
   STORE_REQ_MEMBER_SET,    /* writer: u.member */
   STORE_REQ_READ_SET,      /* writer: u.marker → u.marker.read */
   STORE_REQ_ROOMS,         /* writer (ordered after membership changes): u.rooms.user_id → u.rooms.out */
+  STORE_REQ_FORGET_USER,   /* writer: u.forget.user_id's room list, read markers and last-seen go */
 };
 
 #define STORE_EOVERLOADED (-10) /* submit: the queue is full */
@@ -70,6 +71,9 @@ struct store_req {
       char *user_id;
       struct store_room_list out; /* filled by the reader; the owner frees it */
     } rooms;
+    struct {
+      char *user_id;
+    } forget;
   } u;
 };
 

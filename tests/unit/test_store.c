@@ -1227,6 +1227,51 @@ static void test_room_list_persistence(void **state) {
   EXPECT_ROOMS(f, f->r, "ann", "p:5:3", "q:1:0", "unlisted:0:8", NULL);
 }
 
+/* forget_user: a guest whose session ended leaves no rows behind — room list, markers (listed or not) and
+ * last-seen go, other users' rows and everyone's messages stay; alone and inside a group. */
+static void test_forget_user(void **state) {
+  struct fx *f = fixture(state);
+  const struct store_backend *be = f->k->be;
+  append_n(f, "a", 1, 4, 1000);
+  append1(f, "a", "guest-1", "g1", 2000);
+  member(f, "guest-1", "a", true);
+  member(f, "guest-1", "b", true);
+  assert_int_equal(mark(f, "guest-1", "a", 3), 3);
+  assert_int_equal(mark(f, "guest-1", "unlisted", 2), 2);
+  assert_int_equal(be->set_last_seen(f->w, "guest-1", 42), STORE_OK);
+  member(f, "ann", "a", true);
+  assert_int_equal(mark(f, "ann", "a", 1), 1);
+  assert_int_equal(be->set_last_seen(f->w, "ann", 43), STORE_OK);
+  assert_int_equal(be->forget_user(f->w, "guest-1"), STORE_OK);
+  EXPECT_ROOMS(f, f->r, "guest-1", NULL);
+  assert_int_equal(mark(f, "guest-1", "unlisted", 0), 0); /* the unlisted marker went too */
+  assert_int_equal(mark(f, "guest-1", "a", 0), 0);
+  uint64_t ts = 7;
+  assert_int_equal(be->get_last_seen(f->r, "guest-1", &ts), STORE_OK);
+  assert_int_equal(ts, 0);
+  EXPECT_ROOMS(f, f->r, "ann", "a:5:1", NULL); /* others keep theirs; the guest's message stays */
+  assert_int_equal(be->get_last_seen(f->r, "ann", &ts), STORE_OK);
+  assert_int_equal(ts, 43);
+  struct store_msg_list l = {0};
+  assert_int_equal(be->read(f->r, "a", 0, 0, 10, false, &l), STORE_OK);
+  assert_int_equal(l.n, 5);
+  assert_string_equal(l.v[4].user_id, "guest-1");
+  store_msg_list_free(&l);
+  assert_int_equal(be->forget_user(f->w, "nobody"), STORE_OK); /* nothing to delete: fine */
+  assert_int_equal(be->forget_user(f->w, ""), STORE_EINVAL);
+  assert_int_equal(be->forget_user(f->w, NULL), STORE_EINVAL);
+  if (!be->group) return;
+  /* Inside a group (a savepoint), beside other small writes. */
+  member(f, "guest-2", "a", true);
+  assert_int_equal(be->group(f->w, true), STORE_OK);
+  assert_int_equal(mark(f, "guest-2", "a", 2), 2);
+  assert_int_equal(be->forget_user(f->w, "guest-2"), STORE_OK);
+  member(f, "ann", "c", true);
+  assert_int_equal(be->group(f->w, false), STORE_OK);
+  EXPECT_ROOMS(f, f->r, "guest-2", NULL);
+  EXPECT_ROOMS(f, f->r, "ann", "a:5:1", "c:0:0", NULL);
+}
+
 /* ---- backend-specific ---- */
 
 static void test_sqlite_schema(void **state) {
@@ -1673,7 +1718,8 @@ static void test_msg_helpers(void **state) {
   X(test_grouped_small_writes, setup)                                                                        \
   X(test_read_markers, setup)                                                                                \
   X(test_membership_remove_readd, setup)                                                                     \
-  X(test_room_list_persistence, setup)
+  X(test_room_list_persistence, setup)                                                                       \
+  X(test_forget_user, setup)
 
 #define TEST(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, teardown),
 
