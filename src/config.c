@@ -219,6 +219,7 @@ static const struct key keys[] = {
     KEY_RATE("rate.join", rate_join, "10/s burst 100", LIVE,
              "`join` per connection (the burst lets a reconnecting client rejoin its rooms at once)."),
     KEY_RATE("rate.typing", rate_typing, "5/s burst 10", LIVE, "`typing` per connection."),
+    KEY_RATE("rate.read", rate_read, "10/s burst 50", LIVE, "`read` (read marker) per connection."),
     KEY_RATE("rate.connect_ip", rate_connect_ip, "20/s burst 100", LIVE,
              "WebSocket handshakes per client IP; over it: HTTP 429."),
     KEY_INT("rate.strikes", rate_strikes, "20", 0, 1000000, LIVE,

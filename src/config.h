@@ -141,6 +141,7 @@ struct config {
   struct config_rate rate_send_ip;   /* rate.send_ip: per client IP */
   struct config_rate rate_join;      /* rate.join: per connection */
   struct config_rate rate_typing;    /* rate.typing: per connection */
+  struct config_rate rate_read;      /* rate.read: per connection */
   struct config_rate rate_connect_ip; /* rate.connect_ip: WebSocket handshakes per client IP */
   int64_t rate_strikes;               /* rate.strikes: rejections within rate.strikes_window before close */
   int64_t rate_strikes_window;        /* rate.strikes_window (ms) */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 struct auth {
   struct jwt_keyset *keys;
@@ -54,8 +55,27 @@ static enum perr verify(const struct auth *a, const struct config *cfg, const ch
   return PERR_OK;
 }
 
-enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, uint64_t guest_no,
-                     int64_t now, struct identity *out, char *msg, size_t msglen) {
+/* A guest id: "guest-" and 16 hex digits of a 64-bit number from the kernel's random source. Ids never
+ * repeat, also not across restarts (a collision is a 2^-64 event per pair), and knowing one guest's id
+ * tells nothing about another's. -1 when the random source fails: no guest rather than a guessable one. */
+static int guest_id(char id[32], char name[32]) {
+  uint64_t r = 0;
+  size_t got = 0;
+  while (got < sizeof r) {
+    ssize_t n = getrandom((char *)&r + got, sizeof r - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    got += (size_t)n;
+  }
+  snprintf(id, 32, "guest-%016llx", (unsigned long long)r);
+  snprintf(name, 32, "Guest %.4s", id + 6);
+  return 0;
+}
+
+enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                     struct identity *out, char *msg, size_t msglen) {
   memset(out, 0, sizeof *out);
   if (token) {
     struct jwt_claims cl;
@@ -70,8 +90,10 @@ enum perr auth_hello(const struct auth *a, const struct config *cfg, const char 
     return PERR_AUTH_REQUIRED;
   }
   char id[32], name[32];
-  snprintf(id, sizeof id, "guest-%llu", (unsigned long long)guest_no);
-  snprintf(name, sizeof name, "Guest %llu", (unsigned long long)guest_no);
+  if (guest_id(id, name)) {
+    snprintf(msg, msglen, "cannot make a guest id now (no random numbers)");
+    return PERR_INTERNAL;
+  }
   out->id = strdup(id);
   out->name = strdup(name);
   out->guest = true;

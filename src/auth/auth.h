@@ -14,7 +14,7 @@
 #include "proto/errors.h"
 
 struct identity {
-  char *id;             /* owned: the token's sub, or "guest-<n>" */
+  char *id;             /* owned: the token's sub, or "guest-<16 random hex digits>" */
   char *name;           /* owned */
   struct grant *grants; /* owned: the token's `rooms` grants (none for guests: see auth.guest_rooms) */
   size_t ngrants;
@@ -29,13 +29,15 @@ struct auth;
 int auth_new(const struct config *cfg, struct auth **out, char *err, size_t errlen);
 void auth_free(struct auth *a);
 
-/* At hello. token NULL: a guest "guest-<guest_no>" when auth.allow_anonymous, else PERR_AUTH_REQUIRED.
+/* At hello. token NULL: a new guest when auth.allow_anonymous (else PERR_AUTH_REQUIRED): id "guest-" and 16
+ * random hex digits — never repeated, also across restarts, and not predictable from other guests' ids —
+ * name "Guest " and the id's first 4 digits.
  * With a token: PERR_AUTH_FAILED unless it verifies (keys, alg pin, exp/nbf/iat with auth.leeway, aud,
  * iss, sub; a sub starting with "guest-" is refused). now: wall-clock seconds. On PERR_OK out is filled
  * (free with identity_free); otherwise out is zeroed and msg holds "<subcode>: <text>", the subcode being
  * one of docs/security.md (expired, bad_signature, ...). */
-enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, uint64_t guest_no,
-                     int64_t now, struct identity *out, char *msg, size_t msglen);
+enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                     struct identity *out, char *msg, size_t msglen);
 
 /* At `refresh`: token must verify as at hello and carry the same sub as who (guests cannot refresh). On
  * PERR_OK who->exp and who->grants are replaced (id and name stay); re-check the connection's rooms with

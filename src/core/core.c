@@ -30,7 +30,6 @@ struct core *core_new(const struct config *cfg, struct store *store) {
   core->cfg = cfg;
   core->store = store;
   core->next_conn_id = 1;
-  core->next_guest = 1;
   core->retention_last = core_mono_ms();
   core->rl_send_user = rl_table_new(100000);
   core->rl_send_ip = rl_table_new(100000);
@@ -200,13 +199,17 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   char msg[160];
-  enum perr rc = auth_hello(core->auth, core->cfg, req->token, core->next_guest,
-                            (int64_t)(core_now_ms() / 1000), &c->who, msg, sizeof msg);
+  enum perr rc = auth_hello(core->auth, core->cfg, req->token, (int64_t)(core_now_ms() / 1000), &c->who, msg,
+                            sizeof msg);
   if (rc != PERR_OK) {
     reply_err(core, c, req->id, rc, msg);
     return;
   }
-  if (!req->token) core->next_guest++;
+  if (!req->token && req->resume && session_guest_identity(core, req->resume, &c->who) < 0) {
+    identity_free(&c->who);
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  }
   c->deadline = auth_deadline_ms(core->cfg, &c->who);
   if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_AUTH)) {
     struct hook_result res = HOOK_RESULT_INIT;
@@ -241,6 +244,8 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
   }
   c->authed = true;
   pending_unlink(core, c);
+  /* The session's rooms were entered under an earlier token: the one this connection brought decides. */
+  if (resumed) rights_recheck(core, c, false);
   char connid[32], sessid[32];
   snprintf(connid, sizeof connid, "c%" PRIu64, c->id);
   snprintf(sessid, sizeof sessid, "s%" PRIu64, s->id);
@@ -273,17 +278,7 @@ static void op_refresh(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   c->deadline = auth_deadline_ms(core->cfg, &c->who);
-  for (uint32_t i = c->nrooms; i-- > 0;) {
-    struct room *r = c->rooms[i]->room;
-    if (access_rights(core->cfg, &c->who, r->name) & ACCESS_READ) continue;
-    json_t *ev = json_pack("{s:s,s:s,s:s}", "ev", "kicked", "room", r->name, "reason", "access revoked");
-    r->pins++;
-    conn_leave_at(core, c, i);
-    if (c->sess) session_exit(core, c->sess, r);
-    r->pins--;
-    room_release_if_unused(&core->rooms, r);
-    conn_send_doc(core, c, ev);
-  }
+  rights_recheck(core, c, true);
   reply_ok(core, c, req->id,
            json_pack("{s:o}", "exp", c->who.exp ? json_integer((json_int_t)c->who.exp) : json_null()));
 }

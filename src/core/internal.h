@@ -21,6 +21,7 @@ struct session;
 struct user {
   char *id, *name; /* owned */
   uint32_t nsessions;
+  bool guest;            /* a guest's identity: it ends with the user's last session (presence.c) */
   uint64_t online_since; /* wall-clock ms */
   struct session *sessions;
   UT_hash_handle hh;
@@ -72,11 +73,11 @@ struct conn {
   struct session *sess;
   char **watching; /* user ids this connection watches (owned) */
   uint32_t nwatching;
-  uint32_t mark;                                /* fan-out dedupe (core->mark) */
-  int64_t deadline;                             /* wall ms when the token expires (0: never) */
-  struct rl_bucket rl_send, rl_join, rl_typing; /* per-connection rate limits */
-  struct rl_strikes strikes;                    /* rate-limit rejections, for the graded response */
-  bool ip_counted;                              /* holds a slot of limits.max_connections_per_ip */
+  uint32_t mark;                                         /* fan-out dedupe (core->mark) */
+  int64_t deadline;                                      /* wall ms when the token expires (0: never) */
+  struct rl_bucket rl_send, rl_join, rl_typing, rl_read; /* per-connection rate limits */
+  struct rl_strikes strikes;                             /* rate-limit rejections, for the graded response */
+  bool ip_counted;                                       /* holds a slot of limits.max_connections_per_ip */
   uint64_t opened_mono;
   struct conn *pend_prev, *pend_next; /* awaiting hello, oldest first */
   UT_hash_handle hh;
@@ -98,7 +99,6 @@ struct core {
   struct room_set rooms;
   struct metrics metrics;
   uint64_t next_conn_id;
-  uint64_t next_guest;
   uint32_t mid_counter;
   uint64_t retention_last;  /* monotonic ms of the last retention pass */
   struct user *users;       /* uthash by id */
@@ -179,11 +179,17 @@ void dm_list_peer(struct core *core, struct conn *c, const char *room);
 void op_read(struct core *core, struct conn *c, struct request *req);
 /* Whether messages of this room are stored (history on and a store configured). */
 bool room_is_durable(const struct core *core, const char *name);
+/* Leave the rooms c (and its session) may no longer read, with a `kicked` event to c when kicked_ev. */
+void rights_recheck(struct core *core, struct conn *c, bool kicked_ev);
 
 /* presence.c */
 struct session *session_open(struct core *core, struct conn *c, const char *client);
 /* Reattach the detached session with this token if it belongs to c's user; NULL otherwise. */
 struct session *session_resume(struct core *core, struct conn *c, const char *token);
+/* A guest has no token to prove who it was: the resume token of its detached session does. When token is
+ * such a session's and who is a (new) guest, who takes that guest's id and name and 1 is returned; 0: not
+ * a resumable guest session (who unchanged); -1: out of memory. */
+int session_guest_identity(struct core *core, const char *token, struct identity *who);
 void session_detach(struct core *core, struct session *s);
 void session_end(struct core *core, struct session *s);
 /* Make the session present in r (join event to others if the user's first); -1 when out of memory. */
@@ -194,6 +200,8 @@ void presence_tick(struct core *core, uint64_t now_mono);
 void presence_conn_closed(struct core *core, struct conn *c);
 void op_presence(struct core *core, struct conn *c, struct request *req);
 void presence_free_all(struct core *core);
+/* The user with at least one session (attached or detached) here, or NULL. */
+struct user *user_find(struct core *core, const char *id);
 
 /* typing.c */
 void op_typing(struct core *core, struct conn *c, struct request *req);

@@ -17,6 +17,11 @@ int metrics_render(const struct core *core, buf_t *out) {
   const struct metrics *m = core_metrics((struct core *)core);
   GAUGE("parley_connections", "Open WebSocket connections.", core_conn_count(core));
   GAUGE("parley_rooms", "Rooms in memory.", core_room_count(core));
+  GAUGE("parley_users", "Users with a session here (attached or within session.resume_ttl).",
+        HASH_COUNT(core->users));
+  GAUGE("parley_sessions", "Sessions, attached or detached.", HASH_COUNT(core->sessions));
+  GAUGE("parley_last_seen_entries", "Last-seen times of users gone offline kept in memory (guests: none).",
+        HASH_COUNT(core->seen));
   COUNTER("parley_connections_total", "WebSocket connections accepted.", m->connections_total);
   COUNTER("parley_connections_refused_total", "WebSocket handshakes refused.", m->connections_refused);
   COUNTER("parley_frames_in_total", "WebSocket messages received.", m->frames_in);

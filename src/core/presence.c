@@ -95,10 +95,43 @@ static void seen_store(struct core *core, const char *user_id, uint64_t ts) {
 
 /* ---- users and sessions ---- */
 
-static struct user *user_get(struct core *core, const char *id) {
+struct user *user_find(struct core *core, const char *id) {
   struct user *u = NULL;
   HASH_FIND_STR(core->users, id, u);
   return u;
+}
+
+/* A guest's identity ends with its last session (after the resume grace): no one can be that guest again
+ * (ids are random and never repeat), so what the store kept for it — room list, read markers — is deleted
+ * then, behind the guest's own writes (the writer runs them in order). Its messages stay in history. */
+struct pending_forget {
+  struct store_req req;
+  char *user_id;
+};
+
+static void forget_done(struct store_req *req) {
+  struct pending_forget *p = (struct pending_forget *)req;
+  if (req->err) log_warn("deleting the stored state of %s failed: %s", p->user_id, req->errmsg);
+  free(p->user_id);
+  free(p);
+}
+
+static void guest_forget(struct core *core, const char *user_id) {
+  if (!core->store) return;
+  struct pending_forget *p = calloc(1, sizeof *p);
+  if (!p || !(p->user_id = strdup(user_id))) {
+    free(p);
+    log_warn("out of memory: the stored state of %s stays", user_id);
+    return;
+  }
+  p->req.kind = STORE_REQ_FORGET_USER;
+  p->req.done = forget_done;
+  p->req.u.forget.user_id = p->user_id;
+  if (store_submit(core->store, &p->req)) {
+    p->req.err = STORE_ECLOSED;
+    snprintf(p->req.errmsg, sizeof p->req.errmsg, "the store refused the request");
+    forget_done(&p->req);
+  }
 }
 
 /* {"ev":"presence", ...STATUS} */
@@ -119,7 +152,7 @@ static void user_online(struct core *core, struct user *u) {
 }
 
 struct session *session_open(struct core *core, struct conn *c, const char *client) {
-  struct user *u = user_get(core, c->who.id);
+  struct user *u = user_find(core, c->who.id);
   bool fresh = !u;
   if (!u) {
     u = calloc(1, sizeof *u);
@@ -129,6 +162,7 @@ struct session *session_open(struct core *core, struct conn *c, const char *clie
       return NULL;
     }
     u->online_since = core_now_ms();
+    u->guest = c->who.guest && !strncmp(c->who.id, "guest-", 6); /* not a name a hook gave the guest */
     HASH_ADD_KEYPTR(hh, core->users, u->id, strlen(u->id), u);
   }
   struct session *s = calloc(1, sizeof *s);
@@ -186,6 +220,23 @@ struct session *session_resume(struct core *core, struct conn *c, const char *to
   s->conn = c;
   c->sess = s;
   return s;
+}
+
+int session_guest_identity(struct core *core, const char *token, struct identity *who) {
+  struct session *s = NULL;
+  HASH_FIND_STR(core->sessions, token, s);
+  if (!s || s->conn || s->ending || !s->user->guest || !who->guest) return 0;
+  char *id = strdup(s->user->id), *name = strdup(s->user->name);
+  if (!id || !name) {
+    free(id);
+    free(name);
+    return -1;
+  }
+  free(who->id);
+  free(who->name);
+  who->id = id;
+  who->name = name;
+  return 1;
 }
 
 bool session_in(const struct session *s, const struct room *r) {
@@ -277,7 +328,10 @@ void session_end(struct core *core, struct session *s) {
       }
     send_to_watchers(core, u->id, &e);
     outev_done(&e);
-    seen_store(core, u->id, now);
+    if (u->guest) /* the identity ends here: nothing of it is kept (no last-seen either) */
+      guest_forget(core, u->id);
+    else
+      seen_store(core, u->id, now);
     hook_notify(core, PARLEY_HOOK_OFFLINE, NULL, u->id, u->name, NULL); /* exactly once per going offline */
   }
   while (s->nrooms) session_exit_at(core, s, s->nrooms - 1);
@@ -365,7 +419,7 @@ static json_t *room_members_json(struct core *core, struct room *r) {
   json_t *members = json_array();
   struct room_user *ru, *tmp;
   HASH_ITER(hh, r->users, ru, tmp) {
-    struct user *u = user_get(core, ru->user_id);
+    struct user *u = user_find(core, ru->user_id);
     if (!u) continue;
     json_t *conns = json_array();
     for (struct session *s = u->sessions; s; s = s->unext) {
@@ -451,7 +505,7 @@ void op_presence(struct core *core, struct conn *c, struct request *req) {
     const char *id = json_string_value(json_array_get(req->users, i));
     if (watch_add(core, c, id))
       log_debug("conn %" PRIu64 ": presence watch of %s not kept (limit)", c->id, id);
-    struct user *u = user_get(core, id);
+    struct user *u = user_find(core, id);
     uint64_t seen = u ? 0 : seen_get(core, id);
     json_array_append_new(pp->users, status_json(id, u ? u->name : id, u != NULL, seen));
     if (!u && !seen && core->store) {

@@ -455,6 +455,13 @@ static json_t *room_entry(const char *room, uint64_t seq, uint64_t read) {
                    "unread", (json_int_t)(seq > read ? seq - read : 0));
 }
 
+/* Whether c may see room in its room list: the same right as reading it (src/auth/access.c), under the
+ * connection's current token. A room whose grant went away drops out of the list; its stored entry and
+ * marker stay, so a token that grants it again brings it back as it was. */
+static bool room_listed_for(struct core *core, struct conn *c, const char *room) {
+  return (access_rights(core->cfg, &c->who, room) & ACCESS_READ) != 0;
+}
+
 static void rooms_done(struct store_req *req) {
   struct pending_user_op *p = (struct pending_user_op *)req;
   struct conn *c = core_conn_by_id(p->core, p->conn_id);
@@ -465,6 +472,7 @@ static void rooms_done(struct store_req *req) {
       json_t *rooms = json_array();
       for (size_t i = 0; i < req->u.rooms.out.n; i++) {
         struct store_room *sr = &req->u.rooms.out.v[i];
+        if (!room_listed_for(p->core, c, sr->room)) continue;
         struct room *r = room_get(&p->core->rooms, sr->room, false, 0);
         uint64_t head = r && r->state == ROOM_READY && r->seq > sr->head ? r->seq : sr->head;
         json_array_append_new(rooms, room_entry(sr->room, head, sr->read));
@@ -479,7 +487,8 @@ void op_rooms(struct core *core, struct conn *c, struct request *req) {
   if (!core->store) { /* no persistence: the rooms this session is in */
     json_t *rooms = json_array();
     for (uint32_t i = 0; c->sess && i < c->sess->nrooms; i++)
-      json_array_append_new(rooms, room_entry(c->sess->rooms[i]->name, c->sess->rooms[i]->seq, 0));
+      if (room_listed_for(core, c, c->sess->rooms[i]->name))
+        json_array_append_new(rooms, room_entry(c->sess->rooms[i]->name, c->sess->rooms[i]->seq, 0));
     reply_ok(core, c, req->id, json_pack("{s:o}", "rooms", rooms));
     return;
   }
@@ -497,15 +506,17 @@ void op_rooms(struct core *core, struct conn *c, struct request *req) {
   }
 }
 
-/* Tell the user's other connections that their read marker of room moved. */
+/* Tell the user's other connections that their read marker of room moved: through the user's own
+ * sessions (a few), never a walk over every connection. from may be NULL (it has gone). */
 static void read_notify(struct core *core, struct conn *from, const char *user_id, const char *room,
                         uint64_t read) {
+  struct user *u = user_find(core, user_id);
+  if (!u) return;
   struct outev e = {.flags = FRAME_EPHEMERAL};
   e.doc = json_pack("{s:s,s:s,s:I}", "ev", "read", "room", room, "seq", (json_int_t)read);
-  struct conn *c, *tmp;
-  HASH_ITER(hh, core->conns, c, tmp) {
-    if (c != from && c->authed && !strcmp(c->who.id, user_id))
-      conn_send_frame(core, c, outev_frame(&e, c->codec));
+  for (struct session *s = u->sessions; e.doc && s; s = s->unext) {
+    struct conn *c = s->conn;
+    if (c && c != from && c->authed) conn_send_frame(core, c, outev_frame(&e, c->codec));
   }
   outev_done(&e);
 }
@@ -526,7 +537,11 @@ static void read_done(struct store_req *req) {
   user_op_free(p);
 }
 
+/* read: the same right as reading the room's history, and its own rate limit (each one is a store write
+ * and a row). */
 void op_read(struct core *core, struct conn *c, struct request *req) {
+  if (!rate_check(core, c, req->id, &c->rl_read, &core->cfg->rate_read, false)) return;
+  if (!access_check(core, c, req->id, req->room, ACCESS_READ)) return;
   uint64_t seq = (uint64_t)req->seq;
   if (!core->store) {
     reply_ok(core, c, req->id, json_pack("{s:s,s:I}", "room", req->room, "read", (json_int_t)seq));
@@ -546,6 +561,35 @@ void op_read(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, rc == STORE_EOVERLOADED ? PERR_OVERLOADED : PERR_STORE_UNAVAILABLE,
               "cannot store the read marker now; retry");
     user_op_free(p);
+  }
+}
+
+/* Rights are the token's: after a refresh, or when a session is resumed by a connection with another
+ * token, every room the connection or its session is in is checked again, and the ones it may no longer
+ * read are left — the connection stops getting the room (with a `kicked` event when kicked_ev), the
+ * session's presence ends (the other members see the user leave if it was its last session there). */
+void rights_recheck(struct core *core, struct conn *c, bool kicked_ev) {
+  for (uint32_t i = c->nrooms; i-- > 0;) {
+    struct room *r = c->rooms[i]->room;
+    if (access_rights(core->cfg, &c->who, r->name) & ACCESS_READ) continue;
+    json_t *ev = kicked_ev
+                     ? json_pack("{s:s,s:s,s:s}", "ev", "kicked", "room", r->name, "reason", "access revoked")
+                     : NULL;
+    r->pins++;
+    conn_leave_at(core, c, i);
+    if (c->sess) session_exit(core, c->sess, r);
+    r->pins--;
+    room_release_if_unused(&core->rooms, r);
+    if (ev) conn_send_own(core, c, codec_frame(c->codec, ev, 0));
+    json_decref(ev);
+  }
+  /* A session may be present where the connection is not (a resumed session before its joins). Going
+   * down keeps the walk valid: session_exit moves the last entry into the freed slot. */
+  struct session *s = c->sess;
+  for (uint32_t i = s ? s->nrooms : 0; i-- > 0;) {
+    if (i >= s->nrooms) continue;
+    struct room *r = s->rooms[i];
+    if (!(access_rights(core->cfg, &c->who, r->name) & ACCESS_READ)) session_exit(core, s, r);
   }
 }
 

@@ -1,5 +1,6 @@
 """hello: tokens, guests, ordering rules and the hello timeout (docs/protocol.md "hello")."""
 
+import re
 import time
 
 import pytest
@@ -82,8 +83,10 @@ def test_guest_when_anonymous_allowed(server):
         assert u["id"].startswith("guest-") and len(u["id"]) > len("guest-")
         assert u["name"].startswith("Guest ")
     assert ua["id"] != ub["id"]
-    # guest-<n> / Guest <n>
-    assert ua["name"] == "Guest " + ua["id"][len("guest-"):]
+    # guest-<16 random hex digits> / Guest <its first 4>
+    for u in (ua, ub):
+        assert re.fullmatch(r"guest-[0-9a-f]{16}", u["id"]), u
+        assert u["name"] == "Guest " + u["id"][len("guest-"):][:4]
 
 
 def test_anonymous_disabled_requires_token(server_factory):
