@@ -39,6 +39,7 @@ struct core *core_new(const struct config *cfg, struct store *store) {
     core_free(core);
     return NULL;
   }
+  guests_forget_all(core);
   return core;
 }
 

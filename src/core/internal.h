@@ -200,6 +200,8 @@ void presence_tick(struct core *core, uint64_t now_mono);
 void presence_conn_closed(struct core *core, struct conn *c);
 void op_presence(struct core *core, struct conn *c, struct request *req);
 void presence_free_all(struct core *core);
+/* Delete the stored state of every guest (at start: they were the previous run's). */
+void guests_forget_all(struct core *core);
 /* The user with at least one session (attached or detached) here, or NULL. */
 struct user *user_find(struct core *core, const char *id);
 

@@ -111,12 +111,16 @@ struct pending_forget {
 
 static void forget_done(struct store_req *req) {
   struct pending_forget *p = (struct pending_forget *)req;
-  if (req->err) log_warn("deleting the stored state of %s failed: %s", p->user_id, req->errmsg);
+  if (req->err == STORE_ECLOSED) /* shutting down: the next start deletes what is left (guests_forget_all) */
+    log_debug("the stored state of %s stays until the next start", p->user_id);
+  else if (req->err)
+    log_warn("deleting the stored state of %s%s failed: %s", p->user_id, req->u.forget.prefix ? "*" : "",
+             req->errmsg);
   free(p->user_id);
   free(p);
 }
 
-static void guest_forget(struct core *core, const char *user_id) {
+static void guest_forget(struct core *core, const char *user_id, bool prefix) {
   if (!core->store) return;
   struct pending_forget *p = calloc(1, sizeof *p);
   if (!p || !(p->user_id = strdup(user_id))) {
@@ -127,12 +131,21 @@ static void guest_forget(struct core *core, const char *user_id) {
   p->req.kind = STORE_REQ_FORGET_USER;
   p->req.done = forget_done;
   p->req.u.forget.user_id = p->user_id;
-  if (store_submit(core->store, &p->req)) {
-    p->req.err = STORE_ECLOSED;
+  p->req.u.forget.prefix = prefix;
+  int rc = store_submit(core->store, &p->req);
+  if (rc) {
+    p->req.err = rc;
     snprintf(p->req.errmsg, sizeof p->req.errmsg, "the store refused the request");
     forget_done(&p->req);
   }
 }
+
+/* No guest outlives the process (sessions live in memory; a resume after a restart is a fresh session), so
+ * whatever the store still holds of guests at start was left by the previous run: a crash, or guests that
+ * were connected or within their grace period at shutdown. Submitted before any client can say hello, it
+ * runs before any write of this run's guests. (Several servers sharing one store would need to scope this
+ * to their own guests.) */
+void guests_forget_all(struct core *core) { guest_forget(core, "guest-", true); }
 
 /* {"ev":"presence", ...STATUS} */
 static json_t *presence_event(const char *id, const char *name, bool online, uint64_t last_seen) {
@@ -329,7 +342,7 @@ void session_end(struct core *core, struct session *s) {
     send_to_watchers(core, u->id, &e);
     outev_done(&e);
     if (u->guest) /* the identity ends here: nothing of it is kept (no last-seen either) */
-      guest_forget(core, u->id);
+      guest_forget(core, u->id, false);
     else
       seen_store(core, u->id, now);
     hook_notify(core, PARLEY_HOOK_OFFLINE, NULL, u->id, u->name, NULL); /* exactly once per going offline */

@@ -96,8 +96,9 @@ struct store_backend {
   int (*rooms_of)(void *ctx, const char *user_id, struct store_room_list *out);
   /* Forget a user whose identity has ended (a guest whose session ended): delete its room list, read
    * markers and last-seen (every row member_set, read_set and set_last_seen wrote for user_id); its
-   * messages stay. No rows: success. */
-  int (*forget_user)(void *ctx, const char *user_id);
+   * messages stay. prefix: every user whose id starts with user_id (byte-wise; its last byte must not be
+   * 0xFF), e.g. "guest-" at start-up for guests of an earlier run. No rows: success. */
+  int (*forget_user)(void *ctx, const char *user_id, bool prefix);
   /* Optional. The writer calls it after each append batch has been completed (its acks are out), for
    * work that should not delay them (SQLite: moving the inbox into the messages table). */
   int (*after_batch)(void *ctx);

@@ -772,18 +772,26 @@ static int mg_read_set(void *ctx, const char *user_id, const char *room, uint64_
   return ok && have ? call_ok(g) : call_fail(g, "read_set", &e);
 }
 
-static int mg_forget_user(void *ctx, const char *user_id) {
+static int mg_forget_user(void *ctx, const char *user_id, bool prefix) {
   struct mg *g = ctx;
   if (!user_id || !user_id[0]) return STORE_EINVAL;
+  size_t len = strlen(user_id);
+  if (prefix && (unsigned char)user_id[len - 1] == 0xFF) return STORE_EINVAL;
+  char *upper = prefix ? strdup(user_id) : NULL; /* prefix: ids in [user_id, upper) */
+  if (prefix && !upper) return STORE_ENOMEM;
+  if (upper) upper[len - 1] = (char)((unsigned char)upper[len - 1] + 1);
   bson_error_t e;
-  bson_t *sel = BCON_NEW("user_id", BCON_UTF8(user_id));
+  bson_t *sel = prefix ? BCON_NEW("user_id", "{", "$gte", BCON_UTF8(user_id), "$lt", BCON_UTF8(upper), "}")
+                       : BCON_NEW("user_id", BCON_UTF8(user_id));
   bool ok = mongoc_collection_delete_many(g->memberships, sel, NULL, NULL, &e);
   bson_destroy(sel);
   if (ok) {
-    sel = BCON_NEW("_id", BCON_UTF8(user_id));
-    ok = mongoc_collection_delete_one(g->users, sel, NULL, NULL, &e);
+    sel = prefix ? BCON_NEW("_id", "{", "$gte", BCON_UTF8(user_id), "$lt", BCON_UTF8(upper), "}")
+                 : BCON_NEW("_id", BCON_UTF8(user_id));
+    ok = mongoc_collection_delete_many(g->users, sel, NULL, NULL, &e);
     bson_destroy(sel);
   }
+  free(upper);
   return ok ? call_ok(g) : call_fail(g, "forget_user", &e);
 }
 

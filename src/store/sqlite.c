@@ -78,6 +78,8 @@ enum {
   S_ROOMS_OF_FULL,
   S_FORGET_MEMBERS,
   S_FORGET_SEEN,
+  S_FORGET_MEMBERS_RANGE,
+  S_FORGET_SEEN_RANGE,
   S_INBOX_ADD,
   S_INBOX_READ_ASC,
   S_INBOX_READ_DESC,
@@ -139,6 +141,9 @@ static const char *const sql[S_COUNT] = {
         "LEFT JOIN rooms AS r ON r.room = m.room WHERE m.user_id = ?1 AND m.listed ORDER BY m.room",
     [S_FORGET_MEMBERS] = "DELETE FROM memberships WHERE user_id = ?1",
     [S_FORGET_SEEN] = "DELETE FROM users WHERE user_id = ?1",
+    /* a prefix as a range of the primary key: prefix <= user_id < prefix with its last byte + 1 */
+    [S_FORGET_MEMBERS_RANGE] = "DELETE FROM memberships WHERE user_id >= ?1 AND user_id < ?2",
+    [S_FORGET_SEEN_RANGE] = "DELETE FROM users WHERE user_id >= ?1 AND user_id < ?2",
     [S_INBOX_ADD] = "INSERT INTO inbox (" MSG_COLS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_INBOX_READ_ASC] = "SELECT " MSG_COLS " FROM inbox WHERE room = ?1 AND seq > ?2 AND seq < ?3 "
                          "ORDER BY seq ASC LIMIT ?4",
@@ -1079,9 +1084,16 @@ static int sq_member_set(void *ctx, const char *user_id, const char *room, bool 
 }
 
 /* Both deletes or neither: a transaction of its own, or a savepoint inside a group (sq_group). */
-static int sq_forget_user(void *ctx, const char *user_id) {
+static int sq_forget_user(void *ctx, const char *user_id, bool prefix) {
   struct sq *q = ctx;
   if (!user_id || !user_id[0]) return STORE_EINVAL;
+  size_t len = strlen(user_id);
+  char *upper = NULL; /* prefix: the first id after every id that starts with it */
+  if (prefix) {
+    if ((unsigned char)user_id[len - 1] == 0xFF) return STORE_EINVAL;
+    if (!(upper = strdup(user_id))) return STORE_ENOMEM;
+    upper[len - 1] = (char)((unsigned char)upper[len - 1] + 1);
+  }
   bool own = sqlite3_get_autocommit(q->db) != 0;
   int ret;
   if (own)
@@ -1090,14 +1102,20 @@ static int sq_forget_user(void *ctx, const char *user_id) {
     ret = sqlite3_exec(q->db, "SAVEPOINT forget", NULL, NULL, NULL)
               ? call_fail(q, "forget_user", SQLITE_ERROR)
               : 0;
-  if (ret) return ret;
-  sqlite3_stmt *s = q->st[S_FORGET_MEMBERS];
+  if (ret) {
+    free(upper);
+    return ret;
+  }
+  sqlite3_stmt *s = q->st[prefix ? S_FORGET_MEMBERS_RANGE : S_FORGET_MEMBERS];
   bind_text(s, 1, user_id);
+  if (prefix) bind_text(s, 2, upper);
   if (!(ret = exec_stmt(q, s, "forget_user"))) {
-    s = q->st[S_FORGET_SEEN];
+    s = q->st[prefix ? S_FORGET_SEEN_RANGE : S_FORGET_SEEN];
     bind_text(s, 1, user_id);
+    if (prefix) bind_text(s, 2, upper);
     ret = exec_stmt(q, s, "forget_user");
   }
+  free(upper);
   if (own) {
     if (!ret) ret = exec_stmt(q, q->st[S_COMMIT], "forget_user");
     if (ret && sqlite3_get_autocommit(q->db) == 0) exec_stmt(q, q->st[S_ROLLBACK], "forget_user");

@@ -135,7 +135,7 @@ static void run_one(struct worker *w, struct store_req *r) {
     rc = be->rooms_of(w->ctx, r->u.rooms.user_id, &r->u.rooms.out);
     break;
   case STORE_REQ_FORGET_USER:
-    rc = be->forget_user(w->ctx, r->u.forget.user_id);
+    rc = be->forget_user(w->ctx, r->u.forget.user_id, r->u.forget.prefix);
     break;
   case STORE_REQ_APPEND:
     break; /* batched in run_appends */

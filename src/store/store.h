@@ -26,7 +26,7 @@ enum store_req_kind {
   STORE_REQ_MEMBER_SET,    /* writer: u.member */
   STORE_REQ_READ_SET,      /* writer: u.marker → u.marker.read */
   STORE_REQ_ROOMS,         /* writer (ordered after membership changes): u.rooms.user_id → u.rooms.out */
-  STORE_REQ_FORGET_USER,   /* writer: u.forget.user_id's room list, read markers and last-seen go */
+  STORE_REQ_FORGET_USER,   /* writer: u.forget.user_id's (or, with prefix, every such user's) rows go */
 };
 
 #define STORE_EOVERLOADED (-10) /* submit: the queue is full */
@@ -73,6 +73,7 @@ struct store_req {
     } rooms;
     struct {
       char *user_id;
+      bool prefix;
     } forget;
   } u;
 };

@@ -163,3 +163,19 @@ def test_mass_guest_disconnects_leave_nothing_behind(server_factory):
         seen.append(state())
     # stored memberships and users; users, sessions, last-seen entries in memory: back to zero every time
     assert seen == [(0, 0, 0, 0, 0)] * 3, seen
+
+
+def test_guests_of_an_earlier_run_leave_no_rows(server_factory):
+    """Guests still connected (or within their grace) when the server stops, or when it crashes, cannot come
+    back: the next start deletes their rows."""
+    srv = server_factory(session__resume_ttl="30s")
+    for how in ("term", "kill"):
+        g, r = guest(srv)
+        ok(g.join("lobby"))
+        ok(g.request("read", room="elsewhere", seq=2))
+        gid = r["user"]["id"]
+        wait_until(lambda: len(db_rows(srv, "SELECT 1 FROM memberships WHERE user_id = ?", gid)) == 2,
+                   what="the guest's rows to be written")
+        restart(srv, how)
+        wait_until(lambda: not db_rows(srv, "SELECT 1 FROM memberships WHERE user_id LIKE 'guest-%'"),
+                   what=f"the previous run's guest rows to go (after {how})")

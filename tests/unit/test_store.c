@@ -1242,7 +1242,7 @@ static void test_forget_user(void **state) {
   member(f, "ann", "a", true);
   assert_int_equal(mark(f, "ann", "a", 1), 1);
   assert_int_equal(be->set_last_seen(f->w, "ann", 43), STORE_OK);
-  assert_int_equal(be->forget_user(f->w, "guest-1"), STORE_OK);
+  assert_int_equal(be->forget_user(f->w, "guest-1", false), STORE_OK);
   EXPECT_ROOMS(f, f->r, "guest-1", NULL);
   assert_int_equal(mark(f, "guest-1", "unlisted", 0), 0); /* the unlisted marker went too */
   assert_int_equal(mark(f, "guest-1", "a", 0), 0);
@@ -1257,15 +1257,30 @@ static void test_forget_user(void **state) {
   assert_int_equal(l.n, 5);
   assert_string_equal(l.v[4].user_id, "guest-1");
   store_msg_list_free(&l);
-  assert_int_equal(be->forget_user(f->w, "nobody"), STORE_OK); /* nothing to delete: fine */
-  assert_int_equal(be->forget_user(f->w, ""), STORE_EINVAL);
-  assert_int_equal(be->forget_user(f->w, NULL), STORE_EINVAL);
+  assert_int_equal(be->forget_user(f->w, "nobody", false), STORE_OK); /* nothing to delete: fine */
+  assert_int_equal(be->forget_user(f->w, "", false), STORE_EINVAL);
+  assert_int_equal(be->forget_user(f->w, NULL, true), STORE_EINVAL);
+  /* By prefix: every id that starts with it, and no other (the next id in byte order stays too). */
+  member(f, "guest-a", "a", true);
+  member(f, "guest-b", "b", true);
+  assert_int_equal(be->set_last_seen(f->w, "guest-c", 1), STORE_OK);
+  member(f, "guest.", "a", true); /* '.' follows '-': just past the range */
+  member(f, "guest", "a", true);
+  assert_int_equal(be->forget_user(f->w, "guest-", true), STORE_OK);
+  EXPECT_ROOMS(f, f->r, "guest-a", NULL);
+  EXPECT_ROOMS(f, f->r, "guest-b", NULL);
+  assert_int_equal(be->get_last_seen(f->r, "guest-c", &ts), STORE_OK);
+  assert_int_equal(ts, 0);
+  EXPECT_ROOMS(f, f->r, "guest.", "a:5:0", NULL);
+  EXPECT_ROOMS(f, f->r, "guest", "a:5:0", NULL);
+  EXPECT_ROOMS(f, f->r, "ann", "a:5:1", NULL);
+  assert_int_equal(be->forget_user(f->w, "x\xff", true), STORE_EINVAL);
   if (!be->group) return;
   /* Inside a group (a savepoint), beside other small writes. */
   member(f, "guest-2", "a", true);
   assert_int_equal(be->group(f->w, true), STORE_OK);
   assert_int_equal(mark(f, "guest-2", "a", 2), 2);
-  assert_int_equal(be->forget_user(f->w, "guest-2"), STORE_OK);
+  assert_int_equal(be->forget_user(f->w, "guest-2", false), STORE_OK);
   member(f, "ann", "c", true);
   assert_int_equal(be->group(f->w, false), STORE_OK);
   EXPECT_ROOMS(f, f->r, "guest-2", NULL);
