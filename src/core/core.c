@@ -470,5 +470,6 @@ void core_free(struct core *core) {
   hooks_deferred_free(core);
   buf_free(&core->fast_body);
   buf_free(&core->fast_tmp);
+  buf_free(&core->send_json);
   free(core);
 }

@@ -110,6 +110,7 @@ struct core {
   uint64_t next_session_id;
   uint32_t mark;
   buf_t fast_body, fast_tmp; /* request_parse_fast's scratch buffers (reused) */
+  buf_t send_json;           /* op_send's: the body of the send being handled (messages.c) */
 };
 
 /* A publish or kick asked for by a hook while the core was busy; done when the current work ends. */

@@ -233,11 +233,10 @@ oom:
     log_error("publish to %s: out of memory", room);
 }
 
-/* The body of the send being handled, as compact JSON: encoded once per send, for limits.max_body, the
- * on_message hook, the store and the JSON event. Loop thread only; reused across sends. */
-static buf_t send_json = BUF_INIT;
-
 void op_send(struct core *core, struct conn *c, struct request *req) {
+  /* The body of the send being handled, as compact JSON: encoded once per send, for limits.max_body, the
+   * on_message hook, the store and the JSON event. The core's, reused across sends. */
+  buf_t *const send_json = &core->send_json;
   if (!access_check(core, c, req->id, req->room, ACCESS_WRITE)) return; /* first: reveals nothing */
   struct member *mem = conn_find_room(c, req->room, NULL);
   if (!mem) {
@@ -245,17 +244,17 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
     return;
   }
   struct wire_body body = {.tree = req->body};
-  buf_reset(&send_json);
+  buf_reset(send_json);
   if (!req->body) { /* request_parse_fast: the JSON text is at hand (copied below if a hook needs a C string)
                      */
     body.json = req->body_json;
     body.json_len = req->body_json_len;
-  } else if (codec_encode(CODEC_JSON, req->body, &send_json)) {
+  } else if (codec_encode(CODEC_JSON, req->body, send_json)) {
     reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
     return;
   } else {
-    body.json = (const char *)send_json.data;
-    body.json_len = send_json.len;
+    body.json = (const char *)send_json->data;
+    body.json_len = send_json->len;
   }
   if (body.json_len > (size_t)core->cfg->limits_max_body) {
     reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the message body is larger than limits.max_body");
@@ -266,31 +265,31 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
   json_t *rewritten = NULL;
   if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_MESSAGE)) {
     struct hook_result res = HOOK_RESULT_INIT;
-    if ((!req->body && buf_append(&send_json, body.json, body.json_len)) ||
-        buf_putc(&send_json, 0)) { /* hooks get a NUL-terminated text */
+    if ((!req->body && buf_append(send_json, body.json, body.json_len)) ||
+        buf_putc(send_json, 0)) { /* hooks get a NUL-terminated text */
       reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
       return;
     }
-    body.json = (const char *)send_json.data; /* may have moved */
+    body.json = (const char *)send_json->data; /* may have moved */
     enum parley_decision d = hook_run(core, PARLEY_HOOK_MESSAGE, c, c->who.id, c->who.name, r->name,
                                       body.json, body.json_len, 0, &res);
     if (d == PARLEY_REJECT) {
       reply_err(core, c, req->id, PERR_REJECTED, res.reason ? res.reason : "rejected");
     } else if (d == PARLEY_REWRITE && res.body) {
       rewritten = json_loadb(res.body, res.body_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-      buf_reset(&send_json);
+      buf_reset(send_json);
       if (!rewritten) {
         reply_err(core, c, req->id, PERR_INTERNAL, "a hook returned a body that is not JSON");
         d = PARLEY_REJECT;
-      } else if (codec_encode(CODEC_JSON, rewritten, &send_json)) {
+      } else if (codec_encode(CODEC_JSON, rewritten, send_json)) {
         reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
         d = PARLEY_REJECT;
-      } else if (send_json.len > (size_t)core->cfg->limits_max_body) {
+      } else if (send_json->len > (size_t)core->cfg->limits_max_body) {
         reply_err(core, c, req->id, PERR_BODY_TOO_LARGE, "the rewritten body is larger than limits.max_body");
         d = PARLEY_REJECT;
       }
       body = (struct wire_body){
-          .tree = rewritten, .json = (const char *)send_json.data, .json_len = send_json.len};
+          .tree = rewritten, .json = (const char *)send_json->data, .json_len = send_json->len};
     }
     hook_result_clear(&res);
     if (d == PARLEY_REJECT) {
@@ -301,7 +300,7 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
   typing_clear(core, r, c->who.id); /* sending ends typing */
   message_publish(core, c, req->id, r, r->name, &body, req->cmid, &c->who);
   json_decref(rewritten);
-  if (send_json.cap > 256u * 1024u) buf_free(&send_json);
+  if (send_json->cap > 256u * 1024u) buf_free(send_json);
 }
 
 /* ---- history ------------------------------------------------------------------------------------- */
