@@ -20,9 +20,9 @@
 #include "auth/auth.h"
 #include "config.h"
 #include "core/core.h"
-#include "embed/embed.h"
 #include "hooks/hooks.h"
 #include "net/net.h"
+#include "server.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "version.h"
@@ -170,6 +170,7 @@ struct parley_server {
   void *stop_ud;
   struct embed_hook *eh; /* parley_server_hook registrations, re-applied on every start */
   size_t neh;
+  struct log_sink log; /* log.level and parley_server_set_log's callback; bound to the loop thread */
 };
 
 const char *parley_version(void) { return PARLEY_VERSION_STRING; }
@@ -234,7 +235,7 @@ static int server_new(parley_server **out, const char *conf_dir, const struct co
     }
   }
   if ((rc = config_build(s->conf_dir, s->sets, s->nsets, &s->cfg, err, errlen))) goto fail;
-  log_set_level((int)s->cfg.log_level);
+  log_sink_init(&s->log, (int)s->cfg.log_level);
   if ((rc = auth_new(&s->cfg, &s->auth, err, errlen))) {
     rc = rc < 0 ? rc : -EINVAL;
     goto fail;
@@ -265,6 +266,29 @@ int parley_server_new_with_config(parley_server **out, const parley_config *cfg,
 
 /* ---- start --------------------------------------------------------------------------------------- */
 
+/* The thread stops logging to s's sink (unless another server's is bound to it by now). */
+static void log_unbind(parley_server *s) {
+  if (log_bound() == &s->log) log_bind(NULL);
+}
+
+static void store_free_closed(uv_handle_t *h) {
+  store_free(h->data);
+  free(h);
+}
+
+/* Free st (store_free) from the close callback of a helper handle closed now, i.e. after the store's own
+ * async handle closed by a store_close that follows this call. Out of memory: st is leaked (logged). */
+static void store_free_later(uv_loop_t *loop, struct store *st) {
+  uv_idle_t *h = malloc(sizeof *h);
+  if (!h || uv_idle_init(loop, h)) {
+    free(h);
+    log_error("out of memory: leaking a closed store");
+    return;
+  }
+  h->data = st;
+  uv_close((uv_handle_t *)h, store_free_closed);
+}
+
 static void on_tick(uv_timer_t *t);
 static int net_reload_cb(void *ud) { return parley_server_reload(ud); }
 
@@ -285,12 +309,14 @@ static void start_signal(parley_server *s, uv_signal_t *h, int signum) {
 int parley_server_start(parley_server *s, uv_loop_t *loop) {
   if (!s || !loop) return -EINVAL;
   if (s->state != SERVER_IDLE) return -EALREADY;
-  signal(SIGPIPE, SIG_IGN);
+  /* No signal disposition is changed here: see "Signals" in parley.h. */
+  log_bind(&s->log); /* this is the loop thread; the store's threads inherit the binding */
   char err[512];
   s->loop = loop;
   s->store = store_open(loop, &s->cfg, err, sizeof err); /* on failure its handle closes by itself */
   if (!s->store) {
     log_error("cannot open the message store: %s", err);
+    log_unbind(s);
     return -EIO;
   }
   int rc = -ENOMEM;
@@ -325,12 +351,13 @@ int parley_server_start(parley_server *s, uv_loop_t *loop) {
 fail:
   /* The store's async handle closes now and its memory must outlive the close callback, which runs when
    * the caller's loop runs next: a helper handle closed just before it frees the store after it. */
-  embed_store_free_later(loop, s->store); /* before store_close: close callbacks run last-closed first */
+  store_free_later(loop, s->store); /* before store_close: close callbacks run last-closed first */
   store_close(s->store);
   core_free(s->core);
   s->core = NULL;
   s->store = NULL;
   s->loop = NULL;
+  log_unbind(s);
   return rc;
 }
 
@@ -355,6 +382,7 @@ static void fin_closed(uv_handle_t *h) {
   void *ud = s->stop_ud;
   s->stop_cb = NULL;
   log_info("stopped");
+  log_unbind(s);
   if (cb) cb(s, ud); /* may free s */
 }
 
@@ -413,7 +441,9 @@ int parley_server_stop(parley_server *s, parley_stop_cb cb, void *ud) {
   s->stop_cb = cb;
   s->stop_ud = ud;
   s->stop_started = core_mono_ms();
+  struct log_sink *prev = log_bind(&s->log);
   log_info("stopping: closing %zu connections with 1001", core_conn_count(s->core));
+  log_bind(prev);
   net_stop_accepting(s->net);
   core_close_all(s->core, CLOSE_GOING_AWAY, "server shutting down");
   /* Finish without waiting for the next tick when nobody is connected. */
@@ -421,8 +451,7 @@ int parley_server_stop(parley_server *s, parley_stop_cb cb, void *ud) {
   return 0;
 }
 
-int parley_server_reload(parley_server *s) {
-  if (!s) return -EINVAL;
+static int reload(parley_server *s) {
   if (!s->conf_dir && !s->nsets) return 0;
   struct config fresh;
   char err[512];
@@ -450,13 +479,29 @@ int parley_server_reload(parley_server *s) {
   } else {
     log_error("reload: keeping the previous token keys: %s", err);
   }
-  log_set_level((int)s->cfg.log_level);
+  atomic_store(&s->log.level, (int)s->cfg.log_level);
   if (s->hooks) {
     int failed = hooks_reload(s->hooks, &s->cfg);
     if (failed > 0)
       log_warn("reload: %d scripts/plugins failed to load; their previous versions keep running", failed);
   }
   log_info("configuration reloaded%s%s", s->conf_dir ? " from " : "", s->conf_dir ? s->conf_dir : "");
+  return 0;
+}
+
+int parley_server_reload(parley_server *s) {
+  if (!s) return -EINVAL;
+  struct log_sink *prev = log_bind(&s->log); /* s's lines go to s's log whoever else runs on this thread */
+  int rc = reload(s);
+  log_bind(prev);
+  return rc;
+}
+
+int parley_server_set_log(parley_server *s, parley_log_fn fn, void *ud) {
+  if (!s) return -EINVAL;
+  if (s->state != SERVER_IDLE) return -EBUSY; /* the store's threads may be reading the sink */
+  s->log.fn = fn;
+  s->log.ud = ud;
   return 0;
 }
 
@@ -499,7 +544,7 @@ int parley_server_free(parley_server *s) {
   return 0;
 }
 
-/* ---- what embed/embed.c needs ---------------------------------------------------------------------- */
+/* ---- hooks in C, and what embed/embed.c reads (server.h) ------------------------------------------ */
 
 int parley_server_hook(parley_server *s, enum parley_hook_point point, parley_hook_fn fn, void *ud,
                        int priority) {
@@ -515,14 +560,14 @@ int parley_server_hook(parley_server *s, enum parley_hook_point point, parley_ho
   return 0;
 }
 
-struct core *embed_core(parley_server *s) {
+struct core *server_core(parley_server *s) {
   return s && s->state == SERVER_RUNNING ? s->core : NULL;
 }
-struct store *embed_store(parley_server *s) {
+struct store *server_store(parley_server *s) {
   return s && s->state == SERVER_RUNNING ? s->store : NULL;
 }
-const struct config *embed_config(const parley_server *s) { return &s->cfg; }
-uv_loop_t *embed_loop(parley_server *s) { return s->loop; }
+const struct config *server_config(const parley_server *s) { return &s->cfg; }
+uv_loop_t *server_loop(parley_server *s) { return s->loop; }
 int parley_server_port(const parley_server *s) {
   return s && s->state != SERVER_IDLE ? (int)s->cfg.server_port : 0;
 }

@@ -1,16 +1,20 @@
-/* embed: publish, kick, presence, history, metrics and hook results for embedding programs.
- *
- * Presence and history read the core's structures (core/internal.h) directly, read-only, on the loop
- * thread: core.h has no query interface for them yet. */
-#include "embed/embed.h"
+/* embed: publish, kick, presence, history, metrics and hook results for embedding programs, on top of
+ * the server that server.c runs (reached through server.h) and the core's query functions (core/query.h).
+ * server.c does not call into this file. */
+#include <uv.h>
+
+#include "parley/parley.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/internal.h"
+#include "config.h"
+#include "core/core.h"
+#include "core/query.h"
 #include "hooks/hooks.h"
 #include "proto/request.h"
+#include "server.h"
 #include "store/store.h"
 #include "util/log.h"
 
@@ -53,41 +57,39 @@ int parley_result_rewrite_user(struct parley_result *res, const char *user_id) {
 
 int parley_server_publish(parley_server *s, const char *room, const char *body_json, size_t len) {
   if (!s || !room || !body_json) return -EINVAL;
-  struct core *core = embed_core(s);
+  struct core *core = server_core(s);
   if (!core) return -ENOTCONN;
   return core_host_publish(core, room, body_json, len); /* deferred while the core is inside a request */
 }
 
 int parley_server_kick(parley_server *s, const char *user_id, const char *reason) {
   if (!s || !user_id || !*user_id) return -EINVAL;
-  struct core *core = embed_core(s);
+  struct core *core = server_core(s);
   if (!core) return -ENOTCONN;
-  if (core->depth) return core_host_kick(core, user_id, reason); /* from a handler: after the request */
-  return core_kick(core, user_id, reason);
+  return core_kick_or_defer(core, user_id, reason); /* from a handler: after the request */
 }
 
 /* ---- presence ---------------------------------------------------------------------------------- */
 
+struct presence_fwd {
+  parley_presence_fn fn;
+  void *ud;
+};
+
+static void presence_one(void *ud, const struct core_presence *cp) {
+  struct presence_fwd *f = ud;
+  struct parley_presence p = {
+      .user_id = cp->user_id, .user_name = cp->user_name, .since = cp->since, .sessions = cp->sessions};
+  f->fn(f->ud, &p);
+}
+
 int parley_server_presence(parley_server *s, const char *room, parley_presence_fn fn, void *ud) {
   if (!s || !room) return -EINVAL;
   if (!room_name_valid(room)) return -EINVAL;
-  struct core *core = embed_core(s);
+  struct core *core = server_core(s);
   if (!core) return -ENOTCONN;
-  struct room *r = room_get(&core->rooms, room, false, 0);
-  if (!r) return 0;
-  int n = 0;
-  struct room_user *ru, *tmp;
-  HASH_ITER(hh, r->users, ru, tmp) {
-    struct user *u = NULL;
-    HASH_FIND_STR(core->users, ru->user_id, u);
-    struct parley_presence p = {.user_id = ru->user_id,
-                                .user_name = u ? u->name : ru->user_id,
-                                .since = ru->since,
-                                .sessions = ru->sessions};
-    if (fn) fn(ud, &p);
-    n++;
-  }
-  return n;
+  struct presence_fwd f = {fn, ud};
+  return core_presence_query(core, room, fn ? presence_one : NULL, &f);
 }
 
 /* ---- history ----------------------------------------------------------------------------------- */
@@ -99,7 +101,7 @@ struct history {
   char *room;
   parley_history_cb cb;
   void *ud;
-  struct store_msg_list ring; /* rooms without history: copies of the ring's messages */
+  struct store_msg_list ring; /* rooms without history: copies of the recent messages */
 };
 
 static void history_free(struct history *h) {
@@ -147,46 +149,12 @@ static void history_timer(uv_timer_t *t) {
   uv_close((uv_handle_t *)t, history_timer_closed);
 }
 
-static char *json_str_dup(json_t *o, const char *key) {
-  const char *v = json_string_value(json_object_get(o, key));
-  return strdup(v ? v : "");
-}
-
-/* Copy the ring's messages of r with seq < before (0: any), the newest `limit`. */
-static int ring_copy(struct room *r, uint64_t before, size_t limit, struct store_msg_list *out) {
-  uint64_t first = ring_first(&r->ring), last = ring_last(&r->ring);
-  if (!first) return 0;
-  if (before && before - 1 < last) last = before - 1;
-  if (last < first) return 0;
-  uint64_t from = last - first + 1 > limit ? last - limit + 1 : first;
-  for (uint64_t q = from; q <= last; q++) {
-    struct ring_entry *en = ring_get(&r->ring, q);
-    json_t *ev = en ? ring_event(en) : NULL;
-    if (!en) continue;
-    if (!ev) return -ENOMEM;
-    json_t *from_o = json_object_get(ev, "from");
-    struct store_msg m = {.seq = q, .ts = (uint64_t)json_integer_value(json_object_get(ev, "ts"))};
-    m.room = json_str_dup(ev, "room");
-    m.mid = json_str_dup(ev, "mid");
-    m.cmid = json_str_dup(ev, "cmid");
-    m.user_id = json_str_dup(from_o, "id");
-    m.user_name = json_str_dup(from_o, "name");
-    m.body = json_dumps(json_object_get(ev, "body"), JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!m.room || !m.mid || !m.cmid || !m.user_id || !m.user_name || !m.body) {
-      store_msg_clear(&m);
-      return -ENOMEM;
-    }
-    if (store_msg_list_push(out, &m)) return -ENOMEM;
-  }
-  return 0;
-}
-
 int parley_server_history(parley_server *s, const char *room, uint64_t before, size_t limit,
                           parley_history_cb cb, void *ud) {
   if (!s || !room || !cb || !room_name_valid(room)) return -EINVAL;
-  struct core *core = embed_core(s);
+  struct core *core = server_core(s);
   if (!core) return -ENOTCONN;
-  size_t cap = (size_t)embed_config(s)->history_max_limit;
+  size_t cap = (size_t)server_config(s)->history_max_limit;
   if (!limit || limit > cap) limit = cap;
   struct history *h = calloc(1, sizeof *h);
   if (!h || !(h->room = strdup(room))) {
@@ -196,23 +164,22 @@ int parley_server_history(parley_server *s, const char *room, uint64_t before, s
   h->s = s;
   h->cb = cb;
   h->ud = ud;
-  if (room_is_durable(core, room)) {
+  if (core_room_durable(core, room)) {
     h->req.kind = STORE_REQ_READ;
     h->req.done = history_done;
     h->req.u.read.room = h->room;
     h->req.u.read.before = before;
     h->req.u.read.limit = limit;
     h->req.u.read.newest = true;
-    int rc = store_submit(embed_store(s), &h->req);
+    int rc = store_submit(server_store(s), &h->req);
     if (rc) {
       history_free(h);
       return rc == STORE_EOVERLOADED ? -EAGAIN : -ENOTCONN;
     }
     return 0;
   }
-  struct room *r = room_get(&core->rooms, room, false, 0);
-  int rc = r ? ring_copy(r, before, limit, &h->ring) : 0;
-  if (!rc) rc = uv_timer_init(embed_loop(s), &h->timer);
+  int rc = core_recent_messages(core, room, before, limit, &h->ring);
+  if (!rc) rc = uv_timer_init(server_loop(s), &h->timer);
   if (rc) {
     history_free(h);
     return rc;
@@ -227,7 +194,7 @@ int parley_server_history(parley_server *s, const char *room, uint64_t before, s
 int parley_server_metrics(parley_server *s, struct parley_metrics *m, size_t size) {
   if (!s || !m || size < sizeof(uint64_t)) return -EINVAL;
   struct parley_metrics full = {0};
-  struct core *core = embed_core(s);
+  struct core *core = server_core(s);
   if (core) {
     const struct metrics *c = core_metrics(core);
     full.connections = core_conn_count(core);
@@ -242,27 +209,9 @@ int parley_server_metrics(parley_server *s, struct parley_metrics *m, size_t siz
     full.deliveries_total = c->deliveries_total;
     full.queue_drops = c->queue_drops;
     full.slow_closes = c->slow_closes;
-    full.store_pending = embed_store(s) ? store_pending_appends(embed_store(s)) : 0;
+    full.store_pending = server_store(s) ? store_pending_appends(server_store(s)) : 0;
   }
   memset(m, 0, size);
   memcpy(m, &full, size < sizeof full ? size : sizeof full);
   return 0;
-}
-
-/* ---- a store freed after its async handle closed ------------------------------------------------- */
-
-static void store_free_closed(uv_handle_t *h) {
-  store_free(h->data);
-  free(h);
-}
-
-void embed_store_free_later(uv_loop_t *loop, struct store *st) {
-  uv_idle_t *h = malloc(sizeof *h);
-  if (!h || uv_idle_init(loop, h)) {
-    free(h);
-    log_error("out of memory: leaking a closed store");
-    return;
-  }
-  h->data = st;
-  uv_close((uv_handle_t *)h, store_free_closed);
 }

@@ -21,6 +21,8 @@ struct worker {
   size_t len;
   bool stop;
   int ckpt_mark; /* writer: WAL size when it last asked for a checkpoint */
+  void *(*main)(void *);
+  struct log_sink *log; /* the opening thread's (the server's): this thread logs there too */
 };
 
 /* Requests submitted during one loop iteration, handed to a worker together (group commit). */
@@ -297,14 +299,22 @@ static void on_async(uv_async_t *h) {
   }
 }
 
+static void *worker_entry(void *arg) {
+  struct worker *w = arg;
+  log_bind(w->log);
+  return w->main(w);
+}
+
 static int worker_start(struct store *s, struct worker *w, const char *name, void *(*fn)(void *), char *err,
                         size_t errlen) {
   w->s = s;
   w->name = name;
+  w->main = fn;
+  w->log = log_bound();
   pthread_mutex_init(&w->mu, NULL);
   pthread_cond_init(&w->cv, NULL);
   if (s->be->open(s->cfg, &w->ctx, err, errlen)) return -1;
-  if (pthread_create(&w->thread, NULL, fn, w)) {
+  if (pthread_create(&w->thread, NULL, worker_entry, w)) {
     snprintf(err, errlen, "cannot start the store %s thread", name);
     s->be->close(w->ctx);
     w->ctx = NULL;
