@@ -22,6 +22,8 @@
 #include "core/core.h"
 #include "hooks/hooks.h"
 #include "net/net.h"
+#include "proto/codec.h"
+#include "proto/wire.h"
 #include "server.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -383,6 +385,8 @@ static void fin_closed(uv_handle_t *h) {
   s->stop_cb = NULL;
   log_info("stopped");
   log_unbind(s);
+  codec_thread_release(); /* the loop thread's encode buffers: the thread may end now */
+  wire_thread_release();
   if (cb) cb(s, ud); /* may free s */
 }
 

@@ -797,6 +797,8 @@ int codec_encode(codec_t c, const json_t *v, buf_t *b) {
 
 static _Thread_local buf_t scratch = BUF_INIT;
 
+void codec_thread_release(void) { buf_free(&scratch); }
+
 frame_t *codec_frame_wrap(codec_t c, const uint8_t *p, size_t len, uint32_t flags) {
   uint8_t hdr[10];
   size_t hlen;

@@ -42,6 +42,9 @@ int codec_encode(codec_t c, const json_t *v, buf_t *b);
  * Returns a frame with refs = 1 and the given flags (caller owns) or NULL when encoding fails (see
  * codec_encode). One allocation per call: the payload is encoded into a per-thread scratch buffer. */
 frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
+/* Free the calling thread's scratch buffer (codec_frame, codec_json_text, codec_json_size). A thread that
+ * encoded calls it before it ends, or the buffer leaks; encoding again on the thread is fine. */
+void codec_thread_release(void);
 
 /* Wrap an encoded payload as one final, unmasked WebSocket frame of codec c (text for JSON, binary for
  * MessagePack): refs = 1, the given flags; NULL when out of memory. */

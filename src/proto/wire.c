@@ -10,6 +10,8 @@
 
 static _Thread_local buf_t scratch = BUF_INIT;
 
+void wire_thread_release(void) { buf_free(&scratch); }
+
 /* ---- body ------------------------------------------------------------------------------------------ */
 
 int wire_body_encode(const struct wire_body *b, codec_t c, buf_t *out) {

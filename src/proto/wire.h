@@ -39,6 +39,8 @@ struct wire_msg {
 /* {"ev":"message","room",..,"seq",..,"mid",..,"ts",..,"from":{"id","name"},"body",..,"cmid"} as a frame
  * (refs = 1, flags), NULL when out of memory or the body has no usable form. */
 frame_t *wire_message_frame(codec_t c, const struct wire_msg *m, uint32_t flags);
+/* Free the calling thread's scratch buffer of the frame writers; as codec_thread_release. */
+void wire_thread_release(void);
 
 /* The ok reply of a send: {"re":id,"ok":{"room","seq","mid","ts"[,"duplicate":true]}}; id NULL: null. */
 frame_t *wire_ack_frame(codec_t c, const json_t *id, const char *room, uint64_t seq, const char *mid,
