@@ -1,5 +1,6 @@
 /* parleyd: the Parley server command line — a thin user of include/parley/parley.h. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "parleyd: %s\n", err);
     return 1;
   }
+  signal(SIGPIPE, SIG_IGN); /* a write to a closed peer or pipe must not end parleyd (parley.h, "Signals") */
   rc = parley_server_run(s, 1);
   if (rc) fprintf(stderr, "parleyd: %s\n", parley_strerror(rc));
   parley_server_free(s);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <parley/parley.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -90,6 +91,7 @@ int main(int argc, char **argv) {
   parley_server_hook(app.server, PARLEY_HOOK_MESSAGE, route, &app, 0);
 
   uv_loop_t *loop = uv_default_loop();
+  signal(SIGPIPE, SIG_IGN); /* the program owns signal dispositions (parley.h, "Signals") */
   if ((rc = parley_server_start(app.server, loop))) {
     fprintf(stderr, "parley: %s\n", parley_strerror(rc));
     parley_server_free(app.server);

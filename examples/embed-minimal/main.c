@@ -1,6 +1,7 @@
 /* embed-minimal: a complete chat server in a few lines — Parley configured from code, on its own loop.
  * Usage: embed-minimal [PORT [DATA_DIR]]   (defaults 8080, ./data); Ctrl-C drains and stops. */
 #include <parley/parley.h>
+#include <signal.h>
 #include <stdio.h>
 
 int main(int argc, char **argv) {
@@ -23,6 +24,7 @@ int main(int argc, char **argv) {
   printf("parley %s: chat on ws://127.0.0.1:%s/ws (Ctrl-C to stop)\n", parley_version(),
          argc > 1 ? argv[1] : "8080");
   fflush(stdout);
+  signal(SIGPIPE, SIG_IGN);     /* the program owns signal dispositions (parley.h, "Signals") */
   rc = parley_server_run(s, 1); /* own loop; SIGINT/SIGTERM drain, SIGHUP reloads */
   if (rc) fprintf(stderr, "parley: %s\n", parley_strerror(rc));
   parley_server_free(s);

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <parley/parley.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -75,6 +76,7 @@ int main(int argc, char **argv) {
   }
   uv_loop_t loop;
   uv_loop_init(&loop);
+  signal(SIGPIPE, SIG_IGN); /* the program owns signal dispositions (parley.h, "Signals") */
   if ((rc = parley_server_start(app.server, &loop))) {
     fprintf(stderr, "parley: %s\n", parley_strerror(rc));
     uv_run(&loop, UV_RUN_NOWAIT); /* let a failed start's handles close */
