@@ -368,6 +368,16 @@ static int b64url_decode(const char *s, size_t len, char **out, size_t *outlen) 
   return 0;
 }
 
+/* Whether s is base64url in its one canonical spelling (alphabet only, no padding, unused low bits zero).
+ * The signature must be: libjwt 1.10 skips other characters in RS and ES signatures and ignores the unused
+ * bits, which would give one signed token endless accepted spellings. */
+static bool b64url_canonical(const char *s, size_t len) {
+  if (len % 4 == 1) return false;
+  for (size_t i = 0; i < len; i++)
+    if (b64url_val((unsigned char)s[i]) < 0) return false;
+  return len % 4 == 0 || !(b64url_val((unsigned char)s[len - 1]) & (len % 4 == 2 ? 0x0f : 0x03));
+}
+
 /* One base64url JSON object segment. */
 static int decode_object(const char *s, size_t len, json_t **out) {
   char *raw;
@@ -533,7 +543,9 @@ int jwt_verify(const struct jwt_keyset *ks, const char *token, const struct jwt_
   if (len > MAX_TOKEN) return JWT_E_MALFORMED;
   const char *d1 = memchr(token, '.', len);
   const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
-  if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token))) return JWT_E_MALFORMED;
+  if (!d1 || !d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - token)) ||
+      !b64url_canonical(d2 + 1, len - (size_t)(d2 + 1 - token)))
+    return JWT_E_MALFORMED;
 
   json_t *header = NULL, *payload = NULL;
   jwt_t *jwt = NULL;

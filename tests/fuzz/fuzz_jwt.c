@@ -4,10 +4,11 @@
  * The first byte chooses the mode. Mode "verify" (byte % 4 != 3): the rest is a token; jwt_verify must not
  * crash, must return 0 or a JWT_E_* code, and a token it accepts must carry a signature that an
  * independent check (OpenSSL directly, the key chosen by the header's kid) finds valid for that exact
- * text, with the key's algorithm, and claims that pass the checks (sub, name, exp). Mode "mint"
- * (byte % 4 == 3): the rest, split at NUL bytes, gives kid, sub, name, rooms and extra claims; a minted
- * token must verify (or fail on a claim only), and a copy with one byte changed must not verify unless the
- * independent check agrees. Any disagreement aborts. */
+ * text with the key's algorithm, spelled canonically (tests/unit/test_jwt.c test_signature_spelling), and
+ * claims that pass the checks (sub, name, exp). Mode "mint" (byte % 4 == 3): the rest, split at NUL bytes,
+ * gives kid, sub, name, rooms and extra claims; a minted token must verify (or fail on a claim only), and
+ * a copy with one byte changed must not verify unless the independent check agrees. Any disagreement
+ * aborts. */
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -90,8 +91,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 /* ---- the oracle ---- */
 
-/* Lenient base64url (any trailing bits, no padding): what a verifier could at most make of s. */
-static unsigned char *b64url(const char *s, size_t len, size_t *outlen) {
+/* base64url without padding; strict: in its canonical spelling only (len % 4 != 1, unused bits zero). */
+static unsigned char *b64url(const char *s, size_t len, bool strict, size_t *outlen) {
+  if (strict && len % 4 == 1) return NULL;
   unsigned char *out = malloc(len / 4 * 3 + 3);
   uint32_t acc = 0;
   int bits = 0;
@@ -107,6 +109,10 @@ static unsigned char *b64url(const char *s, size_t len, size_t *outlen) {
     bits += 6;
     if (bits >= 8) bits -= 8, out[o++] = (unsigned char)(acc >> bits);
   }
+  if (strict && (acc & ((1u << bits) - 1))) {
+    free(out);
+    return NULL;
+  }
   *outlen = o;
   return out;
 }
@@ -116,7 +122,7 @@ static bool oracle_signed(const char *token) {
   const char *d1 = strchr(token, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
   if (!d2 || strchr(d2 + 1, '.')) return false;
   size_t hl;
-  unsigned char *h = b64url(token, (size_t)(d1 - token), &hl);
+  unsigned char *h = b64url(token, (size_t)(d1 - token), false, &hl);
   if (!h) return false;
   json_t *hdr = json_loadb((const char *)h, hl, 0, NULL);
   free(h);
@@ -130,7 +136,7 @@ static bool oracle_signed(const char *token) {
   json_decref(hdr);
   if (!alg_ok) return false;
   size_t sl;
-  unsigned char *sig = b64url(d2 + 1, strlen(d2 + 1), &sl);
+  unsigned char *sig = b64url(d2 + 1, strlen(d2 + 1), true, &sl);
   if (!sig) return false;
   const unsigned char *msg = (const unsigned char *)token;
   size_t ml = (size_t)(d2 - token);

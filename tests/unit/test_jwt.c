@@ -258,6 +258,45 @@ static void test_tampered(void **state) {
   config_free(&c);
 }
 
+/* Found by tests/fuzz/fuzz_jwt: libjwt 1.10 skips characters outside base64 in RS and ES signatures and
+ * ignores their unused low bits, so a signed token had endless accepted spellings. Only the canonical
+ * base64url spelling of the signature is accepted now (for every algorithm). */
+static void test_signature_spelling(void **state) {
+  static const struct {
+    const char *alg, *pair, *secret;
+  } algs[] = {{"RS256", "rsa1", NULL}, {"ES256", "p256a", NULL}, {"HS256", NULL, SECRET}};
+  for (size_t i = 0; i < sizeof algs / sizeof *algs; i++) {
+    struct config c;
+    config_defaults(&c);
+    add_key(&c, "k", algs[i].alg, algs[i].secret, algs[i].pair, true);
+    struct jwt_keyset *ks = keyset(&c);
+    char *tok = mint(ks, "k", "u42", NULL);
+    assert_int_equal(verify(ks, tok, NULL), 0);
+    size_t len = strlen(tok), sig = (size_t)(strrchr(tok, '.') + 1 - tok);
+    char spelled[16384];
+    static const char *inserts[] = {":", "=", " ", "\n", "!", "~", "+", "/"};
+    for (size_t j = 0; j < sizeof inserts / sizeof *inserts; j++) { /* one character more, mid-signature */
+      snprintf(spelled, sizeof spelled, "%.*s%s%s", (int)(sig + 8), tok, inserts[j], tok + sig + 8);
+      int rc = verify(ks, spelled, NULL);
+      if (rc != JWT_E_MALFORMED)
+        fail_msg("%s with '%s' inserted: %s", algs[i].alg, inserts[j], jwt_err_name(rc));
+    }
+    /* the last character with other unused low bits: same signature bytes, another spelling */
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t unused = (len - sig) % 4 == 2 ? 4 : (len - sig) % 4 == 3 ? 2 : 0;
+    assert_true(unused > 0); /* 32, 64 and 256-byte signatures all leave unused bits */
+    snprintf(spelled, sizeof spelled, "%s", tok);
+    int v = (int)(strchr(tab, spelled[len - 1]) - tab);
+    spelled[len - 1] = tab[v | 1];
+    assert_int_not_equal(spelled[len - 1], tok[len - 1]);
+    int rc = verify(ks, spelled, NULL);
+    if (rc != JWT_E_MALFORMED) fail_msg("%s with non-canonical low bits: %s", algs[i].alg, jwt_err_name(rc));
+    free(tok);
+    jwt_keyset_free(ks);
+    config_free(&c);
+  }
+}
+
 static void test_alg_none(void **state) {
   struct config c;
   default_config(&c);
@@ -843,6 +882,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_algorithms),
       cmocka_unit_test(test_tampered),
+      cmocka_unit_test(test_signature_spelling),
       cmocka_unit_test(test_alg_none),
       cmocka_unit_test(test_hs_rs_confusion),
       cmocka_unit_test(test_times),
