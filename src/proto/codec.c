@@ -26,12 +26,22 @@ static const char *const subprotocols[CODEC_COUNT] = {
 
 const char *codec_subprotocol(codec_t c) { return ((unsigned)c < CODEC_COUNT) ? subprotocols[c] : NULL; }
 
+static bool utf8_valid(const uint8_t *s, size_t n);
+
+/* The message goes into an error reply's msg, which must be UTF-8: jansson's quotes the input near the
+ * error (possibly ending inside a sequence) and vsnprintf may cut a sequence; such bytes become '?'. */
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...) {
   if (err && errlen) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    uint8_t *s = (uint8_t *)err;
+    for (size_t i = 0, n = strlen(err); i < n;) {
+      size_t k = s[i] < 0x80 ? 1 : s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
+      if (k > 1 && (k > n - i || !utf8_valid(s + i, k))) s[i] = '?', k = 1;
+      i += k;
+    }
   }
   return PERR_BAD_FRAME;
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Write the seed corpus of the fuzz harnesses (tests/fuzz/corpus/<harness>/), from docs/protocol.md's
-request shapes, conf.d/ and tokens signed with the test keys in tests/fuzz/keys/. The files are committed;
-run this again (from anywhere) after changing it. Needs only python3 and the openssl command."""
+request shapes, conf.d/ and tokens signed with the test keys in tests/fuzz/keys/, and the dictionaries
+(tests/fuzz/<harness>.dict). The files are committed; run this again (from anywhere) after changing it.
+Files named regress-* (inputs that once found a bug) are left alone. Needs only python3 and the openssl command."""
 import base64
 import hashlib
 import hmac
@@ -235,9 +236,12 @@ def dicts():
 
 
 if __name__ == "__main__":
-    shutil.rmtree(OUT, ignore_errors=True)
-    for h in ("codec", "config", "jwt", "ws"):
-        os.makedirs(os.path.join(OUT, h))
+    for h in ("codec", "config", "jwt", "ws"):  # regress-*: inputs that found bugs, kept by hand
+        d = os.path.join(OUT, h)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            if not f.startswith("regress-"):
+                os.remove(os.path.join(d, f))
     codec_corpus()
     config_corpus()
     jwt_corpus()

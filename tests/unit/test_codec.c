@@ -595,6 +595,25 @@ static void test_err_buffer(void **state) {
   assert_null(v);
 }
 
+/* Found by tests/fuzz/fuzz_ws: jansson's message quotes the bytes near the error, which may end inside a
+ * UTF-8 sequence (or be cut there by errlen); the message goes into an error reply's msg, and a text frame
+ * must be UTF-8. Every message must be valid UTF-8, whatever the input and errlen. */
+static void test_err_utf8(void **state) {
+  static const char *inputs[] = {"\"\\u12\xc3\xa9\"", "{\"op\":\"se\\ude0\xd0\x90\"}",
+                                 "\"\xc3\xa9\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\\u12g\""};
+  for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++)
+    for (size_t len = 1; len <= 128; len++) {
+      char err[128];
+      json_t *v = NULL;
+      assert_int_equal(codec_decode(CODEC_JSON, (const uint8_t *)inputs[i], strlen(inputs[i]), &v, err, len),
+                       PERR_BAD_FRAME);
+      json_t *s = json_string(err); /* NULL unless err is valid UTF-8 */
+      if (!s) print_error("input %zu, errlen %zu: \"%s\" is not UTF-8\n", i, len, err);
+      assert_non_null(s);
+      json_decref(s);
+    }
+}
+
 /* ---- encoding ------------------------------------------------------------------------------------ */
 
 static void test_json_encode(void **state) {
@@ -1103,6 +1122,7 @@ int main(void) {
       cmocka_unit_test(test_mp_framing_errors),
       cmocka_unit_test(test_mp_depth),
       cmocka_unit_test(test_err_buffer),
+      cmocka_unit_test(test_err_utf8),
       cmocka_unit_test(test_json_encode),
       cmocka_unit_test(test_mp_encode),
       cmocka_unit_test(test_encode_errors),
