@@ -1,6 +1,7 @@
 /* fuzz_codec: the bytes of one WebSocket message, as both codecs would see them.
  *
- * For each codec (JSON, MessagePack): codec_decode must not crash; a value it accepts must survive
+ * For each codec (JSON, MessagePack): codec_decode must not crash, and its error message must be UTF-8
+ * (it becomes an error reply's msg); a value it accepts must survive
  * request_parse (whose result is checked against its contract), and encoding it in either codec must
  * decode back to an equal value (json_equal, integer and real kept apart), re-encode to the same bytes,
  * match codec_json_size and codec_frame's payload. For JSON: request_parse_fast (src/proto/fastreq.c)
@@ -138,6 +139,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n) {
     if (rc) {
       CHECK(doc == NULL, "%s: error %d with a value", codec_names[c], rc);
       CHECK(rc == PERR_BAD_FRAME || rc == PERR_INTERNAL, "%s: error %d", codec_names[c], rc);
+      json_t *msg = json_string(err); /* the message goes into an error reply: it must be UTF-8 */
+      CHECK(msg != NULL, "%s: error message is not UTF-8: %s", codec_names[c], err);
+      json_decref(msg);
       continue;
     }
     CHECK(doc != NULL, "%s: success without a value", codec_names[c]);

@@ -15,10 +15,10 @@
  *   14       core_close_all(1001)
  * The transport checks what the core hands it: every frame is one final unmasked frame of the connection's
  * type whose payload decodes (same codec) to a map with "re" or "ev"; nothing is sent after a close or a
- * refused frame; close codes are documented ones with reasons that fit a close frame (<= 123 bytes). The
- * queue takes at most QUEUE_CAP bytes before refusing (as an overflowing queue does). Connections the core
- * closed are reported closed (core_conn_closed) after the record and replaced, as the loop would. The run
- * must end with every connection, session and room freed (LeakSanitizer). */
+ * refused frame; close codes are documented ones with reasons that fit a close frame (UTF-8, <= 123 bytes).
+ * The queue takes at most QUEUE_CAP bytes before refusing (as an overflowing queue does). Connections the
+ * core closed are reported closed (core_conn_closed) after the record and replaced, as the loop would. The
+ * run must end with every connection, session and room freed (LeakSanitizer). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -103,6 +103,9 @@ static void tx_close(void *ctx, int code, const char *reason) {
   for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) known |= codes[i] == code;
   CHECK(known, "close code %d", code);
   CHECK(reason && strlen(reason) <= 123, "close reason '%s'", reason ? reason : "(null)");
+  json_t *r = json_string(reason); /* a close frame's reason is UTF-8 */
+  CHECK(r != NULL, "close reason is not UTF-8: %s", reason);
+  json_decref(r);
   fc->closing = true;
 }
 
