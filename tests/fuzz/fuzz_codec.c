@@ -1,9 +1,9 @@
 /* fuzz_codec: the bytes of one WebSocket message, as both codecs would see them.
  *
  * For each codec (JSON, MessagePack): codec_decode must not crash, and its error message must be UTF-8
- * (it becomes an error reply's msg); a value it accepts must survive
- * request_parse (whose result is checked against its contract), and encoding it in either codec must
- * decode back to an equal value (json_equal, integer and real kept apart), re-encode to the same bytes,
+ * (it becomes an error reply's msg); a value it accepts must survive request_parse (whose result is
+ * checked against its contract), and encoding it in either codec must decode back to an equal value
+ * (json_equal, integer and real kept apart), re-encode to the same bytes,
  * match codec_json_size and codec_frame's payload. For JSON: request_parse_fast (src/proto/fastreq.c)
  * must give, whenever it answers, exactly what codec_decode + request_parse give (the contract in
  * src/proto/request.h; the body as codec_encode's compact JSON). Any disagreement aborts. */
