@@ -249,6 +249,9 @@ static const struct key keys[] = {
              "`on_offline` is a notification: a failing handler is skipped either way."),
     KEY_INT("hooks.lua.instructions", hooks_lua_instructions, "1000000", 1000, 1000000000, LIVE,
             "Lua VM instructions one handler or timer call may run before it is stopped (a budget kill)."),
+    KEY_DURATION("hooks.lua.time_limit", hooks_lua_time_limit, "200ms", 1, 10 * SEC, LIVE,
+                 "Wall-clock time one Lua handler or timer call (or a script's load) may take before it is "
+                 "stopped (a budget kill), whatever it runs; a backstop to `hooks.lua.instructions`."),
     KEY_SIZE("hooks.lua.memory", hooks_lua_memory, "16MiB", 256 * KIB, 1 * GIB, LIVE,
              "Memory cap of each Lua script's state; an allocation beyond it fails inside the script."),
     KEY_STRING("hooks.admin_key", hooks_admin_key, "", LIVE,

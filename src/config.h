@@ -160,6 +160,7 @@ struct config {
   int64_t hooks_fail[8];          /* hooks.<point>.fail: 0 open, 1 closed; enum parley_hook_point order */
   int64_t hooks_lua_instructions; /* hooks.lua.instructions: budget per handler call */
   int64_t hooks_lua_memory;       /* hooks.lua.memory: per script (bytes) */
+  int64_t hooks_lua_time_limit;   /* hooks.lua.time_limit: wall time per handler call (ms) */
   char *hooks_admin_key;          /* hooks.admin_key: bearer key of POST /api/admin/reload ("" = off) */
   struct ext_section *exts;       /* owned: scripts.* and plugins.* sections, in order of first mention */
   size_t nexts;

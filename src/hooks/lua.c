@@ -5,15 +5,22 @@
  * reset alone, reload is "build a new state, swap on success", and scripts cannot reach each other through
  * the shared string metatable or library tables. The price is ~30 KiB per script, which is nothing here.
  *
- * Sandbox (NOTES.md): a capped allocator; only base, string, table, math, utf8 and coroutine are opened, and
- * the script's globals are a fresh allow-listed table installed as the chunk's _ENV (the state's real
- * globals are unreachable: no debug library, no getfenv). No dofile, loadfile, require, collectgarbage,
- * string.dump; `load` accepts text chunks only and binds them to the script's env. The instruction budget
- * is a count hook that, once the budget is spent, re-arms itself with count 1 before raising, so every
- * following instruction raises again and `pcall` cannot swallow the kill. Pattern functions (find, match,
- * gmatch, gsub) run in C where the hook cannot interrupt them, so before running they are charged their
- * worst-case cost estimate (subject length ^ (backtracking quantifiers + 1)) against the same budget; a
- * pattern that could run longer than the remaining budget is refused as a budget kill. */
+ * Sandbox: a capped allocator; only base, string, table, math, utf8 and coroutine are opened, and the
+ * script's globals are a fresh allow-listed table installed as the chunk's _ENV (the state's real globals
+ * are unreachable: no debug library, no getfenv). No dofile, loadfile, require, collectgarbage,
+ * string.dump; `load` accepts text chunks only and binds them to the script's env; setmetatable refuses
+ * __gc (finalizers run with hooks off, where nothing could stop them).
+ *
+ * Budget: every call (handler, timer, load) may spend hooks.lua.instructions and run for
+ * hooks.lua.time_limit. A count hook adds up instructions and reads the clock every HOOK_EVERY
+ * instructions; once a call is over, it re-arms itself with count 1 before raising, so every following
+ * instruction raises again and `pcall` cannot swallow the kill. Work the hook cannot see, because it is
+ * done in C between two instructions, is charged to the same budget before it is done: every byte the
+ * allocator hands out (strings built by `..`, string.upper, table.concat ...), the bytes library functions
+ * scan (wrapped: tonumber, utf8.len, string.sub ...), the ranges table functions loop over (insert, remove,
+ * move, sort, unpack, concat), and for the pattern functions (find, match, gmatch, gsub) their worst-case
+ * cost estimate (subject length ^ (backtracking quantifiers + 1)): a call that does not fit is refused as a
+ * budget kill. Once a call is stopped the allocator refuses to grow anything until it has unwound. */
 #include "hooks/internal.h"
 #include "proto/codec.h"
 
@@ -31,14 +38,17 @@
 #include <strings.h>
 #include <time.h>
 
-#define HOOK_EVERY   1000 /* instructions between budget checks */
-#define MAX_DEPTH    4  /* nested calls into one script (a hook that kicks, whose disconnect hook runs ...) */
-#define JSON_DEPTH   64 /* nesting of converted values */
-#define MAX_ENCODED  (1 << 20) /* bytes of JSON a script may produce in one value */
-#define KV_MAX_KEYS  10000
-#define KV_MAX_BYTES (4u << 20)
-#define KV_MAX_KEY   256
-#define KV_MAX_VALUE (64u << 10)
+#define HOOK_EVERY     1000 /* most instructions between budget and clock checks ... */
+#define HOOK_MIN       10   /* ... and fewest, while instructions are slow (long strings compared, coerced) */
+#define MAX_STRING     (1u << 20) /* longest string a script may make: bounds what one instruction can scan */
+#define BYTES_PER_INSN 8 /* C work on bytes (allocated, scanned) charged as one instruction per this many */
+#define MAX_DEPTH      4 /* nested calls into one script (a hook that kicks, whose disconnect hook runs ...) */
+#define JSON_DEPTH     64        /* nesting of converted values */
+#define MAX_ENCODED    (1 << 20) /* bytes of JSON a script may produce in one value */
+#define KV_MAX_KEYS    10000
+#define KV_MAX_BYTES   (4u << 20)
+#define KV_MAX_KEY     256
+#define KV_MAX_VALUE   (64u << 10)
 
 int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_result *res);
 
@@ -54,7 +64,10 @@ struct lscript {
   lua_State *L;
   size_t mem_used, mem_limit;
   int64_t budget, used;
+  uint64_t deadline_ns; /* CLOCK_MONOTONIC time at which the running call is stopped */
+  uint64_t window_ns;   /* time of the last count hook */
   bool killed, oom, loading, needs_reset;
+  char kill_msg[400]; /* why the running call was stopped (the first reason), for the log */
   unsigned depth;
   int env_ref;
   struct handler *pending; /* handlers registered while loading */
@@ -88,6 +101,38 @@ __attribute__((format(printf, 3, 4))) static void script_log(struct lscript *s, 
 
 /* ---- allocator and budget ---- */
 
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The value every kill raises: a string made when the state is built, so raising needs no allocation
+ * (allocations are refused once a call is stopped). The reason is in s->kill_msg. */
+static char kill_key;
+
+/* Record why the running call is stopped; the first reason stays. */
+__attribute__((format(printf, 2, 3))) static void set_killed(struct lscript *s, const char *fmt, ...) {
+  if (s->killed) return;
+  s->killed = true;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(s->kill_msg, sizeof s->kill_msg, fmt, ap);
+  va_end(ap);
+}
+
+/* Stop the running call: every next instruction of this thread raises again (pcall can't help), and the
+ * allocator refuses to grow anything until the call has unwound. */
+static int raise_kill(lua_State *L) {
+  lua_sethook(L, lua_gethook(L), LUA_MASKCOUNT, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kill_key);
+  return lua_error(L);
+}
+
+/* The allocator is the memory cap and part of the budget: while a call runs, every byte it allocates is
+ * charged (strings built by `..`, string.upper, table.concat ... are all allocated), and once the call is
+ * stopped nothing may grow, so a script that catches the kill with pcall cannot go on building strings
+ * between two instruction checks. */
 static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   struct lscript *s = ud;
   size_t old = ptr ? osize : 0;
@@ -95,6 +140,16 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     free(ptr);
     s->mem_used -= old;
     return NULL;
+  }
+  if (!ptr && osize == LUA_TSTRING && nsize > MAX_STRING + 64) return NULL; /* raises "not enough memory" */
+  if (nsize > old && s->depth) {
+    if (s->killed) return NULL;
+    s->used += (int64_t)((nsize - old) / BYTES_PER_INSN);
+    if (s->used >= s->budget) {
+      set_killed(s, "instruction budget exceeded (hooks.lua.instructions = %lld, allocated bytes included)",
+                 (long long)s->budget);
+      return NULL;
+    }
   }
   if (nsize > old && s->mem_used - old + nsize > s->mem_limit) {
     s->oom = true;
@@ -106,26 +161,46 @@ static void *lalloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
+/* Every HOOK_EVERY instructions: the instruction budget and the wall-clock deadline. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
   struct lscript *s = script_of(L);
-  s->used += lua_gethookcount(L);
-  if (!s->killed && s->used < s->budget) return;
-  s->killed = true;
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1); /* every next instruction raises again: pcall can't help */
-  lua_getinfo(L, "Sl", ar);
-  lua_pushfstring(L, "%s:%d: instruction budget exceeded (hooks.lua.instructions = %I)", ar->short_src,
-                  ar->currentline, (lua_Integer)s->budget);
-  lua_error(L);
+  int count = lua_gethookcount(L);
+  s->used += count;
+  if (!s->killed) {
+    uint64_t now = now_ns(), window = now - s->window_ns;
+    s->window_ns = now;
+    bool late = now >= s->deadline_ns;
+    if (s->used < s->budget && !late) {
+      /* Checks every HOOK_EVERY instructions while they are fast; when a window was slow (instructions on
+       * long strings), every HOOK_MIN, so the deadline is seen soon after it passes. */
+      int next = window > 2000000 ? HOOK_MIN : window < 200000 && count < HOOK_EVERY ? count * 2 : count;
+      if (next > HOOK_EVERY) next = HOOK_EVERY;
+      if (next != count) lua_sethook(L, count_hook, LUA_MASKCOUNT, next);
+      return;
+    }
+    lua_getinfo(L, "Sl", ar); /* fills ar's own buffers: no allocation */
+    const struct config *cfg = hooks_of(s)->cfg;
+    if (late)
+      set_killed(s, "%s:%d: time limit exceeded (hooks.lua.time_limit = %lld ms)", ar->short_src,
+                 ar->currentline, (long long)(cfg ? cfg->hooks_lua_time_limit : 0));
+    else
+      set_killed(s, "%s:%d: instruction budget exceeded (hooks.lua.instructions = %lld)", ar->short_src,
+                 ar->currentline, (long long)s->budget);
+  }
+  raise_kill(L);
 }
 
 static void begin_call(struct lscript *s) {
-  if (s->depth++) return; /* a nested call shares the outer call's budget */
+  if (s->depth++) return; /* a nested call shares the outer call's budget and deadline */
   const struct config *cfg = hooks_of(s)->cfg;
   s->budget = cfg ? cfg->hooks_lua_instructions : 1000000;
   if (cfg && (size_t)cfg->hooks_lua_memory > s->mem_limit) s->mem_limit = (size_t)cfg->hooks_lua_memory;
+  s->window_ns = now_ns();
+  s->deadline_ns = s->window_ns + (uint64_t)(cfg ? cfg->hooks_lua_time_limit : 200) * 1000000u;
   s->used = 0;
   s->killed = s->oom = false;
-  lua_sethook(s->L, count_hook, LUA_MASKCOUNT, HOOK_EVERY);
+  s->kill_msg[0] = 0;
+  lua_sethook(s->L, count_hook, LUA_MASKCOUNT, 100);
 }
 
 static void end_call(struct lscript *s) {
@@ -145,28 +220,37 @@ static void end_call(struct lscript *s) {
   }
 }
 
-/* Charge `steps` of C work to the budget before doing it; raise as a budget kill when it does not fit. */
-static void charge(lua_State *L, double steps, const char *what, size_t n) {
+/* The error text of a failed call: the kill reason when the call was stopped, else the error value. */
+static const char *call_error(struct lscript *s, lua_State *L) {
+  if (s->killed) return s->kill_msg;
+  return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+}
+
+/* Charge `insns` instructions of C work before doing it; raise as a budget kill when they do not fit. */
+static void charge(lua_State *L, double insns, const char *what) {
   struct lscript *s = script_of(L);
-  double insns = steps / 2;
+  if (!s->depth) return;
   if (!s->killed && (double)s->used + insns < (double)s->budget) {
     s->used += (int64_t)insns;
     return;
   }
-  s->killed = true;
-  lua_sethook(L, count_hook, LUA_MASKCOUNT, 1);
-  luaL_error(L,
-             "%s: pattern too expensive for a %d-byte subject within the budget (use plain find or simpler "
-             "patterns)",
-             what, (int)n);
+  set_killed(s, "%s: too expensive for the remaining budget (hooks.lua.instructions = %lld)", what,
+             (long long)s->budget);
+  raise_kill(L);
+}
+
+/* Charge n bytes of C work (scanned or written). */
+static void charge_bytes(lua_State *L, double n, const char *what) {
+  charge(L, n / BYTES_PER_INSN + 1, what);
 }
 
 /* Worst-case steps of a Lua pattern over n bytes: each backtracking item (x* x+ x- %b %1) multiplies by n,
  * except a last one that nothing able to fail follows (its continuation cannot make it backtrack); x?
- * doubles; an unanchored search tries n starts. An estimate, deliberately pessimistic. */
-static double pattern_cost(const char *p, size_t pl, size_t n) {
+ * doubles; an unanchored search tries n starts (string.gmatch always does: it does not treat '^' as an
+ * anchor, and one charge covers every step of its iteration). An estimate, deliberately pessimistic. */
+static double pattern_cost(const char *p, size_t pl, size_t n, bool anchors) {
   size_t i = 0;
-  bool anchored = pl && p[0] == '^';
+  bool anchored = anchors && pl && p[0] == '^'; /* gmatch: a leading '^' is an ordinary character */
   if (anchored) i = 1;
   int q = 0, opt = 0;
   bool last_unbounded = false, dollar = false;
@@ -230,33 +314,113 @@ static double pattern_cost(const char *p, size_t pl, size_t n) {
   return cost;
 }
 
-static int w_pattern(lua_State *L, const char *what, bool plain_arg) {
-  size_t n, pl;
-  luaL_checklstring(L, 1, &n);
-  const char *p = luaL_checklstring(L, 2, &pl);
-  bool plain = plain_arg && lua_toboolean(L, 4);
-  charge(L, plain ? ((double)n + 1) * ((double)pl + 1) : pattern_cost(p, pl, n), what, n);
+/* Call the wrapped original (upvalue 1) with the arguments as they are. */
+static int call_orig(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
   return lua_gettop(L);
 }
-static int w_find(lua_State *L) { return w_pattern(L, "string.find", true); }
-static int w_match(lua_State *L) { return w_pattern(L, "string.match", false); }
-static int w_gmatch(lua_State *L) { return w_pattern(L, "string.gmatch", false); }
-static int w_gsub(lua_State *L) { return w_pattern(L, "string.gsub", false); }
 
-/* string.rep builds its result in C: charge its length (memory is capped anyway). */
+static int w_pattern(lua_State *L, const char *what, bool plain_arg, bool anchors) {
+  size_t n, pl;
+  luaL_checklstring(L, 1, &n);
+  const char *p = luaL_checklstring(L, 2, &pl);
+  bool plain = plain_arg && lua_toboolean(L, 4);
+  double steps = plain ? ((double)n + 1) * ((double)pl + 1) : pattern_cost(p, pl, n, anchors);
+  struct lscript *s = script_of(L);
+  if (s->depth && !s->killed && (double)s->used + steps / 2 >= (double)s->budget) {
+    set_killed(s,
+               "%s: pattern too expensive for a %zu-byte subject within the budget (use plain find or "
+               "simpler patterns)",
+               what, n);
+    raise_kill(L);
+  }
+  charge(L, steps / 2, what);
+  return call_orig(L);
+}
+static int w_find(lua_State *L) { return w_pattern(L, "string.find", true, true); }
+static int w_match(lua_State *L) { return w_pattern(L, "string.match", false, true); }
+static int w_gmatch(lua_State *L) { return w_pattern(L, "string.gmatch", false, false); }
+static int w_gsub(lua_State *L) { return w_pattern(L, "string.gsub", false, true); }
+
+/* string.rep: its output, and one step per copy (copies of "" still loop in C). */
 static int w_rep(lua_State *L) {
   size_t l, lsep = 0;
   luaL_checklstring(L, 1, &l);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_optlstring(L, 3, "", &lsep);
-  if (n > 0) charge(L, ((double)l + (double)lsep) * (double)n / 64, "string.rep", l);
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, 1);
-  return 1;
+  if (n > 0) charge(L, (((double)l + (double)lsep) / BYTES_PER_INSN + 1) * (double)n, "string.rep");
+  return call_orig(L);
+}
+
+/* Functions that read or write their string arguments in C (string.upper, utf8.len, tonumber ...): the
+ * bytes of every string argument. What they allocate is charged again by the allocator. */
+static int w_bytes(lua_State *L) {
+  double n = 0;
+  for (int i = 1, top = lua_gettop(L); i <= top; i++)
+    if (lua_type(L, i) == LUA_TSTRING) n += (double)lua_rawlen(L, i);
+  charge_bytes(L, n, "string function");
+  return call_orig(L);
+}
+
+/* string.sub and string.byte work on the range they return, not the whole subject. */
+static int w_range(lua_State *L, bool to_end) {
+  size_t l;
+  luaL_checklstring(L, 1, &l);
+  lua_Integer n = (lua_Integer)l, i = luaL_optinteger(L, 2, 1);
+  lua_Integer j = luaL_optinteger(L, 3, to_end ? -1 : i);
+  if (i < 0) i = n + i + 1;
+  if (i < 1) i = 1;
+  if (j < 0) j = n + j + 1;
+  if (j > n) j = n;
+  charge_bytes(L, j >= i ? (double)(j - i + 1) : 0, "string function");
+  return call_orig(L);
+}
+static int w_sub(lua_State *L) { return w_range(L, true); }
+static int w_byte(lua_State *L) { return w_range(L, false); }
+
+/* table functions that loop in C over a range (the length may come from __len: believe it and charge
+ * it). */
+static double len_arg(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 0; /* the original raises */
+  lua_Integer n = luaL_len(L, idx);
+  return n > 0 ? (double)n : 0;
+}
+static int w_tlen(lua_State *L) { /* insert, remove, concat, unpack */
+  double n = len_arg(L, 1);
+  if (lua_isinteger(L, 2) && lua_isinteger(L, 3)) { /* concat(t, sep, i, j), unpack(t, i, j) */
+    double a = (double)lua_tointeger(L, 2), b = (double)lua_tointeger(L, 3);
+    if (lua_isinteger(L, 4)) a = b, b = (double)lua_tointeger(L, 4);
+    if (b - a + 1 > n) n = b - a + 1;
+  }
+  charge(L, n + 1, "table function");
+  return call_orig(L);
+}
+static int w_tmove(lua_State *L) { /* table.move(a1, f, e, t [, a2]) */
+  double f = (double)luaL_checkinteger(L, 2), e = (double)luaL_checkinteger(L, 3);
+  charge(L, (e >= f ? e - f + 1 : 0) + 1, "table.move");
+  return call_orig(L);
+}
+static int w_tsort(lua_State *L) { /* comparisons in C; a Lua comparator is counted by the hook too */
+  double n = len_arg(L, 1);
+  charge(L, n * (log2(n + 1) + 1) * 2, "table.sort");
+  return call_orig(L);
+}
+
+/* Refuses metatables with __gc: Lua runs finalizers with hooks disabled (so neither the instruction budget
+ * nor the time limit could stop one), also when the state is closed at shutdown. A table is marked for
+ * finalization only if its metatable has __gc when setmetatable is called (Lua 5.4 manual §2.5.3), so a
+ * __gc added to the metatable afterwards never runs. Tables are the only finalizable values a script can
+ * make: its userdata (parley.wordset) have locked metatables without __gc. */
+static int w_setmetatable(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TTABLE) {
+    lua_pushliteral(L, "__gc");
+    int t = lua_rawget(L, 2);
+    lua_pop(L, 1);
+    if (t != LUA_TNIL) return luaL_error(L, "setmetatable: __gc metamethods are not allowed in scripts");
+  }
+  return call_orig(L);
 }
 
 static void wrap(lua_State *L, int tbl, const char *name, lua_CFunction f) {
@@ -778,8 +942,10 @@ static int l_option_list(lua_State *L) {
 /* parley.match(globs, name): whether name matches a glob (a string) or any glob of an array, with the
  * glob rules of conf.d's rooms.<glob> keys (`*` any run of characters, `?` one). */
 static int l_match(lua_State *L) {
-  const char *name = luaL_checkstring(L, 2);
-  if (lua_type(L, 1) == LUA_TSTRING) {
+  size_t nl;
+  const char *name = luaL_checklstring(L, 2, &nl);
+  if (lua_type(L, 1) == LUA_TSTRING) { /* a glob with '*' may backtrack: name x glob steps */
+    charge_bytes(L, ((double)lua_rawlen(L, 1) + 1) * ((double)nl + 1), "parley.match");
     lua_pushboolean(L, config_glob_match(lua_tostring(L, 1), name));
     return 1;
   }
@@ -788,6 +954,7 @@ static int l_match(lua_State *L) {
     int t = lua_rawgeti(L, 1, i);
     if (t == LUA_TNIL) break;
     if (t != LUA_TSTRING) return luaL_error(L, "parley.match: glob %d is not a string", (int)i);
+    charge_bytes(L, ((double)lua_rawlen(L, -1) + 1) * ((double)nl + 1), "parley.match");
     bool hit = config_glob_match(lua_tostring(L, -1), name);
     lua_pop(L, 1);
     if (hit) {
@@ -867,11 +1034,12 @@ static void lua_timer_fire(struct hook_timer *tm) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, tm->ref);
   int rc = lua_pcall(L, 0, 1, 0);
   bool killed = s->killed;
+  if (rc == LUA_OK && killed) rc = LUA_ERRRUN;
   lua_Integer again = 0;
   if (rc != LUA_OK) {
     s->owner->errors++;
     if (killed || rc == LUA_ERRMEM) s->owner->budget_kills++;
-    slog(s, LOG_ERROR, "timer: %s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+    slog(s, LOG_ERROR, "timer: %s", call_error(s, L));
   } else if (lua_isinteger(L, -1) || lua_isnumber(L, -1)) {
     again = (lua_Integer)lua_tonumber(L, -1);
   }
@@ -1048,6 +1216,7 @@ static int l_ws_find(lua_State *L) {
   const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
   size_t n;
   const unsigned char *t = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  charge_bytes(L, (double)n, "wordset:find");
   for (size_t i = 0; i < n;) {
     if (!word_byte(t[i])) {
       i++;
@@ -1072,6 +1241,7 @@ static int l_ws_mask(lua_State *L) {
   size_t n, cl;
   const unsigned char *t = (const unsigned char *)luaL_checklstring(L, 2, &n);
   const char *ch = luaL_optlstring(L, 3, "*", &cl);
+  charge_bytes(L, (double)n * (double)(cl + 1), "wordset:mask");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   lua_Integer count = 0;
@@ -1335,6 +1505,7 @@ static int l_load(lua_State *L) {
     return 2;
   }
   const char *chunk = lua_tolstring(L, 1, &n);
+  charge_bytes(L, (double)n, "load");
   const char *name = luaL_optstring(L, 2, "=(load)");
   int env = lua_gettop(L) >= 4 ? 4 : 0;
   if (luaL_loadbufferx(L, chunk, n, name, "t") != LUA_OK) {
@@ -1387,9 +1558,31 @@ static void open_sandbox(lua_State *L, struct lscript *s) {
   wrap(L, str, "gmatch", w_gmatch);
   wrap(L, str, "gsub", w_gsub);
   wrap(L, str, "rep", w_rep);
+  static const char *const str_bytes[] = {"char",    "format", "lower", "pack", "packsize",
+                                          "reverse", "unpack", "upper", NULL};
+  for (size_t i = 0; str_bytes[i]; i++) wrap(L, str, str_bytes[i], w_bytes);
+  wrap(L, str, "sub", w_sub);
+  wrap(L, str, "byte", w_byte);
   lua_pushnil(L);
   lua_setfield(L, str, "dump");
   lua_pop(L, 1);
+  lua_getfield(L, env, "utf8");
+  static const char *const utf8_bytes[] = {"char", "codepoint", "len", "offset", NULL};
+  for (size_t i = 0; utf8_bytes[i]; i++) wrap(L, lua_gettop(L), utf8_bytes[i], w_bytes);
+  lua_pop(L, 1);
+  lua_getfield(L, env, "table");
+  int tab = lua_gettop(L);
+  wrap(L, tab, "insert", w_tlen);
+  wrap(L, tab, "remove", w_tlen);
+  wrap(L, tab, "concat", w_tlen);
+  wrap(L, tab, "unpack", w_tlen);
+  wrap(L, tab, "move", w_tmove);
+  wrap(L, tab, "sort", w_tsort);
+  lua_pop(L, 1);
+  wrap(L, env, "setmetatable", w_setmetatable);
+  wrap(L, env, "tonumber", w_bytes);
+  lua_pushliteral(L, "stopped: budget or time limit exceeded");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kill_key);
 
   static const luaL_Reg parley[] = {{"hook", l_hook},
                                     {"option_string", l_option_string},
@@ -1585,10 +1778,11 @@ int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_r
   s->cur_ev = prev_ev;
   s->cur_tbl = prev_tbl;
   int d;
+  if (rc == LUA_OK && s->killed) rc = LUA_ERRRUN; /* stopped, but a pcall inside caught it: still a kill */
   if (rc != LUA_OK) {
     bool budget = s->killed || rc == LUA_ERRMEM || s->oom;
-    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
-    if (rc == LUA_ERRMEM)
+    const char *msg = call_error(s, L);
+    if (rc == LUA_ERRMEM && !s->killed)
       slog(s, LOG_ERROR, "%s: memory cap reached (hooks.lua.memory = %zu bytes)", pname, s->mem_limit);
     else
       slog(s, LOG_ERROR, "%s: %s", pname, msg);
@@ -1658,10 +1852,11 @@ static int load_text(struct hook_owner *o, const char *text, size_t len, const c
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->env_ref);
     lua_setupvalue(L, -2, 1);
     rc = lua_pcall(L, 0, 0, 0);
+    if (rc == LUA_OK && s->killed) rc = LUA_ERRRUN;
   }
   if (rc != LUA_OK) {
-    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error";
-    snprintf(err, errlen, "%s", rc == LUA_ERRMEM ? "memory cap reached while loading" : msg);
+    const char *msg = call_error(s, L);
+    snprintf(err, errlen, "%s", rc == LUA_ERRMEM && !s->killed ? "memory cap reached while loading" : msg);
   }
   end_call(s);
   s->loading = false;
