@@ -8,6 +8,7 @@
 #include "auth/auth.h"
 #include "auth/token_cli.h"
 #include "config.h"
+#include "hooks/hooks.h"
 #include "parley/parley.h"
 
 static void usage(FILE *f) {
@@ -75,6 +76,8 @@ int main(int argc, char **argv) {
     int rc = config_load_dir(&cfg, conf, err, sizeof err);
     struct auth *auth = NULL;
     if (!rc) rc = auth_new(&cfg, &auth, err, sizeof err); /* key files, guest rooms */
+    /* every script and plugin loads, options are declared, room globs can match */
+    if (!rc && check && hooks_check(&cfg, err, sizeof err)) rc = -EINVAL;
     auth_free(auth);
     if (rc) {
       fprintf(stderr, "%s\n", err);

@@ -324,6 +324,21 @@ int parley_server_start(parley_server *s, uv_loop_t *loop) {
   int rc = -ENOMEM;
   if (!(s->core = core_new(&s->cfg, s->store))) goto fail;
   core_set_auth(s->core, s->auth);
+  /* Before listening: a script or plugin that fails to load and is not optional fails the start. */
+  struct hooks_host host = {
+      .ud = s->core, .loop = loop, .publish = core_host_publish, .kick = core_host_kick};
+  int hrc = hooks_new(&s->hooks, &host, &s->cfg);
+  if (hrc == 0) {
+    for (size_t i = 0; i < s->neh; i++)
+      if (hooks_add_embedded(s->hooks, s->eh[i].point, s->eh[i].fn, s->eh[i].ud, s->eh[i].priority))
+        log_error("hooks: out of memory registering an embedded handler");
+    core_set_hooks(s->core, s->hooks);
+  } else if (hrc == -EINVAL) {
+    rc = -EINVAL;
+    goto fail;
+  } else {
+    log_error("hooks: out of memory; running without scripts and plugins");
+  }
   if (!(s->net = net_new(loop, s->core, &s->cfg, err, sizeof err))) {
     log_error("%s", err);
     rc = -EADDRINUSE;
@@ -331,16 +346,6 @@ int parley_server_start(parley_server *s, uv_loop_t *loop) {
   }
   net_set_auth(s->net, s->auth);
   net_set_reload(s->net, net_reload_cb, s);
-  struct hooks_host host = {
-      .ud = s->core, .loop = loop, .publish = core_host_publish, .kick = core_host_kick};
-  if (hooks_new(&s->hooks, &host, &s->cfg) == 0) {
-    for (size_t i = 0; i < s->neh; i++)
-      if (hooks_add_embedded(s->hooks, s->eh[i].point, s->eh[i].fn, s->eh[i].ud, s->eh[i].priority))
-        log_error("hooks: out of memory registering an embedded handler");
-    core_set_hooks(s->core, s->hooks);
-  } else {
-    log_error("hooks: out of memory; running without scripts and plugins");
-  }
   uv_timer_init(loop, &s->tick);
   s->tick.data = s;
   uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
@@ -353,6 +358,8 @@ int parley_server_start(parley_server *s, uv_loop_t *loop) {
 fail:
   /* The store's async handle closes now and its memory must outlive the close callback, which runs when
    * the caller's loop runs next: a helper handle closed just before it frees the store after it. */
+  hooks_free(s->hooks); /* its timers close on the loop, which the caller runs next */
+  s->hooks = NULL;
   store_free_later(loop, s->store); /* before store_close: close callbacks run last-closed first */
   store_close(s->store);
   core_free(s->core);

@@ -33,6 +33,12 @@ extern "C" {
 #define PARLEY_PLUGIN_ABI    1           /* bumped on any incompatible change of this header */
 #define PARLEY_PLUGIN_SYMBOL "parley_plugin"
 #define PARLEY_PLUGIN_EXPORT __attribute__((visibility("default")))
+/* Optional second data symbol: the option keys the plugin reads (plugins.<name>.<key>), NULL-terminated.
+ *   PARLEY_PLUGIN_EXPORT const char *const parley_plugin_options[] = {"max", "prefix", NULL};
+ * When a plugin exports it, `parleyd --check` reports any other key of its section as an unknown option
+ * (a typo) and the server logs a warning for it; without it, its options are not checked. A separate
+ * symbol, so the descriptor and ABI 1 are unchanged. */
+#define PARLEY_PLUGIN_OPTIONS_SYMBOL "parley_plugin_options"
 
 /* Hook points, in this order everywhere (config keys hooks.<name>.fail, metrics, docs). */
 enum parley_hook_point {

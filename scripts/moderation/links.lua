@@ -9,7 +9,7 @@ local max_links = math.floor(parley.option_number("max_links", 1, 0, 1000))
 local field = parley.option_string("field", "text")
 local allow = {}
 for _, h in ipairs(parley.option_list("allow", "")) do allow[h:lower()] = true end
-local rooms = parley.option_list("rooms", "*")
+local rooms = parley.option_globs("rooms", "*")
 local function covers(room) return parley.match(rooms, room) end
 
 local function allowed(host)

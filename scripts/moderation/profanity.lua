@@ -19,7 +19,7 @@ local field = parley.option_string("field", "text")
 local reason = parley.option_string("reason", "message contains a banned word")
 
 -- Room globs, matched as conf.d matches rooms.<glob> keys.
-local rooms = parley.option_list("rooms", "*")
+local rooms = parley.option_globs("rooms", "*")
 local function covers(room) return parley.match(rooms, room) end
 
 local function has_banned(text)

@@ -7,7 +7,7 @@
 local interval_ms = math.floor(parley.option_number("interval", 5, 0.1, 86400) * 1000)
 local exempt = {}
 for _, u in ipairs(parley.option_list("exempt", "")) do exempt[u] = true end
-local rooms = parley.option_list("rooms", "*")
+local rooms = parley.option_globs("rooms", "*")
 local function covers(room) return parley.match(rooms, room) end
 
 local last, count = {}, 0 -- "room\0user" -> ms of the last accepted message

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const point_names[PARLEY_HOOK__COUNT] = {
     "on_connect", "on_auth", "on_join", "on_message", "on_typing", "on_leave", "on_disconnect", "on_offline",
@@ -220,6 +221,67 @@ static struct hook_owner *find_owner(struct hooks *h, enum owner_kind kind, cons
   return NULL;
 }
 
+/* ---- options, optional sections, room globs ---- */
+
+bool hooks_glob_can_match(const char *g) {
+  size_t fixed = 0; /* characters every match has: all but '*' */
+  for (const char *p = g; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '*') continue;
+    fixed++;
+    if (c != '?' && !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == ':' || c == '@' || c == '-'))
+      return false;
+  }
+  return fixed <= 128 && (fixed > 0 || strchr(g, '*')); /* "" matches only "", not a name */
+}
+
+/* scripts.<name>.optional / plugins.<name>.optional: 1, 0, or -1 when the value is not a bool. */
+static int ext_optional(const struct ext_section *e) {
+  const struct ext_opt *o = config_ext_opt(e, "optional");
+  if (!o) return 0;
+  static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off", "0"};
+  for (int i = 0; i < 4; i++) {
+    if (!strcasecmp(o->value, yes[i])) return 1;
+    if (!strcasecmp(o->value, no[i])) return 0;
+  }
+  return -1;
+}
+
+static bool listed(const char *const *keys, const char *k) {
+  for (; keys && *keys; keys++)
+    if (!strcmp(*keys, k)) return true;
+  return false;
+}
+
+/* Report each option of e that the loaded owner does not declare: into problems (hooks_check) or as a
+ * warning in the log. Returns how many. */
+static int check_options(struct hooks *h, const struct ext_section *e, const struct hook_owner *o,
+                         buf_t *problems) {
+  const char *const *keys = o->kind == OWNER_LUA ? lua__options(o) : plugin__options(o);
+  if (!keys) return 0; /* a plugin that declares nothing */
+  const char *pre = e->plugin ? "plugins" : "scripts";
+  int n = 0;
+  for (size_t i = 0; i < e->nopts; i++) {
+    const struct ext_opt *opt = &e->opts[i];
+    if (!strcmp(opt->key, "optional") || listed(keys, opt->key)) continue;
+    char known[300] = "";
+    size_t kl = 0;
+    for (const char *const *k = keys; *k && kl < sizeof known - 1; k++)
+      kl += (size_t)snprintf(known + kl, sizeof known - kl, "%s%s", kl ? ", " : "", *k);
+    char line[700];
+    snprintf(line, sizeof line, "%s%s%s.%s.%s: unknown option (%s %s reads: %s)", opt->where,
+             opt->where[0] ? ": " : "", pre, e->name, opt->key, e->plugin ? "plugin" : "script", e->name,
+             known[0] ? known : "none");
+    if (problems)
+      buf_printf(problems, "%s\n", line);
+    else
+      hooks__log(h, LOG_WARN, "%s", line);
+    n++;
+  }
+  return n;
+}
+
 /* Load (or reload) one section. Returns 0, 1 on a logged load failure, -ENOMEM. */
 static int load_section(struct hooks *h, const struct ext_section *e, size_t order) {
   enum owner_kind kind = e->plugin ? OWNER_PLUGIN : OWNER_LUA;
@@ -270,6 +332,7 @@ static int load_section(struct hooks *h, const struct ext_section *e, size_t ord
   free(o->path);
   o->path = path;
   hooks__log(h, LOG_INFO, "%s %s: loaded %s", what, e->name, path);
+  check_options(h, e, o, NULL);
   return 0;
 }
 
@@ -277,10 +340,12 @@ int hooks_reload(struct hooks *h, const struct config *cfg) {
   h->cfg = cfg;
   for (size_t i = 0; i < h->nowners; i++) h->owners[i]->seen = false;
   int failures = 0;
+  h->required_failures = 0;
   for (size_t i = 0; i < cfg->nexts; i++) {
     int rc = load_section(h, &cfg->exts[i], i);
     if (rc < 0) return rc;
     failures += rc;
+    if (rc && ext_optional(&cfg->exts[i]) != 1) h->required_failures++;
   }
   size_t keep = 0;
   for (size_t i = 0; i < h->nowners; i++) {
@@ -304,12 +369,92 @@ int hooks_new(struct hooks **out, const struct hooks_host *host, const struct co
   if (host) h->host = *host;
   h->cfg = cfg;
   int rc = cfg ? hooks_reload(h, cfg) : 0;
+  if (rc > 0 && h->required_failures) {
+    hooks__log(h, LOG_ERROR,
+               "hooks: %zu script(s)/plugin(s) failed to load (set scripts.<name>.optional = true or "
+               "plugins.<name>.optional = true to start without one)",
+               h->required_failures);
+    rc = -EINVAL;
+  }
   if (rc < 0) {
     hooks_free(h);
     return rc;
   }
   *out = h;
   return 0;
+}
+
+__attribute__((format(printf, 2, 3))) static void problem(buf_t *b, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  buf_printf(b, "%s\n", line);
+}
+
+/* Warnings of scripts while they load (a bad option value ...) go to stderr; the rest is not shown. */
+static void check_log(void *ud, int level, const char *line) {
+  if (level <= LOG_WARN) fprintf(stderr, "%s: %s\n", level == LOG_ERROR ? "error" : "warning", line);
+}
+
+int hooks_check(const struct config *cfg, char *err, size_t errlen) {
+  struct hooks h = {.cfg = cfg, .checking = true};
+  h.host.log = check_log;
+  buf_t out = BUF_INIT;
+  int n = 0;
+  for (size_t i = 0; i < cfg->nexts; i++) {
+    const struct ext_section *e = &cfg->exts[i];
+    const char *what = e->plugin ? "plugin" : "script", *pre = e->plugin ? "plugins" : "scripts";
+    if (ext_optional(e) < 0) {
+      const struct ext_opt *o = config_ext_opt(e, "optional");
+      problem(&out, "%s%s%s.%s.optional: '%s' is not a bool (use true or false)", o->where,
+              o->where[0] ? ": " : "", pre, e->name, o->value);
+      n++;
+    }
+    if (!e->path[0]) {
+      problem(&out, "%s %s: %s.%s.path is not set", what, e->name, pre, e->name);
+      n++;
+      continue;
+    }
+    char *path = config_path(cfg, e->path);
+    struct hook_owner o = {.hooks = &h, .kind = e->plugin ? OWNER_PLUGIN : OWNER_LUA, .name = e->name};
+    char msg[512] = "";
+    int rc = !path       ? -ENOMEM
+             : e->plugin ? plugin__check(&o, path, msg, sizeof msg)
+                         : lua__load(&o, path, msg, sizeof msg);
+    free(path);
+    if (rc == -ENOMEM) {
+      buf_free(&out);
+      return -ENOMEM;
+    }
+    if (rc) {
+      problem(&out, "%s %s: %s", what, e->name, msg);
+      n++;
+    } else {
+      n += check_options(&h, e, &o, &out);
+    }
+    if (e->plugin) {
+      plugin__unload(&o);
+    } else {
+      lua__unload(&o);
+      lua__owner_free(&o);
+    }
+  }
+  for (size_t i = 0; i < cfg->nrooms; i++)
+    if (!hooks_glob_can_match(cfg->rooms[i].pattern)) {
+      problem(
+          &out,
+          "rooms.%s: the room glob can never match a room name (names are 1..128 of A-Z a-z 0-9 _ . : @ -)",
+          cfg->rooms[i].pattern);
+      n++;
+    }
+  if (errlen) {
+    size_t len = out.len && out.data[out.len - 1] == '\n' ? out.len - 1 : out.len; /* no last newline */
+    snprintf(err, errlen, "%.*s", (int)len, out.data ? (const char *)out.data : "");
+  }
+  buf_free(&out);
+  return n;
 }
 
 void hooks_free(struct hooks *h) {

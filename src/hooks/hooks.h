@@ -57,8 +57,10 @@ void hook_result_clear(struct hook_result *r);
 struct hooks;
 
 /* Create the hooks module and load every scripts.* and plugins.* section of cfg. A script or plugin that
- * fails to load is logged and skipped: only -ENOMEM fails the call. cfg (the live configuration) must stay
- * valid until the next hooks_reload or hooks_free: options are read from it. host is copied. */
+ * fails to load is logged; unless its section says `optional = true` the call then fails with -EINVAL
+ * (nothing is kept; the reasons are logged). An optional one is skipped. Also -ENOMEM. cfg (the live
+ * configuration) must stay valid until the next hooks_reload or hooks_free: options are read from it. host is
+ * copied. */
 int hooks_new(struct hooks **out, const struct hooks_host *host, const struct config *cfg);
 
 /* Re-read cfg and every script: new sections are loaded, removed ones unloaded (timers cancelled, plugin
@@ -67,6 +69,17 @@ int hooks_new(struct hooks **out, const struct hooks_host *host, const struct co
  * parley.kv contents survive. Returns the number of scripts/plugins that failed to load (0 = all fine) or
  * -ENOMEM. Must not be called from inside a handler. */
 int hooks_reload(struct hooks *h, const struct config *cfg);
+
+/* `parleyd --check`: load every script of cfg (compiled and its top level run in the sandbox, without
+ * timers or a host) and open every plugin (dlopen and descriptor checks, init is not called), then unload
+ * them. Also reported: an option key a script or plugin does not declare (a script declares the options
+ * it reads while loading; a plugin in its descriptor's `options`), a bad `optional` value, and a room glob
+ * (rooms.<glob>) that can never match a room name. Writes one line per problem into err ("file:line:
+ * ..." where known) and returns their number (0: fine) or -ENOMEM. */
+int hooks_check(const struct config *cfg, char *err, size_t errlen);
+
+/* True if some valid room name (1..128 bytes of A-Z a-z 0-9 _ . : @ -, docs/protocol.md) matches glob. */
+bool hooks_glob_can_match(const char *glob);
 
 /* Unload everything. Timer handles are closed: run the loop once more (uv_run NOWAIT) afterwards so their
  * close callbacks free them. */

@@ -65,6 +65,8 @@ struct hooks {
   size_t nowners;
   unsigned depth; /* nested dispatch */
   bool pending_reset;
+  bool checking; /* hooks_check: scripts load without a loop or host; plugins are not initialised */
+  size_t required_failures; /* set by hooks_reload: sections not marked optional that failed to load */
   uint64_t next_timer_id;
 };
 
@@ -87,11 +89,17 @@ int lua__load(struct hook_owner *o, const char *path, char *err, size_t errlen);
 void lua__unload(struct hook_owner *o);
 void lua__owner_free(struct hook_owner *o); /* kv */
 size_t lua__memory(const struct hook_owner *o);
+/* The option keys the loaded script read while it loaded (its declared options), NULL-terminated. */
+const char *const *lua__options(const struct hook_owner *o);
 void lua__reset_pending(struct hooks *h); /* reset scripts whose memory stayed over the cap */
 
 /* plugin.c */
 int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errlen);
 void plugin__unload(struct hook_owner *o);
 void plugin__reload(struct hook_owner *o); /* call the plugin's reload, if any */
+/* --check: open and validate the plugin without calling init; o->impl holds it until plugin__unload. */
+int plugin__check(struct hook_owner *o, const char *path, char *err, size_t errlen);
+/* The loaded plugin's declared option keys (NULL-terminated), or NULL when it declares none. */
+const char *const *plugin__options(const struct hook_owner *o);
 
 #endif

@@ -78,6 +78,8 @@ struct lscript {
   json_t *json_tmp;                  /* freed after the call that converted it */
   const struct parley_event *cur_ev; /* the event of the running handler call, for the lazy event table */
   const void *cur_tbl;               /* ... and its table */
+  char **options;                    /* keys read through parley.option_* (NULL-terminated, owned) */
+  size_t noptions;
 };
 
 static struct lscript *script_of(lua_State *L) {
@@ -848,8 +850,27 @@ static int l_hook(lua_State *L) {
   return 0;
 }
 
+/* Reading an option declares it (hooks_check reports the keys of the section no script reads). */
+static void declare_option(struct lscript *s, const char *key) {
+  for (size_t i = 0; i < s->noptions; i++)
+    if (!strcmp(s->options[i], key)) return;
+  if (s->noptions >= 1000) return;
+  char **o = realloc(s->options, (s->noptions + 2) * sizeof *o);
+  if (!o) return;
+  s->options = o;
+  if (!(o[s->noptions] = strdup(key))) return;
+  o[++s->noptions] = NULL;
+}
+
+const char *const *lua__options(const struct hook_owner *o) {
+  static const char *const none[] = {NULL};
+  const struct lscript *s = o->impl;
+  return s && s->options ? (const char *const *)s->options : none;
+}
+
 static const struct ext_opt *option(lua_State *L, const char *key) {
   struct lscript *s = script_of(L);
+  declare_option(s, key);
   const struct config *cfg = hooks_of(s)->cfg;
   return cfg ? config_ext_opt(config_ext(cfg, false, s->owner->name), key) : NULL;
 }
@@ -936,6 +957,30 @@ static int l_option_list(lua_State *L) {
     }
     t = e;
   }
+  return 1;
+}
+
+/* parley.option_globs(key [, default]): option_list for room globs; a glob that can never match a room
+ * name is an error (the script does not load), reported at the option's file:line. */
+static int l_option_globs(lua_State *L) {
+  struct lscript *s = script_of(L);
+  const char *key = luaL_checkstring(L, 1);
+  const struct ext_opt *o = option(L, key);
+  lua_pushcfunction(L, l_option_list);
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, 1);
+  for (lua_Integer i = 1;; i++) {
+    int t = lua_rawgeti(L, -1, i);
+    if (t == LUA_TNIL) break;
+    const char *g = lua_tostring(L, -1);
+    if (t != LUA_TSTRING || !hooks_glob_can_match(g))
+      return luaL_error(L,
+                        "%s%sscripts.%s.%s: room glob '%s' can never match a room name (names are 1..128 of "
+                        "A-Z a-z 0-9 _ . : @ -)",
+                        o ? o->where : "", o ? ": " : "", s->owner->name, key, g ? g : "?");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -1062,6 +1107,10 @@ static int l_timer(lua_State *L) {
   lua_Integer after = luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (after < 0) after = 0;
+  if (hooks_of(s)->checking) { /* hooks_check: no loop; nothing runs later */
+    lua_pushinteger(L, 0);
+    return 1;
+  }
   struct hook_timer *tm = calloc(1, sizeof *tm);
   if (!tm) return luaL_error(L, "out of memory");
   tm->impl = s;
@@ -1589,6 +1638,7 @@ static void open_sandbox(lua_State *L, struct lscript *s) {
                                     {"option_number", l_option_number},
                                     {"option_bool", l_option_bool},
                                     {"option_list", l_option_list},
+                                    {"option_globs", l_option_globs},
                                     {"match", l_match},
                                     {"log", l_log},
                                     {"publish", l_publish},
@@ -1813,6 +1863,8 @@ static void lscript_destroy(struct lscript *s) {
   hooks__free_handlers(s->pending);
   if (s->L) lua_close(s->L);
   if (s->json_tmp) json_decref(s->json_tmp);
+  for (size_t i = 0; i < s->noptions; i++) free(s->options[i]);
+  free(s->options);
   free(s->source);
   free(s);
 }

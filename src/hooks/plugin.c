@@ -18,6 +18,7 @@ struct parley_plugin_ctx {
   struct hook_owner *owner;
   void *dl;
   const struct parley_plugin *desc;
+  const char *const *options; /* PARLEY_PLUGIN_OPTIONS_SYMBOL, or NULL */
   void *state;
   bool in_init;
   bool inited;
@@ -219,42 +220,68 @@ static void ctx_destroy(struct parley_plugin_ctx *ctx) {
   free(ctx);
 }
 
-int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errlen) {
-  struct parley_plugin_ctx *ctx = calloc(1, sizeof *ctx);
-  if (!ctx) return -ENOMEM;
-  ctx->owner = o;
+/* dlopen and check the descriptor; nothing of the plugin runs. 0 or -EINVAL with the reason in err. */
+static int open_checked(struct parley_plugin_ctx *ctx, const char *path, char *err, size_t errlen) {
   dlerror();
   if (!(ctx->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL))) {
     snprintf(err, errlen, "refused: dlopen: %s", dlerror());
-    goto fail;
+    return -EINVAL;
   }
   const struct parley_plugin *d = dlsym(ctx->dl, PARLEY_PLUGIN_SYMBOL);
   if (!d) {
     snprintf(err, errlen, "refused: %s: no '%s' symbol (declare it with PARLEY_PLUGIN_EXPORT)", path,
              PARLEY_PLUGIN_SYMBOL);
-    goto fail;
+    return -EINVAL;
   }
   if (d->magic != PARLEY_PLUGIN_MAGIC) {
     snprintf(err, errlen, "refused: %s: bad magic 0x%08x (expected 0x%08x): not a Parley plugin descriptor",
              path, d->magic, PARLEY_PLUGIN_MAGIC);
-    goto fail;
+    return -EINVAL;
   }
   if (d->abi_version != PARLEY_PLUGIN_ABI) {
     snprintf(err, errlen, "refused: %s: built for plugin ABI %u, this server speaks ABI %u: rebuild it", path,
              d->abi_version, PARLEY_PLUGIN_ABI);
-    goto fail;
+    return -EINVAL;
   }
   if (d->size != sizeof(struct parley_plugin)) {
     snprintf(err, errlen,
              "refused: %s: descriptor size %u, expected %zu (built against a different plugin.h)", path,
              d->size, sizeof(struct parley_plugin));
-    goto fail;
+    return -EINVAL;
   }
   if (!d->init || !d->name || !d->name[0]) {
     snprintf(err, errlen, "refused: %s: descriptor has no %s", path, d->init ? "name" : "init function");
-    goto fail;
+    return -EINVAL;
   }
   ctx->desc = d;
+  ctx->options = dlsym(ctx->dl, PARLEY_PLUGIN_OPTIONS_SYMBOL);
+  return 0;
+}
+
+int plugin__check(struct hook_owner *o, const char *path, char *err, size_t errlen) {
+  struct parley_plugin_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return -ENOMEM;
+  ctx->owner = o;
+  if (open_checked(ctx, path, err, errlen)) {
+    ctx_destroy(ctx);
+    return -EINVAL;
+  }
+  plugin__unload(o);
+  o->impl = ctx;
+  return 0;
+}
+
+const char *const *plugin__options(const struct hook_owner *o) {
+  const struct parley_plugin_ctx *ctx = o->impl;
+  return ctx ? ctx->options : NULL;
+}
+
+int plugin__load(struct hook_owner *o, const char *path, char *err, size_t errlen) {
+  struct parley_plugin_ctx *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return -ENOMEM;
+  ctx->owner = o;
+  if (open_checked(ctx, path, err, errlen)) goto fail;
+  const struct parley_plugin *d = ctx->desc;
   /* Handlers are owned by ctx until init succeeds; the old version keeps running meanwhile. */
   ctx->in_init = true;
   int rc = d->init(ctx, &api, &ctx->state);

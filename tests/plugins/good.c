@@ -1,6 +1,7 @@
 /* A well-formed test plugin: on_message rejects bodies containing plugins.<name>.deny (default "forbidden"),
  * rewrites the body "\"shout\"" to "\"SHOUT\"", passes the rest; on_auth renames "anon" to "guest"; init
- * starts a one-shot timer that publishes {"tick":1} to room "timers". */
+ * starts a one-shot timer that publishes {"tick":1} to room "timers". Declares its options (deny, delay_ms).
+ */
 #include <stdio.h>
 #include <string.h>
 
@@ -40,6 +41,9 @@ static int init(struct parley_plugin_ctx *ctx, const struct parley_api *a, void 
 }
 
 static void shutdown_(void *state) {}
+
+/* The options it reads, for --check. */
+PARLEY_PLUGIN_EXPORT const char *const parley_plugin_options[] = {"deny", "delay_ms", NULL};
 
 PARLEY_PLUGIN_EXPORT const struct parley_plugin parley_plugin =
     PARLEY_PLUGIN_INIT("good", "1.0", init, shutdown_);

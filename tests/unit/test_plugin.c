@@ -105,9 +105,26 @@ static void refused(const char *file, const char *reason) {
   config_defaults(&c);
   add_plugin(&c, "p", file);
   reset_records();
-  struct hooks *h;
+  struct hooks *h = NULL;
   struct hooks_host host = test_host(NULL);
-  assert_int_equal(hooks_new(&h, &host, &c), 0); /* the server runs on */
+  /* not optional: the start fails, naming the reason */
+  assert_int_equal(hooks_new(&h, &host, &c), -EINVAL);
+  if (!strstr(text_of(&logged), reason)) fail_msg("log lacks \"%s\":\n%s", reason, text_of(&logged));
+  assert_non_null(strstr(text_of(&logged), "optional = true"));
+  /* --check reports it without initialising anything (init_fail passes: its init is not called) */
+  char err[1024];
+  int n = hooks_check(&c, err, sizeof err);
+  if (!strcmp(file, "init_fail")) {
+    assert_int_equal(n, 0);
+  } else {
+    assert_int_equal(n, 1);
+    if (!strstr(err, reason)) fail_msg("check lacks \"%s\": %s", reason, err);
+    assert_non_null(strstr(err, "plugin p: refused: "));
+  }
+  /* optional: logged, and the server runs on */
+  cset(&c, "plugins.p.optional", "true");
+  reset_records();
+  assert_int_equal(hooks_new(&h, &host, &c), 0);
   if (!strstr(text_of(&logged), reason)) fail_msg("log lacks \"%s\":\n%s", reason, text_of(&logged));
   assert_non_null(strstr(text_of(&logged), "plugin p: refused: "));
   for (int p = 0; p < PARLEY_HOOK__COUNT; p++) assert_false(hooks_has(h, p));
@@ -137,6 +154,7 @@ static void test_good_next_to_bad(void **state) {
   struct config c;
   config_defaults(&c);
   add_plugin(&c, "bad", "bad_magic");
+  cset(&c, "plugins.bad.optional", "yes");
   add_plugin(&c, "good", "good");
   struct hooks *h;
   struct hooks_host host = test_host(NULL);
@@ -186,6 +204,37 @@ static void test_msgpolicy(void **state) {
   config_free(&c);
 }
 
+/* --check: options a plugin declares (parley_plugin_options) vs. its section; bad optional values. */
+static void test_check_options(void **state) {
+  struct config c;
+  config_defaults(&c);
+  add_plugin(&c, "good", "good");
+  cset(&c, "plugins.good.deny", "x");
+  cset(&c, "plugins.good.optional", "false");
+  char err[1024];
+  assert_int_equal(hooks_check(&c, err, sizeof err), 0);
+  assert_string_equal(err, "");
+  config_set(&c, "plugins.good.denny", "x", "conf.d/50.conf:7", err, sizeof err);
+  cset(&c, "plugins.good.optional", "maybe");
+  assert_int_equal(hooks_check(&c, err, sizeof err), 2);
+  assert_non_null(strstr(err, "test:1: plugins.good.optional: 'maybe' is not a bool"));
+  assert_non_null(strstr(
+      err, "conf.d/50.conf:7: plugins.good.denny: unknown option (plugin good reads: deny, delay_ms)"));
+  /* a plugin without the symbol declares nothing: its options are not checked */
+  add_plugin(&c, "media", "msgpolicy");
+  cset(&c, "plugins.media.whatever", "1");
+  assert_int_equal(hooks_check(&c, err, sizeof err), 2);
+  /* at start-up an unknown option is a warning */
+  cset(&c, "plugins.good.optional", "no");
+  reset_records();
+  struct hooks *h;
+  struct hooks_host host = test_host(NULL);
+  assert_int_equal(hooks_new(&h, &host, &c), 0);
+  assert_non_null(strstr(text_of(&logged), "plugins.good.denny: unknown option"));
+  hooks_free(h);
+  config_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_good_plugin, setup, teardown),
@@ -197,6 +246,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_good_next_to_bad, setup, teardown),
       cmocka_unit_test_setup_teardown(test_msgpolicy, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_check_options, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
