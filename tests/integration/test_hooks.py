@@ -514,7 +514,8 @@ def test_msgpolicy_plugin(server_factory):
     ("init_fail", ["init"]),
 ])
 def test_abi_mismatch_is_refused_with_a_clear_log_line_and_the_server_runs_on(server_factory, bad, words):
-    lines = [f"plugins.bad.path = {q(plugin_path(bad))}", f"plugins.good.path = {q(plugin_path('good'))}"]
+    lines = [f"plugins.bad.path = {q(plugin_path(bad))}", "plugins.bad.optional = true",
+             f"plugins.good.path = {q(plugin_path('good'))}"]
     srv = start_with_conf(server_factory, lines)
     line = wait_log(srv, "plugin bad:")
     refusals = [l for l in log_lines(srv, "plugin bad:") if "refused" in l]
@@ -583,6 +584,63 @@ def test_infinite_loop_is_stopped_within_budget_and_the_next_message_flows(serve
     assert metric(srv.port, "parley_hook_budget_kills_total", kind="lua", name="loop") >= 3
     assert metric(srv.port, "parley_hook_errors_total", kind="lua", name="loop") >= 3
     assert log_lines(srv, "script loop:"), srv.stderr()
+
+
+ESCAPES_LUA = r'''
+parley.hook("on_message", function(e)
+  if e.body == "gc" then  -- a finalizer that never ends: Lua runs it with hooks off
+    setmetatable({}, {__gc = function() while true do end end})
+    for i = 1, 100000 do local t = {i} end
+  end
+  if e.body == "gmatch" then  -- '^' does not anchor gmatch: quadratic
+    local s = ("^"):rep(30000)
+    for m in s:gmatch("^.-b") do end
+  end
+  if e.body == "upper" then  -- 4 MiB built in C per call, a few instructions each
+    local s = "x" for i = 1, 19 do s = s .. s end
+    while true do local t = s:upper() end
+  end
+  if e.body == "ping" then return "pong" end
+end)
+'''
+
+
+@pytest.mark.parametrize("instructions", [5000, 1000000])
+def test_work_in_c_is_bounded_and_healthz_stays_responsive(server_factory, tmp_path, instructions):
+    """Finalizers, pattern and string functions cannot hold the loop: each call ends within a bounded time,
+    /healthz answers meanwhile, and SIGTERM at teardown stops the server (exit 0) with the state closed."""
+    path = write_script(tmp_path, "esc.lua", ESCAPES_LUA)
+    srv = start_with_conf(server_factory, script_lines("esc", path) + [f"hooks.lua.instructions = {instructions}"])
+    a, b = login(srv, "ea"), login(srv, "eb")
+    for c in (a, b):
+        ok(c.join("esc-room"))
+    stop = threading.Event()
+    slowest = [0.0]
+
+    def probe():
+        while not stop.is_set():
+            t0 = time.monotonic()
+            assert http_request(srv.port, "GET", "/healthz")[0] == 200
+            slowest[0] = max(slowest[0], time.monotonic() - t0)
+            time.sleep(0.02)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    try:
+        for body in ("gc", "gmatch", "upper"):
+            t0 = time.monotonic()
+            ok(a.send("esc-room", body))  # fail open: the stopped handler is skipped
+            elapsed = time.monotonic() - t0
+            assert elapsed < 1.5, f"{body}: the call took {elapsed:.3f}s"
+            assert b.next_event("message", room="esc-room")["body"] == body
+            ok(a.send("esc-room", "ping"))
+            assert b.next_event("message", room="esc-room")["body"] == "pong"
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert slowest[0] < 1.5, f"/healthz took {slowest[0]:.3f}s"
+    assert metric(srv.port, "parley_hook_errors_total", kind="lua", name="esc") >= 3
+    assert any("__gc metamethods are not allowed" in l for l in log_lines(srv, "script esc:")), srv.stderr()
 
 
 def test_memory_bomb_hits_the_cap(server_factory, tmp_path):
@@ -671,9 +729,10 @@ def test_sandbox_has_no_os_io_require_debug_or_bytecode(server_factory, tmp_path
     assert metric(srv.port, "parley_hook_errors_total", kind="lua", name="sb") >= len(SANDBOX_LINES)
 
 
-def test_error_at_load_is_logged_and_the_server_runs_on(server_factory, tmp_path):
+def test_error_at_load_of_an_optional_script_is_logged_and_the_server_runs_on(server_factory, tmp_path):
+    # (not optional, the start fails: tests/integration/test_check.py)
     path = write_script(tmp_path, "bad.lua", 'local x = 1\nlocal y = nil + x\n')
-    srv = start_with_conf(server_factory, script_lines("bad", path))
+    srv = start_with_conf(server_factory, script_lines("bad", path) + ["scripts.bad.optional = true"])
     line = wait_log(srv, "script bad:")
     assert "bad.lua:2:" in line, line
     c = login(srv, "after")
@@ -966,3 +1025,38 @@ def test_lua_api_kick_kv_timer(server_factory, tmp_path):
     assert rejected(mod.send("api-room", "/count")) == "count 3"
     assert rejected(mod.send("api-room", "/later")) == "scheduled"
     assert bystander.next_event("message", room="api-room", timeout=3)["body"] == {"text": "timer fired"}
+
+
+# ---- the documentation's example script ----------------------------------------------------------------
+
+
+def test_docs_greeter_example_runs_as_documented(server_factory):
+    """docs/hooks.md's complete script is scripts/examples/greeter.lua, loads with the doc's configuration
+    and does what its comment says: rejects banned words, trims long messages, welcomes the first joiner."""
+    import re
+    doc = open(os.path.join(REPO_ROOT, "docs", "hooks.md")).read()
+    block = re.search(r"```lua\n(-- greeter\.lua.*?)```", doc, re.S).group(1)
+    path = os.path.join(REPO_ROOT, "scripts", "examples", "greeter.lua")
+    with open(path) as f:
+        assert f.read() == block, "scripts/examples/greeter.lua differs from the script in docs/hooks.md"
+    conf = re.search(r"```\n# conf.d/60-scripts.conf\n(.*?)```", doc, re.S).group(1).splitlines()
+    assert "scripts.greeter.path = scripts/examples/greeter.lua" in conf
+    lines = [l.replace("scripts/examples/greeter.lua", q(path)) for l in conf]
+    srv = start_with_conf(server_factory, lines)
+    rc = subprocess.run([PARLEY_BIN, "--check", "-c", srv.conf_dir], capture_output=True, text=True, timeout=60)
+    assert rc.returncode == 0, rc.stderr
+    a = login(srv, "alice", name="Alice")
+    ok(a.join("lobby"))
+    b = login(srv, "bob")
+    ok(b.join("lobby"))  # not the first visitor: nothing published
+    # the welcome is published when the join hook returns (it may reach the room before alice is in it)
+    bodies = wait_for(lambda: [m["body"] for m in a.call("history", room="lobby", limit=10)["messages"]],
+                      what="the welcome in the history")
+    assert bodies == [{"text": "first visitor: Alice"}], bodies
+    assert rejected(a.send("lobby", "I like Spam a lot")) == "watch your language"
+    ok(a.send("lobby", "x" * 600))
+    assert b.next_event("message", room="lobby")["body"] == "x" * 500
+    ok(a.send("lobby", {"text": "y" * 600, "n": 1}))
+    assert b.next_event("message", room="lobby")["body"] == {"text": "y" * 500, "n": 1}
+    ok(a.send("lobby", "hello"))
+    assert b.next_event("message", room="lobby")["body"] == "hello"
