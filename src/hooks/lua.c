@@ -1891,9 +1891,10 @@ static int load_text(struct hook_owner *o, const char *text, size_t len, const c
     return -EINVAL;
   }
   s->loading = true;
-  begin_call(s);
   lua_State *L = s->L;
   lua_atpanic(L, panic);
+  /* Building the sandbox and compiling are ours and bounded by the file: only the memory cap applies. The
+   * chunk's run is a call like any other (budget, time limit). */
   lua_pushcfunction(L, open_sandbox_p);
   lua_pushlightuserdata(L, s);
   int rc = lua_pcall(L, 1, 0, 0);
@@ -1903,14 +1904,18 @@ static int load_text(struct hook_owner *o, const char *text, size_t len, const c
   if (rc == LUA_OK) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->env_ref);
     lua_setupvalue(L, -2, 1);
+    begin_call(s);
     rc = lua_pcall(L, 0, 0, 0);
     if (rc == LUA_OK && s->killed) rc = LUA_ERRRUN;
+    if (rc != LUA_OK) {
+      const char *msg = call_error(s, L);
+      snprintf(err, errlen, "%s", rc == LUA_ERRMEM && !s->killed ? "memory cap reached while loading" : msg);
+    }
+    end_call(s);
+  } else {
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error";
+    snprintf(err, errlen, "%s", rc == LUA_ERRMEM ? "memory cap reached while loading" : msg);
   }
-  if (rc != LUA_OK) {
-    const char *msg = call_error(s, L);
-    snprintf(err, errlen, "%s", rc == LUA_ERRMEM && !s->killed ? "memory cap reached while loading" : msg);
-  }
-  end_call(s);
   s->loading = false;
   if (rc != LUA_OK) {
     lscript_destroy(s);

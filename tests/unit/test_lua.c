@@ -666,6 +666,14 @@ static void test_time_limit(void **state) {
   assert_true(dt >= 0.045 && dt < 0.5);
   assert_non_null(strstr(text_of(&logged), "slow.lua:1: time limit exceeded (hooks.lua.time_limit = 50 ms)"));
   assert_int_equal(owner(h, "slow")->budget_kills, 1);
+  /* the smallest budget still loads a script: building the sandbox and compiling are not charged */
+  cset(&c, "hooks.lua.instructions", "1000");
+  add_script(&c, "small",
+             "local words = {}\nfor i = 1, 10 do words[i] = 'w' .. i end\n"
+             "parley.hook('on_message', function(e) return true end)\n");
+  assert_int_equal(hooks_reload(h, &c), 0);
+  assert_int_equal(send_msg(h, "u", "r", "\"x\"", &res),
+                   PARLEY_ALLOW); /* slow is stopped (fail open), small allows */
   hook_result_clear(&res);
   hooks_free(h);
   config_free(&c);
