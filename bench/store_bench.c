@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  const struct store_backend *be = cfg.store_backend == 1 ? &store_backend_mongo : &store_backend_sqlite;
+  const struct store_backend *be = store_backend_for(&cfg);
   void *writer = NULL, *ckpt = NULL;
   if (be->open(&cfg, &writer, err, sizeof err) ||
       (be->checkpoint && be->open(&cfg, &ckpt, err, sizeof err))) {

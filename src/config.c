@@ -75,7 +75,8 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
 _Static_assert(LOG_ERROR == 0 && LOG_WARN == 1 && LOG_INFO == 2 && LOG_DEBUG == 3,
                "log_levels[] must follow enum log_level");
 
-static const char *const store_backends[] = {"sqlite", "mongo", NULL};
+/* Same order as the values of config.store_backend (store_backend_for in store/backend.c). */
+static const char *const store_backends[] = {"sqlite", "mongo", "postgres", NULL};
 static const char *const sqlite_sync[] = {"normal", "full", NULL};
 /* Same order as enum room_access and enum config_jwt_alg. */
 static const char *const room_access_names[] = {"public", "readonly", "members", "private", NULL};
@@ -158,8 +159,8 @@ static const struct key keys[] = {
                "`https://chat.example.com`); `*` or empty: any. A handshake from another origin gets HTTP "
                "403; clients that send no `Origin` (non-browsers) are not affected."),
     KEY_ENUM("store.backend", store_backend, "sqlite", store_backends, RESTART,
-             "Where messages are stored: `sqlite` (embedded file under `server.data_dir`) or `mongo` "
-             "(`store.mongo.uri`)."),
+             "Where messages are stored: `sqlite` (embedded file under `server.data_dir`), `mongo` "
+             "(`store.mongo.uri`) or `postgres` (`store.postgres.uri`)."),
     KEY_STRING("store.sqlite.path", store_sqlite_path, "parley.db", RESTART,
                "SQLite database file; a relative path is inside `server.data_dir`."),
     KEY_ENUM("store.sqlite.synchronous", store_sqlite_synchronous, "normal", sqlite_sync, RESTART,
@@ -188,6 +189,13 @@ static const struct key keys[] = {
     KEY_STRING("store.mongo.uri", store_mongo_uri, "mongodb://127.0.0.1:27017", RESTART,
                "MongoDB connection string (`store.backend = mongo`)."),
     KEY_STRING("store.mongo.database", store_mongo_database, "parley", RESTART, "MongoDB database name."),
+    KEY_STRING(
+        "store.postgres.uri", store_postgres_uri, "postgresql://parley@127.0.0.1:5432/parley", RESTART,
+        "PostgreSQL connection string (`store.backend = postgres`), a URI or `key=value` pairs as libpq "
+        "takes them; `connect_timeout` defaults to 2 s. parleyd creates and migrates its tables."),
+    KEY_STRING("store.postgres.schema", store_postgres_schema, "", RESTART,
+               "PostgreSQL schema of parleyd's tables, created if missing; empty: the first schema of the "
+               "connection's `search_path` (usually `public`)."),
     KEY_INT("store.queue_max", store_queue_max, "20000", 16, 10000000, LIVE,
             "Sends waiting to be stored; past it `send` gets `overloaded`."),
     KEY_INT("store.batch_max", store_batch_max, "512", 1, 100000, RESTART,

@@ -105,7 +105,7 @@ struct config {
   int64_t limits_out_queue_bytes;    /* limits.out_queue_bytes (bytes) */
 
   /* storage (docs/storage.md) */
-  int64_t store_backend;                 /* store.backend: 0 = sqlite, 1 = mongo */
+  int64_t store_backend;                 /* store.backend: 0 = sqlite, 1 = mongo, 2 = postgres */
   char *store_sqlite_path;               /* store.sqlite.path, relative to server.data_dir ("parley.db") */
   int64_t store_sqlite_synchronous;      /* store.sqlite.synchronous: 0 = normal, 1 = full */
   int64_t store_sqlite_checkpoint_pages; /* store.sqlite.checkpoint_pages: WAL growth between checkpoints */
@@ -115,6 +115,8 @@ struct config {
   int64_t store_sqlite_cache_size;       /* store.sqlite.cache_size: bytes of page cache per connection */
   char *store_mongo_uri;                 /* store.mongo.uri */
   char *store_mongo_database;            /* store.mongo.database */
+  char *store_postgres_uri;              /* store.postgres.uri */
+  char *store_postgres_schema;           /* store.postgres.schema ("": the connection's search_path) */
   int64_t store_queue_max;               /* store.queue_max: appends waiting for the writer */
   int64_t store_batch_max;               /* store.batch_max: appends per transaction */
   int64_t history_ring_size;             /* history.ring_size: recent messages kept in memory per room */

@@ -105,3 +105,14 @@ void store_append_settle(struct store_append *it, bool dup, uint64_t seq, char *
   m->ts = ts;
   *room = *mid = NULL;
 }
+
+const struct store_backend *store_backend_for(const struct config *cfg) {
+  switch (cfg->store_backend) {
+  case 1:
+    return &store_backend_mongo;
+  case 2:
+    return &store_backend_postgres;
+  default:
+    return &store_backend_sqlite;
+  }
+}

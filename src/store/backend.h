@@ -1,4 +1,4 @@
-/* store backends: the blocking half of the storage interface. Each backend (sqlite.c, mongo.c)
+/* store backends: the blocking half of the storage interface. Each backend (sqlite.c, mongo.c, postgres.c)
  * implements struct store_backend; every function here runs on a store thread, never on the loop
  * thread, and one ctx is used by one thread at a time (the writer and the reader each open their
  * own ctx). store.c wraps these in queues and completions for the loop (store.h). */
@@ -62,7 +62,7 @@ enum store_err {
 };
 
 struct store_backend {
-  const char *name; /* "sqlite", "mongo" */
+  const char *name; /* "sqlite", "mongo", "postgres" */
   /* Open (create schema / indexes / migrate). err gets a clear reason on failure. */
   int (*open)(const struct config *cfg, void **ctx, char *err, size_t errlen);
   void (*close)(void *ctx);
@@ -116,6 +116,10 @@ struct store_backend {
 
 extern const struct store_backend store_backend_sqlite;
 extern const struct store_backend store_backend_mongo;
+extern const struct store_backend store_backend_postgres;
+
+/* The backend store.backend names (sqlite, mongo, postgres). */
+const struct store_backend *store_backend_for(const struct config *cfg);
 
 /* Record an append's result in it: its seq, and for a duplicate the original's room, mid and ts (takes
  * *room and *mid, setting them to NULL; frees the item's own). Both backends settle a batch with it. */

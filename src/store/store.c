@@ -353,7 +353,7 @@ struct store *store_open(uv_loop_t *loop, const struct config *cfg, char *err, s
   }
   s->loop = loop;
   s->cfg = cfg;
-  s->be = cfg->store_backend == 1 ? &store_backend_mongo : &store_backend_sqlite;
+  s->be = store_backend_for(cfg);
   atomic_init(&s->ckpt_left, -1);
   pthread_mutex_init(&s->done_mu, NULL);
   if (uv_async_init(loop, &s->async, on_async)) {
