@@ -564,8 +564,9 @@ static void arr_str(struct arr *a, const char *s) {
 
 static void arr_u64(struct arr *a, uint64_t v) {
   char buf[24];
+  u64s(buf, v);
   arr_sep(a);
-  arr_put(a, u64s(buf, v), strlen(buf));
+  arr_put(a, buf, strlen(buf));
 }
 
 static const char *arr_end(struct arr *a) {
@@ -658,10 +659,10 @@ static void attempt_fail(struct pg *p, struct attempt *at, PGresult *res) {
   at->rc = map_result(res, p->conn);
   at->collided = is_unique_violation(res);
   const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
-  snprintf(at->why, sizeof at->why, "%s%s%s",
+  snprintf(at->why, sizeof at->why, "%s%s%s%s",
+           at->collided ? "another writer stored a key of this batch first: " : "",
            first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf),
-           at->collided && cons ? " — another writer stored that key first: " : "",
-           at->collided && cons ? cons : "");
+           cons ? " — " : "", cons ? cons : "");
   if (at->rc == STORE_EINVAL && at->collided) at->rc = STORE_EUNAVAILABLE;
 }
 
@@ -849,7 +850,10 @@ static int pg_append(void *ctx, struct store_append *items, size_t n, char *err,
   keys_free(&keys);
   int ret = at.rc;
   if (ret) {
-    seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown, at.why);
+    if (!strncmp(at.why, "cannot reach", 12)) /* names the server already */
+      seterr(err, errlen, "%s", at.why);
+    else
+      seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown, at.why);
     p->failing = true;
   } else {
     for (size_t i = 0; i < n; i++)

@@ -4,7 +4,12 @@
  * MongoDB: the URI comes from PARLEY_TEST_MONGO_URI (tools/test starts the MongoDB-wire emulator with
  * tests/support/mongo-server and exports it; point it at a real mongod to run the same tests there).
  * Without it every mongo test is reported SKIPPED, never passed. Each test uses its own database,
- * parley_test_<pid>_<n> (the emulator has no dropDatabase; on a real server it is dropped after). */
+ * parley_test_<pid>_<n> (the emulator has no dropDatabase; on a real server it is dropped after).
+ *
+ * PostgreSQL: the server of PARLEY_TEST_POSTGRES_URI (tools/test starts one with tests/support/pg-server
+ * and exports it); without it this program starts its own throwaway server with that script, and reports
+ * the postgres tests SKIPPED, saying why, only if that fails. Each test uses its own schema,
+ * parley_test_<pid>_<n> (store.postgres.schema), dropped after. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +24,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <mongoc/mongoc.h>
 #include <netdb.h>
@@ -228,8 +234,8 @@ struct fx {
   const struct kind *k;
   struct config cfg;
   char *tmpdir;       /* sqlite */
-  char dbname[64];    /* mongo */
-  struct proxy *prox; /* mongo fault injection */
+  char dbname[64];    /* mongo: database; postgres: schema */
+  struct proxy *prox; /* mongo and postgres fault injection */
   const char *skip_reason;
   void *w, *r; /* writer and reader ctx */
 };
@@ -286,6 +292,8 @@ static int teardown(void **state) {
   set_str(&f->cfg.store_sqlite_path, NULL);
   set_str(&f->cfg.store_mongo_uri, NULL);
   set_str(&f->cfg.store_mongo_database, NULL);
+  set_str(&f->cfg.store_postgres_uri, NULL);
+  set_str(&f->cfg.store_postgres_schema, NULL);
   config_free(&f->cfg);
   free(f->tmpdir);
   free(f);
@@ -386,6 +394,151 @@ static bool mongo_fault_prepare(struct fx *f) {
 
 static void mongo_fault(struct fx *f, bool on) { assert_int_equal(proxy_cmd(f->prox, on ? 'd' : 'u'), 'k'); }
 
+/* ---- postgres ---- */
+
+static char pg_started_uri[256]; /* the server this program started (main), if it did */
+static const char *pg_start_failed;
+
+static const char *pg_uri(void) {
+  const char *u = getenv("PARLEY_TEST_POSTGRES_URI");
+  if (u && *u) return u;
+  return pg_started_uri[0] ? pg_started_uri : NULL;
+}
+
+/* Without PARLEY_TEST_POSTGRES_URI: a throwaway server from tests/support/pg-server for this run. */
+#define PG_STATE "/tmp/parley-test-store-pg.state"
+static void pg_server(bool start) {
+#ifdef PARLEY_SOURCE_DIR
+  char cmd[PATH_MAX + 128];
+  if (!start) {
+    if (!pg_started_uri[0]) return;
+    snprintf(cmd, sizeof cmd, "%s/tests/support/pg-server stop %s.%ld >/dev/null 2>&1", PARLEY_SOURCE_DIR,
+             PG_STATE, (long)getpid());
+    if (system(cmd)) fprintf(stderr, "test_store: stopping the PostgreSQL server failed\n");
+    return;
+  }
+  snprintf(cmd, sizeof cmd, "%s/tests/support/pg-server %s.%ld", PARLEY_SOURCE_DIR, PG_STATE, (long)getpid());
+  FILE *fp = popen(cmd, "r");
+  if (!fp || !fgets(pg_started_uri, sizeof pg_started_uri, fp)) pg_started_uri[0] = '\0';
+  if (fp && pclose(fp)) pg_started_uri[0] = '\0';
+  pg_started_uri[strcspn(pg_started_uri, "\n")] = '\0';
+  if (!pg_started_uri[0]) pg_start_failed = "tests/support/pg-server could not start a server (see above)";
+#else
+  if (start) pg_start_failed = "built without PARLEY_SOURCE_DIR: cannot find tests/support/pg-server";
+#endif
+}
+
+/* A connection of the test's own to the test's schema. */
+static void pg_quiet(void *arg, const char *msg) {}
+
+static PGconn *pg_side(struct fx *f) {
+  PGconn *c = PQconnectdb(pg_uri());
+  if (PQstatus(c) != CONNECTION_OK) fail_msg("postgres side connection: %s", PQerrorMessage(c));
+  PQsetNoticeProcessor(c, pg_quiet, NULL);
+  char sql[128];
+  snprintf(sql, sizeof sql, "SET search_path = \"%s\"", f->dbname);
+  PQclear(PQexec(c, sql));
+  return c;
+}
+
+/* Run sql on a side connection; returns its SQLSTATE ("" on success) in state and the constraint name. */
+static void pg_exec_state(struct fx *f, const char *sql, char *state, char *constraint) {
+  PGconn *c = pg_side(f);
+  PGresult *res = PQexec(c, sql);
+  ExecStatusType st = PQresultStatus(res);
+  state[0] = constraint[0] = '\0';
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE),
+               *k = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+    snprintf(state, 8, "%s", s ? s : "?????");
+    snprintf(constraint, 64, "%s", k ? k : "");
+    print_message("postgres: %s → %s", sql, PQresultErrorMessage(res));
+  }
+  PQclear(res);
+  PQfinish(c);
+}
+
+static void pg_exec(struct fx *f, const char *sql) {
+  char st[8], k[64];
+  pg_exec_state(f, sql, st, k);
+  if (st[0]) fail_msg("%s: SQLSTATE %s", sql, st);
+}
+
+static int64_t pg_count(struct fx *f, const char *sql) {
+  PGconn *c = pg_side(f);
+  PGresult *res = PQexec(c, sql);
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+    fail_msg("%s: %s", sql, PQerrorMessage(c));
+  int64_t n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+  PQclear(res);
+  PQfinish(c);
+  return n;
+}
+
+static int pg_prepare(struct fx *f) {
+  static unsigned n;
+  if (!pg_uri()) {
+    f->skip_reason = pg_start_failed ? pg_start_failed : "no PostgreSQL server";
+    return -1;
+  }
+  snprintf(f->dbname, sizeof f->dbname, "parley_test_%ld_%u", (long)getpid(), ++n);
+  set_str(&f->cfg.store_postgres_uri, pg_uri());
+  set_str(&f->cfg.store_postgres_schema, f->dbname);
+  f->cfg.store_backend = 2;
+  return 0;
+}
+
+static void pg_cleanup(struct fx *f) {
+  PGconn *c = PQconnectdb(pg_uri());
+  char sql[128];
+  snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", f->dbname);
+  PQsetNoticeProcessor(c, pg_quiet, NULL);
+  if (PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, sql));
+  PQfinish(c);
+}
+
+/* The writer and reader reopened through a proxy in front of the server (host and port from the URI). */
+static bool pg_fault_prepare(struct fx *f) {
+  PQconninfoOption *opts = PQconninfoParse(pg_uri(), NULL);
+  const char *host = NULL, *port = "5432";
+  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+    if (!strcmp(o->keyword, "host") && o->val) host = o->val;
+    if (!strcmp(o->keyword, "hostaddr") && o->val) host = o->val;
+    if (!strcmp(o->keyword, "port") && o->val) port = o->val;
+  }
+  struct addrinfo *ai = NULL, hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM};
+  bool ok = host && host[0] != '/' && !strchr(host, ',') && getaddrinfo(host, port, &hints, &ai) == 0;
+  if (!ok) {
+    print_message("postgres: cannot proxy %s (needs one TCP host)\n", pg_uri());
+    PQconninfoFree(opts);
+    return false;
+  }
+  struct proxy *p = calloc(1, sizeof *p);
+  assert_non_null(p);
+  memcpy(&p->up, ai->ai_addr, sizeof p->up);
+  freeaddrinfo(ai);
+  p->at = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(pipe(p->ctl), 0);
+  assert_int_equal(pipe(p->ack), 0);
+  p->lfd = proxy_listen(p);
+  assert_true(p->lfd >= 0);
+  assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+  f->prox = p;
+  /* the same connection, as key=value pairs, with the proxy's host and port */
+  char uri[512] = "";
+  for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+    if (!o->val || !o->val[0] || !strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr") ||
+        !strcmp(o->keyword, "port"))
+      continue;
+    snprintf(uri + strlen(uri), sizeof uri - strlen(uri), "%s='%s' ", o->keyword, o->val);
+  }
+  snprintf(uri + strlen(uri), sizeof uri - strlen(uri), "host=127.0.0.1 port=%u", ntohs(p->at.sin_port));
+  PQconninfoFree(opts);
+  set_str(&f->cfg.store_postgres_uri, uri);
+  reopen(f);
+  return true;
+}
+
 static const struct kind sqlite_kind = {
     .name = "sqlite",
     .be = &store_backend_sqlite,
@@ -404,8 +557,19 @@ static const struct kind mongo_kind = {
     .fault_blocks_reads = true,
 };
 
+static const struct kind pg_kind = {
+    .name = "postgres",
+    .be = &store_backend_postgres,
+    .prepare = pg_prepare,
+    .cleanup = pg_cleanup,
+    .fault_prepare = pg_fault_prepare,
+    .fault = mongo_fault, /* the proxy goes down and comes back */
+    .fault_blocks_reads = true,
+};
+
 static int setup_sqlite(void **state) { return setup(state, &sqlite_kind); }
 static int setup_mongo(void **state) { return setup(state, &mongo_kind); }
+static int setup_pg(void **state) { return setup(state, &pg_kind); }
 
 /* ---- message helpers ---- */
 
@@ -1004,6 +1168,54 @@ static void test_open_errors(void **state) {
     rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
     print_message("sqlite, not a database: %d: %s\n", rc, err);
     assert_int_equal(rc, STORE_ECORRUPT);
+    assert_null(ctx);
+  } else if (f->k == &pg_kind) {
+    char uri[160];
+    snprintf(uri, sizeof uri, "postgresql://parley@127.0.0.1:%u/parley", closed_port());
+    set_str(&f->cfg.store_postgres_uri, uri);
+    err[0] = '\0';
+    t0 = mono_ms();
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    took = mono_ms() - t0;
+    print_message("postgres, closed port: %d after %" PRIu64 " ms: %s\n", rc, took, err);
+    assert_int_equal(rc, STORE_EUNAVAILABLE);
+    assert_null(ctx);
+    assert_non_null(strstr(err, "cannot reach PostgreSQL at"));
+    assert_non_null(strstr(err, uri));
+    assert_true(took < BOUND_MS);
+    /* a password never shows in messages, in a URI or in key=value form */
+    snprintf(uri, sizeof uri, "postgresql://ann:s3cret@127.0.0.1:%u/parley", closed_port());
+    set_str(&f->cfg.store_postgres_uri, uri);
+    assert_int_equal(f->k->be->open(&f->cfg, &ctx, err, sizeof err), STORE_EUNAVAILABLE);
+    assert_null(strstr(err, "s3cret"));
+    assert_non_null(strstr(err, "ann:***@"));
+    snprintf(uri, sizeof uri, "host=127.0.0.1 port=%u user=ann password=s3cret dbname=parley", closed_port());
+    set_str(&f->cfg.store_postgres_uri, uri);
+    assert_int_equal(f->k->be->open(&f->cfg, &ctx, err, sizeof err), STORE_EUNAVAILABLE);
+    print_message("postgres, key=value with a password: %s\n", err);
+    assert_null(strstr(err, "s3cret"));
+    /* not a connection string */
+    set_str(&f->cfg.store_postgres_uri, "postgresql://h/db?nosuchoption=1");
+    rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+    print_message("postgres, bad URI: %d: %s\n", rc, err);
+    assert_int_equal(rc, STORE_EINVAL);
+    assert_non_null(strstr(err, "invalid PostgreSQL connection string"));
+    set_str(&f->cfg.store_postgres_uri, "");
+    assert_int_equal(f->k->be->open(&f->cfg, &ctx, err, sizeof err), STORE_EINVAL);
+    /* a database that does not exist: reached, but refused */
+    char *bad = strdup(pg_uri());
+    assert_non_null(bad);
+    char *slash = strrchr(bad, '/');
+    if (strstr(bad, "://") && slash && slash > strstr(bad, "://") + 2) {
+      *slash = '\0';
+      snprintf(uri, sizeof uri, "%s/parley_no_such_db", bad);
+      set_str(&f->cfg.store_postgres_uri, uri);
+      rc = f->k->be->open(&f->cfg, &ctx, err, sizeof err);
+      print_message("postgres, no such database: %d: %s\n", rc, err);
+      assert_int_not_equal(rc, STORE_OK);
+      assert_non_null(strstr(err, "parley_no_such_db"));
+    }
+    free(bad);
     assert_null(ctx);
   } else {
     char uri[128];
@@ -1634,6 +1846,102 @@ static void test_sqlite_migration_v1(void **state) {
   assert_int_equal(head(f, f->r, "lobby"), 2);
 }
 
+/* ---- postgres ---- */
+
+/* The schema carries its version; a database of a newer parleyd is refused, not misread. */
+static void test_pg_schema(void **state) {
+  struct fx *f = fixture(state);
+  assert_int_equal(pg_count(f, "SELECT version FROM parley_schema"), 1);
+  assert_int_equal(pg_count(f, "SELECT count(*) FROM parley_schema"), 1);
+  /* names sort byte-wise whatever the database's collation */
+  assert_int_equal(pg_count(f, "SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+                               "current_schema() AND column_name = 'room' AND collation_name = 'C'"),
+                   3);
+  assert_int_equal(append1(f, "x", "u", "c", 1), 1);
+  close_ctxs(f);
+  pg_exec(f, "UPDATE parley_schema SET version = 99");
+  void *ctx = NULL;
+  err[0] = '\0';
+  assert_int_equal(f->k->be->open(&f->cfg, &ctx, err, sizeof err), STORE_ECORRUPT);
+  assert_null(ctx);
+  print_message("postgres, newer schema: %s\n", err);
+  assert_non_null(strstr(err, "schema version 99"));
+  pg_exec(f, "UPDATE parley_schema SET version = 1");
+  reopen(f); /* nothing to migrate: everything kept */
+  assert_int_equal(head(f, f->r, "x"), 1);
+}
+
+/* Uniqueness fences: a second writer inserting a (room, seq) or a (user_id, cmid) that is taken gets a clear
+ * error and writes nothing of its statement; the backend's writer, whose cached heads another writer has
+ * overtaken, sequences its batch again and stores all of it once. */
+static void test_pg_fence(void **state) {
+  struct fx *f = fixture(state);
+  append_n(f, "fence", 1, 3, 1000);
+  char st[8], k[64];
+  /* another writer: one new row and one taken (room, seq), in one statement */
+  pg_exec_state(f,
+                "INSERT INTO messages (room, seq, mid, ts, user_id, cmid, body) VALUES "
+                "('fence', 4, 'x4', 1, 'other', 'o-4', '{}'), ('fence', 3, 'x3', 1, 'other', 'o-3', '{}')",
+                st, k);
+  assert_string_equal(st, "23505");
+  assert_string_equal(k, "messages_room_seq");
+  /* a taken (user_id, cmid) in another room */
+  pg_exec_state(f,
+                "INSERT INTO messages (room, seq, mid, ts, user_id, cmid, body) VALUES "
+                "('elsewhere', 1, 'y1', 1, 'u', 'fence-2', '{}')",
+                st, k);
+  assert_string_equal(st, "23505");
+  assert_string_equal(k, "messages_user_cmid");
+  assert_int_equal(pg_count(f, "SELECT count(*) FROM messages"), 3); /* nothing half-written */
+  assert_int_equal(head(f, f->r, "fence"), 3);
+
+  /* Now another writer stores seqs 4 and 5 of "fence", and (bob, b-1), behind the writer's back. */
+  pg_exec(f, "INSERT INTO messages (room, seq, mid, ts, user_id, cmid, body) VALUES "
+             "('fence', 4, 'x4', 1, 'other', 'o-4', '{}'), ('fence', 5, 'x5', 1, 'bob', 'b-1', '{}')");
+  struct store_append v[4] = {item("fence", "u", "n-1", 2000), item("fence", "u", "n-2", 2001),
+                              item("calm", "u", "n-3", 2002), item("fence", "bob", "b-1", 2003)};
+  append_ok(f, v, 4); /* collides on (fence, 4), then goes through */
+  assert_false(v[0].dup || v[1].dup || v[2].dup);
+  assert_int_equal(v[0].msg.seq, 6);
+  assert_int_equal(v[1].msg.seq, 7);
+  assert_int_equal(v[2].msg.seq, 1);
+  assert_true(v[3].dup); /* the other writer's message */
+  assert_int_equal(v[3].msg.seq, 5);
+  assert_string_equal(v[3].msg.mid, "x5");
+  EXPECT_READ(f, "fence", 0, 0, 100, false, 1, 2, 3, 4, 5, 6, 7, 0);
+  assert_int_equal(head(f, f->r, "fence"), 7);
+  assert_int_equal(pg_count(f, "SELECT head FROM rooms WHERE room = 'fence'"), 7);
+  assert_int_equal(pg_count(f, "SELECT count(*) FROM messages"), 8);
+  free_items(v, 4);
+}
+
+/* Heads survive retention (rooms.head), and a batch over many rooms reads their heads in one go. */
+static void test_pg_many_rooms(void **state) {
+  struct fx *f = fixture(state);
+  enum { ROOMS = 300 };
+  struct store_append v[ROOMS];
+  for (size_t i = 0; i < ROOMS; i++) {
+    char room[16], cmid[16];
+    snprintf(room, sizeof room, "r%zu", i);
+    snprintf(cmid, sizeof cmid, "m%zu", i);
+    v[i] = item(room, "u", cmid, i);
+  }
+  append_ok(f, v, ROOMS);
+  for (size_t i = 0; i < ROOMS; i++) assert_int_equal(v[i].msg.seq, 1);
+  free_items(v, ROOMS);
+  reopen(f); /* a fresh writer: every head from the database */
+  for (size_t i = 0; i < ROOMS; i++) {
+    char room[16], cmid[16];
+    snprintf(room, sizeof room, "r%zu", i);
+    snprintf(cmid, sizeof cmid, "m%zu-2", i);
+    v[i] = item(room, "u", cmid, i);
+  }
+  append_ok(f, v, ROOMS);
+  for (size_t i = 0; i < ROOMS; i++) assert_int_equal(v[i].msg.seq, 2);
+  free_items(v, ROOMS);
+  assert_int_equal(pg_count(f, "SELECT count(*) FROM rooms"), ROOMS);
+}
+
 static void test_glob(void **state) {
   assert_true(config_glob_match("*", ""));
   assert_true(config_glob_match("*", "anything"));
@@ -1751,6 +2059,8 @@ int main(void) {
                   TEST(test_sqlite_partial_checkpoint_syncs, setup_sqlite)
                       TEST(test_sqlite_inbox_crash_mid_merge, setup_sqlite)};
   const struct CMUnitTest mongo_tests[] = {STORE_TESTS(TEST, setup_mongo)};
+  const struct CMUnitTest pg_tests[] = {STORE_TESTS(TEST, setup_pg) TEST(test_pg_schema, setup_pg)
+                                            TEST(test_pg_fence, setup_pg) TEST(test_pg_many_rooms, setup_pg)};
   if (!mongo_uri())
     fprintf(stderr,
             "test_store: PARLEY_TEST_MONGO_URI is not set: the mongo tests are SKIPPED (run tools/test, "
@@ -1759,5 +2069,12 @@ int main(void) {
   int failed = cmocka_run_group_tests_name("store_common", common, NULL, NULL);
   failed += cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
   failed += cmocka_run_group_tests_name("store_mongo", mongo_tests, NULL, NULL);
+  if (!pg_uri()) pg_server(true);
+  if (!pg_uri())
+    fprintf(stderr,
+            "test_store: PARLEY_TEST_POSTGRES_URI is not set and %s: the postgres tests are SKIPPED\n",
+            pg_start_failed);
+  failed += cmocka_run_group_tests_name("store_postgres", pg_tests, NULL, NULL);
+  pg_server(false);
   return failed ? 1 : 0;
 }
