@@ -38,7 +38,7 @@
 
 #define DEFAULT_CONNECT_TIMEOUT  "2"     /* seconds; the URI may say otherwise */
 #define DEFAULT_TCP_USER_TIMEOUT "30000" /* ms unacknowledged on the socket before the call fails */
-#define APPEND_TRIES             3
+#define APPEND_TRIES             5
 #define HEAD_CACHE_MAX           100000     /* rooms; past it the cache starts over */
 #define SCHEMA_LOCK              0x70617274 /* pg_advisory_xact_lock class of the migrations ("part") */
 

@@ -1,7 +1,8 @@
 """Shared helpers for the durability / session acceptance tests (test_durability.py,
 test_presence_recovery.py): tokens, connecting as a user, kill -9 / SIGTERM restarts of a ParleyServer on
-the same data dir and port, paged history reads, a MongoDB-wire server for the `mongo` backend, and a
-small TCP proxy used to simulate a store outage when the MongoDB server is not ours to stop.
+the same data dir and port, paged history reads, a MongoDB-wire server for the `mongo` backend, a
+throwaway PostgreSQL server for the `postgres` backend, and a small TCP proxy used to simulate a store outage
+when the database server is not ours to stop.
 
 Every wait here is bounded; every process started here is stopped by its PID.
 """
@@ -24,6 +25,8 @@ from wsclient import Client, ConnectionClosed, Timeout, WSError, ok
 MONGO_SCRIPT = os.path.join(REPO_ROOT, "tests", "support", "mongo-server")
 JONGODB_BIN = os.path.join(REPO_ROOT, "tests", "support", "node_modules", "@jongodb",
                            "memory-server-bin-linux-x64-gnu", "bin", "jongodb")
+
+PG_SCRIPT = os.path.join(REPO_ROOT, "tests", "support", "pg-server")
 
 # Errors a send may get while the store cannot take it: retry with the same cmid.
 RETRYABLE = ("store_unavailable", "overloaded")
@@ -190,6 +193,64 @@ class MongoServer:
         return self.uri.split("//", 1)[0] + "//" + self.uri.split("//", 1)[1].split("/", 1)[0]
 
 
+# ---- PostgreSQL server ------------------------------------------------------------------------------
+
+
+def pg_conf(uri, schema):
+    """conf.d keys for the postgres backend: one schema per test (created by parleyd)."""
+    return {"store.backend": "postgres", "store.postgres.uri": f'"{uri}"', "store.postgres.schema": f'"{schema}"'}
+
+
+class PgServer:
+    """A throwaway PostgreSQL started with tests/support/pg-server (or PARLEY_TEST_POSTGRES_URI's server,
+    which is never stopped here). crash() stops it as a crash would (pg_ctl stop -m immediate); start()
+    after it starts the same cluster again on the same port (its data kept), so a parleyd keeps its URI."""
+
+    def __init__(self, work_dir):
+        self.state = os.path.join(work_dir, "pg.state")
+        self.external = os.environ.get("PARLEY_TEST_POSTGRES_URI") or None
+        self.uri = self.external
+        self.running = False
+
+    def _run(self, *args, timeout=120):
+        return subprocess.run([PG_SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout)
+
+    def start(self):
+        if not self.external:
+            deadline = time.monotonic() + 60
+            while True:
+                p = self._run("start", self.state)
+                if p.returncode == 0:
+                    break
+                # after a crash the port may not be free at once: the script retries, and so do we (bounded)
+                if not os.path.exists(self.state) or time.monotonic() > deadline:
+                    pytest.fail(f"cannot start PostgreSQL: {p.stderr.strip()}")
+                time.sleep(0.3)
+            self.uri = p.stdout.strip().splitlines()[-1]
+        self.running = True
+        return self.uri
+
+    def crash(self):
+        assert not self.external, "not ours to crash"
+        p = self._run("crash", self.state)
+        assert p.returncode == 0, p.stderr
+        self.running = False
+
+    def stop(self):
+        if not self.external and os.path.exists(self.state):
+            self._run("stop", self.state)
+        self.running = False
+
+    def psql(self, schema, sql):
+        """Run sql in schema with psql; returns its rows as lists of strings."""
+        p = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", self.uri, "-c",
+                            f'SET search_path = "{schema}"', "-c", sql],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert p.returncode == 0, f"psql {sql!r}: {p.stderr}"
+        return [line.split("\t") for line in p.stdout.splitlines() if line]
+
+
 class TcpProxy:
     """A threaded TCP proxy 127.0.0.1:port -> target. down() closes the listener and every proxied
     connection; up() listens again on the same port. Used to take an external MongoDB 'down'."""
@@ -290,6 +351,7 @@ class OutboxSender:
         self.acks = {}  # cmid -> ack map (the first ack; later duplicates must agree)
         self.dups = 0
         self.retryable = 0
+        self.codes = {}  # error code -> how many sends got it
         self.window = window
         self.client = None
         self.rid = 0
@@ -347,6 +409,7 @@ class OutboxSender:
             code = r["err"]["code"]
             assert code in RETRYABLE, f"send {cmid} failed with {r}"
             self.retryable += 1
+            self.codes[code] = self.codes.get(code, 0) + 1
             self.todo.insert(0, cmid)
             time.sleep(0.05)
 

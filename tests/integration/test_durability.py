@@ -1,9 +1,11 @@
-"""Durable history and message consistency, against both store backends (issue 3 "Acceptance";
+"""Durable history and message consistency, against every store backend (issue 3 "Acceptance";
 docs/protocol.md "send", "history", "join"; docs/storage.md).
 
-Every test runs once with SQLite (the default) and once with the MongoDB backend against the MongoDB-wire
-emulator started by tests/support/mongo-server (or the server in PARLEY_TEST_MONGO_URI). Each MongoDB test
-uses its own database and keeps it small (the emulator's inserts slow down past a few hundred documents).
+Every test runs with SQLite (the default), with the MongoDB backend against the MongoDB-wire emulator started
+by tests/support/mongo-server (or the server in PARLEY_TEST_MONGO_URI), and with the PostgreSQL backend
+against a throwaway server started by tests/support/pg-server (or the server in PARLEY_TEST_POSTGRES_URI).
+Each MongoDB test uses its own database and keeps it small (the emulator's inserts slow down past a few
+hundred documents); each PostgreSQL test uses its own schema.
 """
 
 import collections
@@ -15,8 +17,9 @@ import time
 
 import pytest
 
-from support_durable import (CONN_ERRORS, RETRYABLE, MongoServer, OutboxSender, TcpProxy, connect,
-                             events_of, history_all, history_all_backwards, mongo_conf, restart, unique_db)
+from support_durable import (CONN_ERRORS, RETRYABLE, MongoServer, OutboxSender, PgServer, TcpProxy, connect,
+                             events_of, history_all, history_all_backwards, mongo_conf, pg_conf, restart,
+                             unique_db)
 from wsclient import err_code, http_get, ok, parse_metrics
 
 MSG_FIELDS = {"ev", "room", "seq", "mid", "ts", "from", "body", "cmid"}
@@ -30,13 +33,26 @@ def mongo(tmp_path_factory):
     m.stop()
 
 
-@pytest.fixture(params=["sqlite", "sqlite-merging", "mongo"])
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    pg = PgServer(str(tmp_path_factory.mktemp("pg")))
+    pg.start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "sqlite-merging", "mongo", "postgres"])
 def backend(request):
     """(name, conf dict) of the store backend under test. sqlite-merging: an inbox of 32 rows, so that new
     messages move from the inbox to the messages table every 16 sends, during every test (kills included)."""
     if request.param == "mongo":
         m = request.getfixturevalue("mongo")
         return "mongo", mongo_conf(m.uri, unique_db("dur"))
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres")
+        schema = unique_db("dur")
+        request.node.pg_schema = schema
+        return "postgres", pg_conf(pg.uri, schema)
     if request.param == "sqlite-merging":
         return "sqlite", {"store.backend": "sqlite", "store.sqlite.inbox_rows": 32}
     return "sqlite", {"store.backend": "sqlite"}
@@ -55,8 +71,8 @@ def test_kill9_at_random_moments_loses_no_acknowledged_message(server_factory, b
     it has no ack for, with the same cmid. At the end history holds every message exactly once, seqs 1..N
     without a gap, each acknowledged message under the seq and mid its ack named."""
     name, conf = backend
-    n = 3000 if name == "sqlite" else 150
-    kills = 5 if name == "sqlite" else 3
+    n = {"sqlite": 3000, "postgres": 1500}.get(name, 150)
+    kills = 3 if name == "mongo" else 5
     seed = int(os.environ.get("PARLEY_TEST_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
     print(f"crash test: backend={name} n={n} kills={kills} seed={seed}")
@@ -119,7 +135,7 @@ def test_kill9_at_random_moments_loses_no_acknowledged_message(server_factory, b
     t.start()
     ot = threading.Thread(target=observer, daemon=True)
     ot.start()
-    deadline = time.monotonic() + (90 if name == "sqlite" else 120)
+    deadline = time.monotonic() + (120 if name == "mongo" else 90)
     need_connect = True
     client = None
     try:
@@ -337,7 +353,7 @@ def test_history_pages_both_directions_from_ring_and_store(server_factory, backe
 # ---- ephemeral rooms -------------------------------------------------------------------------------------
 
 
-def test_ephemeral_rooms_deliver_live_store_nothing_and_restart_seq(server_factory, backend):
+def test_ephemeral_rooms_deliver_live_store_nothing_and_restart_seq(server_factory, backend, request):
     name, conf = backend
     srv = server_factory(conf, **{"rooms.tick-*.history": "off"})
     a, _ = connect(srv, "ann")
@@ -368,6 +384,13 @@ def test_ephemeral_rooms_deliver_live_store_nothing_and_restart_seq(server_facto
         finally:
             db.close()
         assert (rows, heads, kept) == (0, 0, 1), "an ephemeral room wrote to the store"
+    if name == "postgres":
+        pg = request.getfixturevalue("postgres")
+        got = pg.psql(request.node.pg_schema,
+                      "SELECT (SELECT count(*) FROM messages WHERE room LIKE 'tick-%'), "
+                      "(SELECT count(*) FROM rooms WHERE room LIKE 'tick-%'), "
+                      "(SELECT count(*) FROM messages WHERE room = 'durable-1')")
+        assert got == [["0", "0", "1"]], f"an ephemeral room wrote to the store: {got}"
     a, _ = connect(srv, "ann")
     b, _ = connect(srv, "bob")
     h = ok(a.request("history", room="tick-1", limit=50))
@@ -477,6 +500,84 @@ def test_mongo_outage_send_fails_clearly_live_features_keep_working_and_recovers
         if proxy:
             proxy.down()
         m.stop()
+
+
+# ---- store outage (PostgreSQL) ------------------------------------------------------------------------
+
+
+def test_postgres_crash_mid_load_fails_sends_clearly_then_reconnects_and_stores_every_retry_once(
+        server_factory, tmp_path):
+    """The database server is stopped as a crash would stop it (pg_ctl stop -m immediate) while a client
+    pipelines sends (16 in flight), and started again 2 s later. Meanwhile sends fail at once with
+    store_unavailable (never hang, never crash parleyd); the client retries each with its cmid; parleyd's
+    connections come back by themselves. At the end every message is stored exactly once, seqs 1..N without
+    a gap, each acknowledged one under the seq and mid of its ack. (A server given by
+    PARLEY_TEST_POSTGRES_URI is not ours to crash: a proxy in front of it goes down instead.)"""
+    pg = PgServer(str(tmp_path))
+    pg.start()
+    proxy = None
+    try:
+        uri = pg.uri
+        if pg.external:
+            from urllib.parse import urlsplit
+            u = urlsplit(pg.uri)
+            proxy = TcpProxy(u.hostname or "127.0.0.1", u.port or 5432)
+            proxy.up()
+            uri = u._replace(netloc=f"{u.username + '@' if u.username else ''}127.0.0.1:{proxy.port}").geturl()
+        schema = unique_db("crash")
+        srv = server_factory(pg_conf(uri, schema), **{"log.level": "warn"})
+        n = 600
+        room = "pgcrash"
+        cmids = [f"p-{i}" for i in range(1, n + 1)]
+        out = OutboxSender(room, cmids, window=16)
+        c, _ = connect(srv, "crasher", timeout=10)
+        ok(c.join(room))
+        out.attach(c)
+        down_at = None
+        first_error = None
+        back = False
+        deadline = time.monotonic() + 90
+        while not out.done:
+            assert time.monotonic() < deadline, f"not done in time: {len(out.acks)}/{n} acked"
+            before = out.retryable
+            out.step()
+            if down_at is None and len(out.acks) >= n // 3:
+                down_at = time.monotonic()
+                if proxy:
+                    proxy.down()
+                else:
+                    pg.crash()
+            if down_at is not None and first_error is None and out.retryable > before:
+                first_error = time.monotonic() - down_at
+            if down_at is not None and not back and time.monotonic() - down_at > 2:
+                back = True
+                if proxy:
+                    proxy.up()
+                else:
+                    pg.start()
+        assert srv.proc.poll() is None, f"parleyd exited:\n{srv.stderr()[-3000:]}"
+        assert first_error is not None, "no send failed while the database was down"
+        print(f"postgres crash: sends failed with {out.codes}, the first {first_error:.2f}s after the crash; "
+              f"duplicates on resend: {out.dups}")
+        assert out.codes.get("store_unavailable", 0) > 0, out.codes
+        assert first_error < 5, f"the first failure came {first_error:.1f}s after the crash"
+        msgs = history_all(c, room, page=200)
+        assert [m["seq"] for m in msgs] == list(range(1, n + 1))
+        counts = collections.Counter(m["cmid"] for m in msgs)
+        assert set(counts) == set(cmids) and max(counts.values()) == 1
+        for m in msgs:
+            a = out.acks[m["cmid"]]
+            assert (m["seq"], m["mid"], m["ts"]) == (a["seq"], a["mid"], a["ts"]), (m, a)
+        # and the room goes on after a restart of parleyd, from the database
+        restart(srv, "term")
+        c, _ = connect(srv, "crasher")
+        assert ok(c.join(room))["seq"] == n
+        assert ok(c.send(room, "after", cmid="p-after"))["seq"] == n + 1
+        assert pg.psql(schema, "SELECT count(*), max(seq) FROM messages") == [[str(n + 1), str(n + 1)]]
+    finally:
+        if proxy:
+            proxy.down()
+        pg.stop()
 
 
 @pytest.mark.parametrize("reset_pages", [64, 100000])
