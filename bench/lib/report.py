@@ -3,7 +3,7 @@ import math
 import os
 
 COLORS = {"parley-json": "#1f77b4", "parley-msgpack": "#17becf", "socketio": "#d62728", "ws": "#ff7f0e",
-          "sqlite": "#1f77b4", "mongo": "#2ca02c"}
+          "sqlite": "#1f77b4", "mongo": "#2ca02c", "postgres": "#9467bd"}
 LABELS = {"parley-json": "Parley (JSON)", "parley-msgpack": "Parley (msgpack)", "socketio": "Socket.IO 4",
           "ws": "ws 8"}
 

@@ -206,9 +206,10 @@ class PgServer:
     which is never stopped here). crash() stops it as a crash would (pg_ctl stop -m immediate); start()
     after it starts the same cluster again on the same port (its data kept), so a parleyd keeps its URI."""
 
-    def __init__(self, work_dir):
+    def __init__(self, work_dir, own=False):
+        """own: start a server of our own even when PARLEY_TEST_POSTGRES_URI names one (to crash it)."""
         self.state = os.path.join(work_dir, "pg.state")
-        self.external = os.environ.get("PARLEY_TEST_POSTGRES_URI") or None
+        self.external = None if own else (os.environ.get("PARLEY_TEST_POSTGRES_URI") or None)
         self.uri = self.external
         self.running = False
 
@@ -216,7 +217,8 @@ class PgServer:
         return subprocess.run([PG_SCRIPT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               timeout=timeout)
 
-    def start(self):
+    def start(self, must=True):
+        """Start (or restart after crash()) the server; returns its URI. must=False: None if it cannot."""
         if not self.external:
             deadline = time.monotonic() + 60
             while True:
@@ -225,6 +227,8 @@ class PgServer:
                     break
                 # after a crash the port may not be free at once: the script retries, and so do we (bounded)
                 if not os.path.exists(self.state) or time.monotonic() > deadline:
+                    if not must:
+                        return None
                     pytest.fail(f"cannot start PostgreSQL: {p.stderr.strip()}")
                 time.sleep(0.3)
             self.uri = p.stdout.strip().splitlines()[-1]
