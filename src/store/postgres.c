@@ -650,7 +650,8 @@ static struct head_entry *head_get(struct pg *p, const char *room, bool *oom) {
 /* What one try of a batch ran into: the statement's failure, kept for the caller's message. */
 struct attempt {
   int rc;
-  bool collided; /* a unique key another writer took first */
+  bool collided;   /* a unique key was taken (by another writer, or by a stored message: cmid_taken) */
+  bool cmid_taken; /* …the (user_id, cmid) one */
   char why[256];
 };
 
@@ -659,6 +660,7 @@ static void attempt_fail(struct pg *p, struct attempt *at, PGresult *res) {
   at->rc = map_result(res, p->conn);
   at->collided = is_unique_violation(res);
   const char *cons = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+  at->cmid_taken = at->collided && cons && !strcmp(cons, "messages_user_cmid");
   snprintf(at->why, sizeof at->why, "%s%s%s%s",
            at->collided ? "another writer stored a key of this batch first: " : "",
            first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf),
@@ -667,13 +669,15 @@ static void attempt_fail(struct pg *p, struct attempt *at, PGresult *res) {
 }
 
 /* One try at a batch: fills out[] (nothing is applied to the items yet). keys: the batch's (user_id, cmid)
- * hash, built by the caller. */
+ * hash, built by the caller. optimistic: skip the query for stored duplicates and let the insert's unique
+ * check find them (it probes the same index anyway): a batch with one fails on messages_user_cmid, writes
+ * nothing, and is tried again with the query. */
 static void append_once(struct pg *p, const struct store_append *items, size_t n, struct outcome *out,
-                        struct key_entry *keys, struct attempt *at) {
+                        struct key_entry *keys, bool optimistic, struct attempt *at) {
   struct arr a[8] = {{0}};
   PGresult *res = NULL;
   at->rc = STORE_OK;
-  at->collided = false;
+  at->collided = at->cmid_taken = false;
   bool oom = false;
   uint64_t batch = ++p->batch;
   for (size_t i = 0; i < n; i++) {
@@ -684,15 +688,19 @@ static void append_once(struct pg *p, const struct store_append *items, size_t n
   if ((at->rc = ensure(p, at->why, sizeof at->why))) return;
 
   /* 1. Duplicates of stored messages: one query for the whole batch (each key once). */
-  for (struct key_entry *k = keys; k; k = k->hh.next) {
+  const char *v[8] = {NULL};
+  for (struct key_entry *k = optimistic ? NULL : keys; k; k = k->hh.next) {
     arr_str(&a[0], items[k->first].msg.user_id);
     arr_str(&a[1], items[k->first].msg.cmid);
   }
-  const char *v[8] = {arr_end(&a[0]), arr_end(&a[1])};
-  if (!v[0] || !v[1]) goto oom;
-  res = PQexecPrepared(p->conn, "s0", 2, v, NULL, NULL, 0);
-  if (PQresultStatus(res) != PGRES_TUPLES_OK) goto fail;
-  for (int r = 0; r < PQntuples(res); r++) {
+  if (!optimistic) {
+    v[0] = arr_end(&a[0]);
+    v[1] = arr_end(&a[1]);
+    if (!v[0] || !v[1]) goto oom;
+    res = PQexecPrepared(p->conn, "s0", 2, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) goto fail;
+  }
+  for (int r = 0; res && r < PQntuples(res); r++) {
     struct key_entry *k = key_find(keys, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1));
     if (!k) continue;
     for (size_t i = k->first; i < n; i++) { /* every item with this key */
@@ -806,7 +814,9 @@ fail:
 out:
   PQclear(res);
   for (int c = 0; c < 8; c++) free(a[c].p);
-  if (at->rc) heads_clear(p); /* whatever another writer did, the heads are read again */
+  /* Whatever another writer did, the heads are read again; a (user_id, cmid) taken leaves them as they
+   * were (the usual cause: a client's resend of a stored message). */
+  if (at->rc && !at->cmid_taken) heads_clear(p);
 }
 
 static int pg_append(void *ctx, struct store_append *items, size_t n, char *err, size_t errlen) {
@@ -837,9 +847,14 @@ static int pg_append(void *ctx, struct store_append *items, size_t n, char *err,
     /* A key another writer took first: sequence again from the heads as stored now. A connection that
      * broke: once more on a new one (ensure). */
     for (int attempt = 0; attempt < APPEND_TRIES; attempt++) {
-      bool was_ok = PQstatus(p->conn) == CONNECTION_OK;
-      append_once(p, items, n, out, keys, &at);
+      bool was_ok = PQstatus(p->conn) == CONNECTION_OK, optimistic = attempt == 0;
+      append_once(p, items, n, out, keys, optimistic, &at);
       if (!at.rc) break;
+      /* The server answered with an error: the statement, and its transaction, wrote nothing. Only a
+       * connection that broke leaves it open whether the insert committed (tried: see append_once). */
+      if (PQstatus(p->conn) == CONNECTION_OK)
+        for (size_t i = 0; i < n; i++) out[i].tried = false;
+      if (at.cmid_taken && optimistic) continue; /* a stored duplicate: now with the query */
       if (at.collided) {
         log_warn("store(postgres): append of %zu messages: %s; sequencing again", n, at.why);
         continue;
