@@ -298,7 +298,14 @@ static int pg_connect(struct pg *p, char *err, size_t errlen) {
       seterr(err, errlen, "out of memory");
       return STORE_ENOMEM;
     }
-    snprintf(sql, n, "CREATE SCHEMA IF NOT EXISTS %s; SET search_path = %s", id, id);
+    /* CREATE SCHEMA needs CREATE on the database even when the schema exists: only when it does not. */
+    const char *pv[1] = {p->schema};
+    PGresult *res =
+        PQexecParams(p->conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1", 1, NULL, pv, NULL, NULL, 0);
+    bool exists = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+    PQclear(res);
+    snprintf(sql, n, "%s%s%sSET search_path = %s", exists ? "" : "CREATE SCHEMA IF NOT EXISTS ",
+             exists ? "" : id, exists ? "" : "; ", id);
     PQfreemem(id);
     bool ok = exec_simple(p, sql, err, errlen, &rc);
     free(sql);

@@ -1871,6 +1871,35 @@ static void test_pg_schema(void **state) {
   assert_int_equal(head(f, f->r, "x"), 1);
 }
 
+/* A user without CREATE on the database works in a schema made for it beforehand (parleyd creates the schema
+ * only when it is missing). */
+static void test_pg_schema_made_beforehand(void **state) {
+  struct fx *f = *state;
+  char sql[256];
+  PGconn *c = PQconnectdb(pg_uri());
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PQsetNoticeProcessor(c, pg_quiet, NULL);
+  PQclear(PQexec(c, "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'parley_test_limited') "
+                    "THEN CREATE ROLE parley_test_limited LOGIN; END IF; END$$"));
+  snprintf(sql, sizeof sql, "CREATE SCHEMA \"%s\" AUTHORIZATION parley_test_limited", f->dbname);
+  PGresult *res = PQexec(c, sql);
+  assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+  PQclear(res);
+  PQfinish(c);
+  /* the same server, as that user */
+  PQconninfoOption *opts = PQconninfoParse(pg_uri(), NULL);
+  char uri[512] = "";
+  for (PQconninfoOption *o = opts; o && o->keyword; o++)
+    if (o->val && o->val[0] && strcmp(o->keyword, "user"))
+      snprintf(uri + strlen(uri), sizeof uri - strlen(uri), "%s='%s' ", o->keyword, o->val);
+  PQconninfoFree(opts);
+  snprintf(uri + strlen(uri), sizeof uri - strlen(uri), "user=parley_test_limited");
+  set_str(&f->cfg.store_postgres_uri, uri);
+  fixture(state);
+  assert_int_equal(append1(f, "a", "u", "c1", 1), 1);
+  assert_int_equal(head(f, f->r, "a"), 1);
+}
+
 /* Uniqueness fences: a second writer inserting a (room, seq) or a (user_id, cmid) that is taken gets a clear
  * error and writes nothing of its statement; the backend's writer, whose cached heads another writer has
  * overtaken, sequences its batch again and stores all of it once. */
@@ -2059,8 +2088,9 @@ int main(void) {
                   TEST(test_sqlite_partial_checkpoint_syncs, setup_sqlite)
                       TEST(test_sqlite_inbox_crash_mid_merge, setup_sqlite)};
   const struct CMUnitTest mongo_tests[] = {STORE_TESTS(TEST, setup_mongo)};
-  const struct CMUnitTest pg_tests[] = {STORE_TESTS(TEST, setup_pg) TEST(test_pg_schema, setup_pg)
-                                            TEST(test_pg_fence, setup_pg) TEST(test_pg_many_rooms, setup_pg)};
+  const struct CMUnitTest pg_tests[] = {
+      STORE_TESTS(TEST, setup_pg) TEST(test_pg_schema, setup_pg) TEST(test_pg_fence, setup_pg)
+          TEST(test_pg_schema_made_beforehand, setup_pg) TEST(test_pg_many_rooms, setup_pg)};
   if (!mongo_uri())
     fprintf(stderr,
             "test_store: PARLEY_TEST_MONGO_URI is not set: the mongo tests are SKIPPED (run tools/test, "
