@@ -78,6 +78,8 @@ enum {
   S_READ_SET,
   S_READ_GET,
   S_ROOMS_OF,
+  S_FORGET,
+  S_FORGET_RANGE,
   S_COUNT
 };
 
@@ -144,6 +146,13 @@ static const struct {
                     "LEFT JOIN rooms AS r ON r.room = m.room WHERE m.user_id = $1 AND m.listed "
                     "ORDER BY m.room",
                     1},
+    /* forget_user: the user's memberships (listed or not) and last-seen row, in one statement so that
+     * both go or neither; the range form takes every id in [$1, $2) (the columns compare byte-wise) */
+    [S_FORGET] =
+        {"WITH m AS (DELETE FROM memberships WHERE user_id = $1) DELETE FROM users WHERE user_id = $1", 1},
+    [S_FORGET_RANGE] = {"WITH m AS (DELETE FROM memberships WHERE user_id >= $1 AND user_id < $2) "
+                        "DELETE FROM users WHERE user_id >= $1 AND user_id < $2",
+                        2},
 };
 
 /* A room's head as the writer knows it (the appending connection only). */
@@ -990,6 +999,25 @@ static int pg_member_set(void *ctx, const char *user_id, const char *room, bool 
   return call_ok(p);
 }
 
+static int pg_forget_user(void *ctx, const char *user_id, bool prefix) {
+  struct pg *p = ctx;
+  if (!user_id || !user_id[0]) return STORE_EINVAL;
+  size_t len = strlen(user_id);
+  char *upper = NULL; /* prefix: the first id after every id that starts with it */
+  if (prefix) {
+    if ((unsigned char)user_id[len - 1] == 0xFF) return STORE_EINVAL;
+    if (!(upper = strdup(user_id))) return STORE_ENOMEM;
+    upper[len - 1] = (char)((unsigned char)upper[len - 1] + 1);
+  }
+  const char *v[2] = {user_id, upper};
+  int rc;
+  PGresult *res = run(p, prefix ? S_FORGET_RANGE : S_FORGET, v, PGRES_COMMAND_OK, "forget_user", &rc);
+  free(upper);
+  if (!res) return rc;
+  PQclear(res);
+  return call_ok(p);
+}
+
 static int pg_read_set(void *ctx, const char *user_id, const char *room, uint64_t seq, uint64_t *read) {
   struct pg *p = ctx;
   if (!user_id || !user_id[0] || !room || !room[0] || !read) return STORE_EINVAL;
@@ -1116,5 +1144,6 @@ const struct store_backend store_backend_postgres = {
     .member_set = pg_member_set,
     .read_set = pg_read_set,
     .rooms_of = pg_rooms_of,
+    .forget_user = pg_forget_user,
     .group = pg_group,
 };
