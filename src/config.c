@@ -450,15 +450,17 @@ static int parse_rate(const char *s, const struct key *k, struct config_rate *ou
   return 0;
 }
 
-/* Parse `text` (already unquoted) for key k. On error writes "KEY: message" after `where`. */
-static int parse_value(const struct key *k, const char *text, union value *out, const char *where, char *err,
-                       size_t errlen) {
+/* Parse `text` (already unquoted) for key k. On error writes "NAME: message" after `where`; name is the key
+ * as written (e.g. "rooms.lobby.history"), NULL for k->name. */
+static int parse_value(const struct key *k, const char *name, const char *text, union value *out,
+                       const char *where, char *err, size_t errlen) {
+  if (!name) name = k->name;
   int rc = 0;
   switch (k->type) {
   case KT_STRING:
     out->s = strdup(text);
     if (!out->s) {
-      seterr(err, errlen, where, "%s: out of memory", k->name);
+      seterr(err, errlen, where, "%s: out of memory", name);
       return -ENOMEM;
     }
     return 0;
@@ -470,7 +472,8 @@ static int parse_value(const struct key *k, const char *text, union value *out, 
         return 0;
       }
     }
-    seterr(err, errlen, where, "%s: '%s' is not a bool (use true or false)", k->name, text);
+    seterr(err, errlen, where, "%s: '%s' is not a bool (use true, false, yes, no, on, off, 1 or 0)", name,
+           text);
     return -EINVAL;
   }
   case KT_ENUM:
@@ -486,7 +489,7 @@ static int parse_value(const struct key *k, const char *text, union value *out, 
         size_t n = strlen(list);
         snprintf(list + n, sizeof list - n, "%s%s", i ? ", " : "", k->choices[i]);
       }
-      seterr(err, errlen, where, "%s: '%s' is not one of %s", k->name, text, list);
+      seterr(err, errlen, where, "%s: '%s' is not one of %s", name, text, list);
     }
     return -EINVAL;
   case KT_INT:
@@ -501,18 +504,17 @@ static int parse_value(const struct key *k, const char *text, union value *out, 
   case KT_RATE:
     rc = parse_rate(text, k, &out->r);
     if (rc == -EINVAL)
-      seterr(err, errlen, where, "%s: '%s' is not a rate (use e.g. 20/s, 600/m burst 20 or off)", k->name,
-             text);
+      seterr(err, errlen, where, "%s: '%s' is not a rate (use e.g. 20/s, 600/m burst 20 or off)", name, text);
     else if (rc)
-      seterr(err, errlen, where, "%s: '%s' is out of range (rate 0..%d per period, burst 1..%d)", k->name,
-             text, RATE_MAX, RATE_BURST_MAX);
+      seterr(err, errlen, where, "%s: '%s' is out of range (rate 0..%d per period, burst 1..%d)", name, text,
+             RATE_MAX, RATE_BURST_MAX);
     return rc;
   }
   if (rc == -EINVAL) {
     const char *hint = k->type == KT_INT    ? "a whole number, e.g. 100"
                        : k->type == KT_SIZE ? "e.g. 64KiB"
                                             : "e.g. 30s or 500ms";
-    seterr(err, errlen, where, "%s: '%s' is not %s (use %s)", k->name, text,
+    seterr(err, errlen, where, "%s: '%s' is not %s (use %s)", name, text,
            k->type == KT_INT    ? "an integer"
            : k->type == KT_SIZE ? "a size"
                                 : "a duration",
@@ -523,7 +525,7 @@ static int parse_value(const struct key *k, const char *text, union value *out, 
   char lo[32], hi[32];
   format_number(k, k->min, lo, sizeof lo);
   format_number(k, k->max, hi, sizeof hi);
-  seterr(err, errlen, where, "%s: '%s' is out of range (%s..%s)", k->name, text, lo, hi);
+  seterr(err, errlen, where, "%s: '%s' is out of range (%s..%s)", name, text, lo, hi);
   return -ERANGE;
 }
 
@@ -601,7 +603,7 @@ static int unknown_key(const char *name, const char *where, char *err, size_t er
 static int set_key(struct config *c, const struct key *k, const char *value, const char *where, char *err,
                    size_t errlen) {
   union value v;
-  int rc = parse_value(k, value, &v, where, err, errlen);
+  int rc = parse_value(k, NULL, value, &v, where, err, errlen);
   if (rc) return rc;
   store(c, k, &v);
   return 0;
@@ -630,7 +632,7 @@ static int set_room_key(struct config *c, const char *key, const char *value, co
     return -EINVAL;
   }
   union value v;
-  int rc = parse_value(k, value, &v, where, err, errlen);
+  int rc = parse_value(k, key, value, &v, where, err, errlen);
   if (rc) return rc;
   size_t plen = (size_t)(dot - pat);
   struct room_rule *r = NULL;
@@ -645,7 +647,7 @@ static int set_room_key(struct config *c, const char *key, const char *value, co
     if (!(r->pattern = strndup(pat, plen))) return -ENOMEM;
     for (size_t i = 0; i < NROOMKEYS; i++) { /* defaults for the unset fields */
       union value d;
-      if (parse_value(&room_keys[i], room_keys[i].def, &d, NULL, NULL, 0) == 0)
+      if (parse_value(&room_keys[i], NULL, room_keys[i].def, &d, NULL, NULL, 0) == 0)
         store_at((char *)r + room_keys[i].off, &room_keys[i], &d);
     }
     c->nrooms++;
@@ -695,7 +697,7 @@ static int set_auth_key(struct config *c, const char *key, const char *value, co
   }
   const struct key *k = &auth_key_keys[ki];
   union value v;
-  int rc = parse_value(k, value, &v, where, err, errlen);
+  int rc = parse_value(k, key, value, &v, where, err, errlen);
   if (rc) return rc;
   size_t klen = (size_t)(dot - kid);
   struct auth_key *a = NULL;
@@ -710,7 +712,7 @@ static int set_auth_key(struct config *c, const char *key, const char *value, co
     if (!(a->kid = strndup(kid, klen))) goto nomem;
     for (size_t i = 0; i < NAUTHKEYKEYS; i++) { /* defaults for the unset fields; only strdup can fail */
       union value d;
-      if (parse_value(&auth_key_keys[i], auth_key_keys[i].def, &d, NULL, NULL, 0)) goto nomem;
+      if (parse_value(&auth_key_keys[i], NULL, auth_key_keys[i].def, &d, NULL, NULL, 0)) goto nomem;
       store_at((char *)a + auth_key_keys[i].off, &auth_key_keys[i], &d);
     }
     c->nauth_keys++;
@@ -1376,7 +1378,7 @@ static void write_cell(FILE *f, const char *s) {
 static void doc_row(FILE *f, const struct key *k, const char *name) {
   fprintf(f, "| `%s` | %s | `", name, type_name(k));
   union value v;
-  if (parse_value(k, k->def, &v, NULL, NULL, 0) == 0) {
+  if (parse_value(k, NULL, k->def, &v, NULL, NULL, 0) == 0) {
     write_value(f, k, &v); /* every union member starts at offset 0, like the struct fields */
     if (k->type == KT_STRING) free(v.s);
   }

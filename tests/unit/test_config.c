@@ -158,9 +158,21 @@ static void test_bool(void **state) {
     assert_false(c.auth_allow_anonymous);
   }
   assert_int_equal(set(&c, "auth.allow_anonymous", "maybe"), -EINVAL);
-  assert_string_equal(err, "t:1: auth.allow_anonymous: 'maybe' is not a bool (use true or false)");
+  /* the message lists every spelling the parser accepts */
+  assert_string_equal(err, "t:1: auth.allow_anonymous: 'maybe' is not a bool "
+                           "(use true, false, yes, no, on, off, 1 or 0)");
   assert_false(c.auth_allow_anonymous); /* unchanged on error */
   assert_int_equal(set(&c, "auth.allow_anonymous", "2"), -EINVAL);
+  /* keys under a pattern or kid are named in full, from a conf file as from config_set */
+  assert_int_equal(load(&c, "server.port = 9000\nrooms.lobby-*.history = maybe\n"), -EINVAL);
+  assert_string_equal(err, "x.conf:2: rooms.lobby-*.history: 'maybe' is not a bool "
+                           "(use true, false, yes, no, on, off, 1 or 0)");
+  assert_int_equal(set(&c, "rooms.x.access", "nobody"), -EINVAL);
+  assert_non_null(strstr(err, "t:1: rooms.x.access: 'nobody' is not one of "));
+  assert_int_equal(set(&c, "rooms.x.max_age", "soon"), -EINVAL);
+  assert_non_null(strstr(err, "t:1: rooms.x.max_age: 'soon' is not a duration"));
+  assert_int_equal(set(&c, "auth.keys.k1.alg", "none"), -EINVAL);
+  assert_non_null(strstr(err, "t:1: auth.keys.k1.alg: 'none' is not one of "));
   config_free(&c);
 }
 
