@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -261,6 +262,20 @@ def test_server_refuses_to_start_with_bad_config(tmp_path):
     assert "10-bad.conf:3:" in r.stderr, r.stderr
 
 
-def test_check_accepts_the_shipped_conf_d():
-    r = run_cli("--check", "-c", os.path.join(REPO_ROOT, "conf.d"))
+def shipped_conf_d(tmp_path):
+    """A copy of the conf.d files the repository ships (tracked by git), without a user's own files next to
+    them (README suggests conf.d/50-local.conf); the copy's directory."""
+    src = os.path.join(REPO_ROOT, "conf.d")
+    r = subprocess.run(["git", "-C", REPO_ROOT, "ls-files", "--", "conf.d"], capture_output=True, text=True)
+    names = [os.path.basename(p) for p in r.stdout.split()] if r.returncode == 0 and r.stdout.strip() else \
+        [n for n in os.listdir(src) if n.endswith(".conf") and "local" not in n]
+    dst = tmp_path / "conf.d"
+    dst.mkdir()
+    for n in names:
+        shutil.copy(os.path.join(src, n), dst / n)
+    return str(dst)
+
+
+def test_check_accepts_the_shipped_conf_d(tmp_path):
+    r = run_cli("--check", "-c", shipped_conf_d(tmp_path))
     assert r.returncode == 0, r.stderr

@@ -805,18 +805,37 @@ static void test_room_rules(void **state) {
 }
 
 #ifdef PARLEY_SOURCE_DIR
+/* The files the repository ships in conf.d/. A user's own files sit next to them (README: 50-local.conf),
+ * so the tests below read these by name, never the directory as a whole. */
+static const char *const shipped_conf[] = {"00-defaults.conf"};
+
 static void test_shipped_conf(void **state) {
+  /* a copy of the shipped files alone, in a conf dir of their own */
+  char *tmp = make_tmpdir();
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/conf.d", tmp);
+  assert_int_equal(mkdir(dir, 0700), 0);
+  for (size_t i = 0; i < sizeof shipped_conf / sizeof *shipped_conf; i++) {
+    char src[PATH_MAX];
+    snprintf(src, sizeof src, "%s/conf.d/%s", PARLEY_SOURCE_DIR, shipped_conf[i]);
+    char *text = slurp(src);
+    if (!text) fail_msg("%s: not found", src);
+    write_file(dir, shipped_conf[i], text);
+    free(text);
+  }
   struct config c;
-  assert_int_equal(config_load_dir(&c, PARLEY_SOURCE_DIR "/conf.d", err, sizeof err), 0);
+  assert_int_equal(config_load_dir(&c, dir, err, sizeof err), 0);
   assert_string_equal(c.server_host, "127.0.0.1");
   assert_int_equal(c.server_port, 8080);
   assert_string_equal(c.server_data_dir, "data");
   assert_string_equal(c.server_web_root, "web/app/dist");
   assert_true(c.auth_allow_anonymous);
   assert_true(strlen(c.auth_jwt_secret) > 0);
-  char *root = realpath(PARLEY_SOURCE_DIR, NULL);
+  char *root = realpath(tmp, NULL);
   assert_string_equal(c.base_dir, root);
   free(root);
+  rm_rf(tmp);
+  free(tmp);
 
   /* every commented "# key = value" example is valid, and every key is shown (set or as an example) */
   char *text = slurp(PARLEY_SOURCE_DIR "/conf.d/00-defaults.conf");
