@@ -9,7 +9,9 @@ import time
 
 import pytest
 
-from conftest import PARLEY_BIN, REPO_ROOT, write_conf
+import conftest
+from conftest import PARLEY_BIN, REPO_ROOT, free_port, write_conf
+from support_auth import sighup, write_extra
 from wsclient import Client, Timeout, err_code, handshake_status, http_get, ok, parse_metrics
 
 
@@ -253,6 +255,73 @@ def test_conf_files_are_read_in_sorted_order_later_wins(server_factory, tmp_path
     limits = ok(c.hello())["limits"]
     assert limits["max_rooms"] == 9
     assert limits["max_body"] == 1024
+
+
+# ---- command-line overrides: --set KEY=VALUE and -p PORT -------------------------------------------
+
+
+def print_config(*args):
+    """parleyd --print-config ARGS -> {key: value text}."""
+    r = run_cli("--print-config", *args)
+    assert r.returncode == 0, r.stderr
+    return dict(line.split(" = ", 1) for line in r.stdout.splitlines())
+
+
+def test_set_and_p_apply_after_the_conf_files_later_wins(tmp_path):
+    write_conf(str(tmp_path), {"server.port": 7001, "limits.max_body": "2KiB", "log.level": "warn"})
+    conf = print_config("-c", str(tmp_path))
+    assert (conf["server.port"], conf["limits.max_body"], conf["log.level"]) == ("7001", "2KiB", "warn")
+    conf = print_config("-c", str(tmp_path), "--set", "limits.max_body=3KiB", "--set", "log.level = debug",
+                        "--set", 'auth.jwt_secret=a b"c=d', "-p", "7002")
+    assert (conf["server.port"], conf["limits.max_body"], conf["log.level"]) == ("7002", "3KiB", "debug")
+    assert conf["auth.jwt_secret"] == r'"a b\"c=d"', "the value is taken as written, '=' and quotes included"
+    # repeated: the last one wins, whichever option spelled it; -c may come after them
+    conf = print_config("-p", "7003", "--set", "server.port=7004", "--port", "7005", "-c", str(tmp_path))
+    assert conf["server.port"] == "7005"
+    assert print_config("-c", str(tmp_path), "--set", "server.port=7006", "-p", "7007")["server.port"] == "7007"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "server.port=abc"], "--set server.port=abc: server.port: 'abc' is not an integer"),
+    (["-p", "99999"], "-p 99999: server.port: '99999' is out of range"),
+    (["--port", "x"], "--port x: server.port: 'x' is not an integer"),
+    (["--set", "no.such.key=1"], "--set no.such.key=1: unknown key 'no.such.key'"),
+    (["--set", "rooms.x.history=maybe"], "--set rooms.x.history=maybe: rooms.x.history: 'maybe' is not a bool"),
+], ids=["set-bad-value", "p-range", "port-text", "set-unknown-key", "set-room-key"])
+@pytest.mark.parametrize("mode", ["check", "run"])
+def test_bad_override_is_refused_naming_the_option(tmp_path, args, message, mode):
+    write_conf(str(tmp_path), {"server.port": free_port(), "server.data_dir": str(tmp_path / "data")})
+    r = run_cli(*(["--check"] if mode == "check" else []), "-c", str(tmp_path), *args)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("arg", ["server.port", "=9000", "  =1"])
+def test_set_without_key_and_value_is_a_usage_error(tmp_path, arg):
+    r = run_cli("--check", "-c", str(tmp_path), "--set", arg)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert f"--set {arg}: expected KEY=VALUE" in r.stderr, r.stderr
+
+
+def test_running_server_keeps_its_overrides_across_a_reload(server_factory, tmp_path, monkeypatch):
+    # The conf file names another port and other limits; the command line wins, also after SIGHUP re-reads
+    # the files (which change max_body meanwhile).
+    srv = server_factory({"server.port": free_port(), "limits.max_rooms_per_conn": 9, "limits.max_body": "1KiB"},
+                         start=False)
+    wrapper = tmp_path / "parleyd-with-args"
+    wrapper.write_text(f'#!/bin/sh\nexec "{conftest.PARLEY_BIN}" "$@" -p {srv.port} '
+                       '--set limits.max_rooms_per_conn=2\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest, "PARLEY_BIN", str(wrapper))
+    srv.start()  # waits for srv.port: the one given with -p
+    limits = ok(srv.client("json", hello=False).hello())["limits"]
+    assert (limits["max_rooms"], limits["max_body"]) == (2, 1024)
+
+    write_extra(srv, ["limits.max_body = 2KiB", "limits.max_rooms_per_conn = 7"])
+    log = sighup(srv)
+    assert "configuration reloaded" in srv.stderr()[log:], srv.stderr()[log:]
+    limits = ok(srv.client("json", hello=False).hello())["limits"]
+    assert (limits["max_rooms"], limits["max_body"]) == (2, 2048)
 
 
 def test_server_refuses_to_start_with_bad_config(tmp_path):
