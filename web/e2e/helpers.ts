@@ -6,7 +6,8 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { expect } from 'vitest';
 import { ParleyServer, REPO_ROOT, type Conf } from '../sdk/test/helpers/server.js';
 
-export const APP_DIST = resolve(REPO_ROOT, 'web/app/dist');
+// The built app: tools/web-test builds it into build/web-app (PARLEY_WEB_APP_DIST), apart from tools/run's.
+export const APP_DIST = process.env.PARLEY_WEB_APP_DIST ?? resolve(REPO_ROOT, 'web/app/dist');
 export const OUT_DIR = process.env.PARLEY_WEB_OUT ?? resolve(REPO_ROOT, 'web/test-results/e2e');
 export const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
 // DESIGN.md §7: exactly these flags; the profile folder is given to launchPersistentContext.
