@@ -6,8 +6,10 @@
  * clients with 1001; the tick waits for them (DRAIN_MAX_MS at most); finish_stop tears lws down (first
  * lws_context_destroy), unloads hooks, commits the store's queue and closes every handle of ours; an idle
  * handle then waits until no handle on the loop is still closing (lws's included), and its close callback
- * frees core, store and net (the second lws_context_destroy, NOTES.md) and calls the user's cb. From then
- * on nothing of Parley's is on the loop. */
+ * frees core, store and net and calls the user's cb. Freeing net calls lws_context_destroy a second time:
+ * on a foreign loop the first call only starts closing lws's handles, and lws frees the rest of its
+ * context (~330 KB) only in a second call made once those handles have closed. From then on nothing of
+ * Parley's is on the loop. */
 #include <uv.h>
 
 #include "parley/parley.h"

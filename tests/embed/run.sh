@@ -30,6 +30,22 @@ export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 export CMAKE_PREFIX_PATH=$prefix
 cflags="-Wall -Wextra -Werror -Wno-unused-parameter"
 
+# An embedder compiles against parley/parley.h alone: --cflags is Parley's include dir and nothing else (no
+# Lua, libmongoc, ... paths); the private libraries still come with --static --libs.
+pc_cflags=$(pkg-config --cflags parley 2>&1)
+read -r -a pc_words <<<"$pc_cflags"
+if [ ${#pc_words[@]} = 1 ] && [ -f "${pc_words[0]#-I}/parley/parley.h" ]; then
+  record "pkg-config --cflags parley is only Parley's include dir" 0
+else
+  record "pkg-config --cflags parley is only Parley's include dir" 1 "got: $pc_cflags"
+fi
+pc_static=$(pkg-config --static --libs parley 2>&1)
+if [[ " $pc_static " == *" -lparley "* && " $pc_static " == *" -lwebsockets "* && " $pc_static " == *" -luv "* ]]; then
+  record "pkg-config --static --libs parley lists the private libraries" 0
+else
+  record "pkg-config --static --libs parley lists the private libraries" 1 "got: $pc_static"
+fi
+
 # cmake_example NAME VARIANT [cmake args...]: configure and build examples/NAME, copy the binary to
 # $bins/NAME-VARIANT.
 cmake_example() {
