@@ -30,11 +30,12 @@ static void usage(FILE *f) {
              "values are applied again on top of the re-read files).\n");
 }
 
-/* One command-line override: key and value point into the option's text (opt, owned by this array). */
+/* One command-line override. */
 struct cli_set {
-  char *opt;       /* owned: the option as written, e.g. "--set server.port=80"; names it in errors */
-  const char *key; /* into opt */
-  const char *value;
+  char *opt;         /* owned: the option as written, e.g. "--set server.port=80", then a copy of its
+                      * argument that key and value point into; names the option in errors */
+  const char *key;   /* into opt, or a static name ("server.port" for -p) */
+  const char *value; /* into opt */
 };
 
 static char *trim(char *s, char *end) {
