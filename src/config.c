@@ -100,7 +100,8 @@ static const struct key keys[] = {
     KEY_ENUM("log.level", log_level, "info", log_levels, LIVE,
              "Least severe message written to stderr: `error`, `warn`, `info` or `debug`."),
     KEY_BOOL("auth.allow_anonymous", auth_allow_anonymous, "false", LIVE,
-             "Accept a `hello` without a token as guest `guest-<n>`; when false it is refused with "
+             "Accept a `hello` without a token as a guest (`guest-` and 16 random hex digits, never "
+             "repeated); when false it is refused with "
              "`auth_required`."),
     KEY_STRING("auth.jwt_secret", auth_jwt_secret, "", LIVE,
                "HS256 secret that verifies `hello` tokens without a `kid` header (the default key, unless "

@@ -113,3 +113,7 @@ static void fini(void *state) { free(state); }
 PARLEY_PLUGIN_EXPORT const struct parley_plugin parley_plugin = {PARLEY_PLUGIN_HEADER, .name = "msgpolicy",
                                                                  .version = "1.0",     .init = init,
                                                                  .shutdown = fini,     .reload = reload};
+
+/* The options above, so that `parleyd --check` reports a misspelt one (include/parley/plugin.h). */
+PARLEY_PLUGIN_EXPORT const char *const parley_plugin_options[] = {"rooms", "max_bytes", "require_string",
+                                                                  "deny", NULL};

@@ -120,3 +120,15 @@ def test_start_succeeds_without_an_optional_script(server_factory, tmp_path):
     ok(c.join("r"))
     ok(c.send("r", "still up"))
     assert "script bad:" in srv.stderr()
+
+
+def test_shipped_msgpolicy_plugin_declares_its_options(tmp_path):
+    """plugins/msgpolicy exports parley_plugin_options: a misspelt option is reported, the right one passes."""
+    so = os.path.join(BUILD_DIR, "plugins", "msgpolicy", "msgpolicy.so")
+    rc, err, extra = check(tmp_path, [f"plugins.mp.path = {q(so)}", "plugins.mp.max_bytse = 10"])
+    assert rc == 1
+    assert f"{extra}:3: plugins.mp.max_bytse: unknown option" in err, err
+    rc, err, _ = check(tmp_path, [f"plugins.mp.path = {q(so)}", "plugins.mp.max_bytes = 10",
+                                  "plugins.mp.rooms = \"chat-*\"", "plugins.mp.deny = spam",
+                                  "plugins.mp.require_string = true"])
+    assert rc == 0, err
