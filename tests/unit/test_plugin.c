@@ -220,10 +220,16 @@ static void test_check_options(void **state) {
   assert_non_null(strstr(err, "test:1: plugins.good.optional: 'maybe' is not a bool"));
   assert_non_null(strstr(
       err, "conf.d/50.conf:7: plugins.good.denny: unknown option (plugin good reads: deny, delay_ms)"));
-  /* a plugin without the symbol declares nothing: its options are not checked */
+  /* the shipped msgpolicy declares its options */
   add_plugin(&c, "media", "msgpolicy");
   cset(&c, "plugins.media.whatever", "1");
-  assert_int_equal(hooks_check(&c, err, sizeof err), 2);
+  assert_int_equal(hooks_check(&c, err, sizeof err), 3);
+  assert_non_null(
+      strstr(err, "plugins.media.whatever: unknown option (plugin media reads: rooms, max_bytes"));
+  /* a plugin without the symbol declares nothing: its options are not checked */
+  add_plugin(&c, "all", "hookall");
+  cset(&c, "plugins.all.whatever", "1");
+  assert_int_equal(hooks_check(&c, err, sizeof err), 3);
   /* at start-up an unknown option is a warning */
   cset(&c, "plugins.good.optional", "no");
   reset_records();
