@@ -97,6 +97,9 @@ static const struct key keys[] = {
                "the parent of the conf directory."),
     KEY_STRING("server.web_root", server_web_root, "", RESTART,
                "Directory served over HTTP at `/` (the built web client); empty serves no static files."),
+    KEY_INT("server.node_id", server_node_id, "0", 0, 65535, RESTART,
+            "This server's number among the servers of one deployment, part of every message id "
+            "(`mid`): give each server its own so that message ids stay unique across them."),
     KEY_ENUM("log.level", log_level, "info", log_levels, LIVE,
              "Least severe message written to stderr: `error`, `warn`, `info` or `debug`."),
     KEY_BOOL("auth.allow_anonymous", auth_allow_anonymous, "false", LIVE,

@@ -93,6 +93,7 @@ struct config {
   int64_t server_port;               /* server.port */
   char *server_data_dir;             /* server.data_dir */
   char *server_web_root;             /* server.web_root ("" = no static files) */
+  int64_t server_node_id;            /* server.node_id: part of every message id */
   int64_t log_level;                 /* log.level: enum log_level from util/log.h */
   bool auth_allow_anonymous;         /* auth.allow_anonymous */
   char *auth_jwt_secret;             /* auth.jwt_secret (HS256) */

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <uthash.h>
 
+#include "core/broker.h"
 #include "core/internal.h"
 #include "util/log.h"
 #include "version.h"
@@ -30,6 +31,8 @@ struct core *core_new(const struct config *cfg, struct store *store) {
   core->cfg = cfg;
   core->store = store;
   core->next_conn_id = 1;
+  core->broker = &broker_local_ops;
+  core->broker_ctx = core;
   core->retention_last = core_mono_ms();
   core->rl_send_user = rl_table_new(100000);
   core->rl_send_ip = rl_table_new(100000);
@@ -463,6 +466,7 @@ void core_free(struct core *core) {
   HASH_ITER(hh, core->conns, c, tmp) core_conn_closed(core, c, CLOSE_GOING_AWAY);
   presence_free_all(core);
   room_set_free(&core->rooms);
+  if (core->broker && core->broker->destroy) core->broker->destroy(core->broker_ctx);
   rl_table_free(core->rl_send_user);
   rl_table_free(core->rl_send_ip);
   rl_table_free(core->rl_connect_ip);

@@ -99,7 +99,9 @@ struct core {
   struct room_set rooms;
   struct metrics metrics;
   uint64_t next_conn_id;
-  uint32_t mid_counter;
+  uint32_t mid_counter;            /* the last message id's counter (mid_format) */
+  const struct broker_ops *broker; /* fan-out across nodes (broker.h); the local one by default */
+  void *broker_ctx;
   uint64_t retention_last;  /* monotonic ms of the last retention pass */
   struct user *users;       /* uthash by id */
   struct session *sessions; /* uthash by token */
@@ -236,6 +238,9 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
 void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev);
 /* The same for a message given by its fields (m->seq): its frames are written without a tree. */
 void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *m);
+/* Message ids: at most 16 hex digits of ms, 4 of node id, 8 of counter and a NUL. */
+#define MID_MAX 32
+void mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n);
 /* The `message` event for a stored message (new reference; NULL when out of memory). */
 json_t *message_event(const struct store_msg *m);
 /* Submit one retention pass for every room rule with max_age / max_count. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/broker.h"
 #include "core/internal.h"
 #include "util/log.h"
 
@@ -63,6 +64,31 @@ void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev) {
   outev_done(&e);
 }
 
+/* The `message` event of m as a tree (new reference; NULL when out of memory), for a room still loading. */
+static json_t *wire_msg_event(const struct wire_msg *m) {
+  const struct wire_body *b = m->body;
+  json_t *body = b->json ? json_loadb(b->json, b->json_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
+                         : json_incref((json_t *)b->tree);
+  if (!body && b->json) body = json_stringn(b->json, b->json_len); /* a body we cannot parse: as text */
+  if (!body) return NULL;
+  json_t *ev = event_with_body(m->room, m->seq, m->mid, m->ts, m->user_id, m->user_name, body, m->cmid);
+  json_decref(body);
+  return ev;
+}
+
+void broker_deliver(struct core *core, struct room *r, const struct wire_msg *m) {
+  if (!r && !(r = room_get(&core->rooms, m->room, false, 0))) return; /* nobody here */
+  if (r->state == ROOM_LOADING) { /* the load merges it with what it reads */
+    json_t *ev = wire_msg_event(m);
+    if (!ev)
+      log_error("room %s: out of memory building message %" PRIu64, m->room, m->seq);
+    else
+      json_array_append_new(r->loading_live, ev);
+    return;
+  }
+  room_deliver_msg(core, r, m);
+}
+
 void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *m) {
   if (m->seq <= r->seq) return; /* already known (e.g. read while the room was loading) */
   r->seq = m->seq;
@@ -96,26 +122,17 @@ static void send_done(struct store_req *req) {
   }
   core->metrics.messages_total++;
   if (c) reply_ack(core, c, ps->req_id, m->room, m->seq, m->mid, m->ts, false);
-  struct room *r = room_get(&core->rooms, m->room, false, 0);
-  if (r && r->state == ROOM_LOADING) {
-    json_t *ev = message_event(m);
-    if (!ev)
-      log_error("room %s: out of memory building message %" PRIu64, m->room, m->seq);
-    else
-      json_array_append_new(r->loading_live, ev);
-  } else if (r) {
-    struct wire_body body = {
-        .json = m->body, .json_len = strlen(m->body), .mp = ps->mp, .mp_len = ps->mp_len};
-    struct wire_msg wm = {.room = m->room,
-                          .seq = m->seq,
-                          .mid = m->mid,
-                          .ts = m->ts,
-                          .user_id = m->user_id,
-                          .user_name = m->user_name,
-                          .body = &body,
-                          .cmid = m->cmid};
-    room_deliver_msg(core, r, &wm);
-  }
+  struct wire_body body = {.json = m->body, .json_len = strlen(m->body), .mp = ps->mp, .mp_len = ps->mp_len};
+  struct wire_msg wm = {.room = m->room,
+                        .seq = m->seq,
+                        .mid = m->mid,
+                        .ts = m->ts,
+                        .user_id = m->user_id,
+                        .user_name = m->user_name,
+                        .body = &body,
+                        .cmid = m->cmid};
+  int rc = core->broker->publish(core->broker_ctx, NULL, &wm, NULL, NULL); /* stored and acked: now visible */
+  if (rc) log_error("room %s: publishing message %" PRIu64 " failed (%d)", m->room, m->seq, rc);
 out:
   send_free(ps);
 }
@@ -144,8 +161,11 @@ static char *body_json_dup(const struct wire_body *b) {
   return d;
 }
 
-/* "%012" PRIx64 "%08" PRIx32 of ts and n, without printf (it was a tenth of op_send). */
-static void mid_format(char out[32], uint64_t ts, uint32_t n) {
+/* A message id: "%012" PRIx64 "%04" PRIx16 "%08" PRIx32 of the wall-clock ms ts, this node's
+ * server.node_id and a counter of the process (docs/protocol.md). Ids sort by time; they are unique across
+ * nodes (the node id) and across restarts of one node (a restart moves ts on). Written without printf (it
+ * was a tenth of op_send). */
+void mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n) {
   static const char hex[] = "0123456789abcdef";
   char tmp[16], *t = tmp + sizeof tmp;
   size_t len = 0;
@@ -158,15 +178,43 @@ static void mid_format(char out[32], uint64_t ts, uint32_t n) {
   for (; i < w - len; i++) out[i] = '0';
   memcpy(out + i, t, len);
   i += len;
+  for (int k = 3; k >= 0; k--) out[i++] = hex[(node >> (4 * k)) & 15];
   for (int k = 7; k >= 0; k--) out[i++] = hex[(n >> (4 * k)) & 15];
   out[i] = 0;
+}
+
+/* Who waits for the outcome of an ephemeral publish: c (a synchronous broker) or the connection with
+ * conn_id (one that answers later: then the context is on the heap, owned by the pending publish). */
+struct publish_ack {
+  struct core *core;
+  struct conn *c;
+  uint64_t conn_id; /* 0: the server published */
+  json_t *req_id;   /* reference when heap */
+  bool heap;
+};
+
+static void publish_acked(void *ud, int err, const struct wire_msg *m) {
+  struct publish_ack *a = ud;
+  struct core *core = a->core;
+  struct conn *c = a->heap ? (a->conn_id ? core_conn_by_id(core, a->conn_id) : NULL) : a->c;
+  if (!err) core->metrics.messages_total++;
+  if (c && !err)
+    reply_ack(core, c, a->req_id, m->room, m->seq, m->mid, m->ts, false);
+  else if (c)
+    reply_err(core, c, a->req_id, PERR_INTERNAL, "the message could not be published; retry");
+  else if (err)
+    log_warn("publish to %s failed (%d)", m->room, err);
+  if (a->heap) {
+    json_decref(a->req_id);
+    free(a);
+  }
 }
 
 void message_publish(struct core *core, struct conn *c, json_t *req_id, struct room *r, const char *room,
                      const struct wire_body *body, const char *cmid, const struct identity *from) {
   uint64_t ts = core_now_ms();
-  char mid[32], made_cmid[40];
-  mid_format(mid, ts, ++core->mid_counter);
+  char mid[MID_MAX], made_cmid[40];
+  mid_format(mid, ts, (uint16_t)core->cfg->server_node_id, ++core->mid_counter);
   if (!cmid) { /* server-side publishes: unique per server */
     snprintf(made_cmid, sizeof made_cmid, "srv-%s", mid);
     cmid = made_cmid;
@@ -174,19 +222,26 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
   if (!r && !room_is_durable(core, room)) /* an ephemeral room nobody is in yet: numbering starts here */
     r = room_get(&core->rooms, room, true, (uint32_t)core->cfg->history_ring_size);
 
-  if (r && !r->durable) {      /* ephemeral: accepted = delivered, numbered here */
-    uint64_t seq = r->seq + 1; /* room_deliver_msg makes it the head */
-    core->metrics.messages_total++;
-    if (c) reply_ack(core, c, req_id, r->name, seq, mid, ts, false);
+  if (r && !r->durable) { /* ephemeral: accepted = delivered, numbered by the broker */
     struct wire_msg wm = {.room = r->name,
-                          .seq = seq,
                           .mid = mid,
                           .ts = ts,
                           .user_id = from->id,
                           .user_name = from->name,
                           .body = body,
                           .cmid = cmid};
-    room_deliver_msg(core, r, &wm);
+    struct publish_ack local = {.core = core, .c = c, .req_id = req_id}, *ack = &local;
+    if (!core->broker->sync) { /* it answers later: the ack's context must outlive this call */
+      if (!(ack = calloc(1, sizeof *ack))) goto oom;
+      *ack = (struct publish_ack){.core = core,
+                                  .conn_id = c ? c->id : 0,
+                                  .req_id = req_id ? json_incref(req_id) : NULL,
+                                  .heap = true};
+    }
+    int rc = core->broker->publish(core->broker_ctx, r, &wm, publish_acked, ack);
+    if (rc) {
+      publish_acked(ack, rc, &wm); /* cb was not called: answer here */
+    }
     return;
   }
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/broker.h"
 #include "core/internal.h"
 #include "util/log.h"
 
@@ -16,6 +17,7 @@ void conn_leave_at(struct core *core, struct conn *c, uint32_t idx) {
   struct room *r = m->room;
   c->rooms[idx] = c->rooms[--c->nrooms];
   room_remove(r, m);
+  if (!r->nmembers) core->broker->unsubscribe(core->broker_ctx, r); /* the last member here left */
   room_release_if_unused(&core->rooms, r);
 }
 
@@ -44,6 +46,8 @@ static void join_finish(struct core *core, struct conn *c, struct room *r, struc
       return;
     }
     c->rooms[c->nrooms++] = m;
+    if (r->nmembers == 1 && core->broker->subscribe(core->broker_ctx, r, NULL, NULL))
+      log_warn("room %s: subscribing failed; members here get its messages by recovery only", r->name);
   }
   if (c->sess && session_enter(core, c->sess, r)) {
     reply_err(core, c, pj->req_id, PERR_INTERNAL, "out of memory");
