@@ -33,6 +33,10 @@ struct core *core_new(const struct config *cfg, struct store *store) {
   core->next_conn_id = 1;
   core->broker = &broker_local_ops;
   core->broker_ctx = core;
+  core->session_ops = &session_local_ops;
+  core->session_ctx = core;
+  core->presence_ops = &presence_local_ops;
+  core->presence_ctx = core;
   core->retention_last = core_mono_ms();
   core->rl_send_user = rl_table_new(100000);
   core->rl_send_ip = rl_table_new(100000);

@@ -72,11 +72,7 @@ int core_kick(struct core *core, const char *user_id, const char *reason) {
     conn_close(c, CLOSE_KICKED, reason && *reason ? reason : "kicked");
     n++;
   }
-  /* detached sessions of the user end now */
-  for (struct session *s = core->det_head, *next; s; s = next) {
-    next = s->dnext;
-    if (!strcmp(s->user->id, user_id)) session_end(core, s);
-  }
+  session_end_detached(core, user_id); /* detached sessions of the user end now */
   if (n) log_info("kicked %s (%d connections): %s", user_id, n, reason ? reason : "");
   return n;
 }

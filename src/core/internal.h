@@ -9,40 +9,13 @@
 #include "auth/auth.h"
 #include "auth/ratelimit.h"
 #include "core/core.h"
+#include "core/presence.h"
 #include "core/room.h"
+#include "core/session.h"
 #include "hooks/hooks.h"
 #include "proto/request.h"
 #include "proto/wire.h"
 #include "store/store.h"
-
-struct session;
-
-/* A user with at least one session on this server. */
-struct user {
-  char *id, *name; /* owned */
-  uint32_t nsessions;
-  bool guest;            /* a guest's identity: it ends with the user's last session (presence.c) */
-  uint64_t online_since; /* wall-clock ms */
-  struct session *sessions;
-  UT_hash_handle hh;
-};
-
-/* What a connection said hello as; outlives the connection by session.resume_ttl when it drops. */
-struct session {
-  uint64_t id;
-  char token[40]; /* resume token: random, hex */
-  struct user *user;
-  struct conn *conn;      /* NULL while detached */
-  uint64_t detached_mono; /* when it was detached */
-  bool ending;            /* end (not detach) when the connection closes: kicked, logged out */
-  struct room **rooms;    /* rooms the session is present in */
-  uint32_t nrooms, caprooms;
-  char client[65];
-  uint64_t since;                /* wall-clock ms */
-  struct session *unext, *uprev; /* the user's sessions */
-  struct session *dnext, *dprev; /* detached sessions, oldest first */
-  UT_hash_handle hh;             /* by token */
-};
 
 /* Connections watching a user's presence (presence op with users). */
 struct watch {
@@ -102,12 +75,17 @@ struct core {
   uint32_t mid_counter;            /* the last message id's counter (mid_format) */
   const struct broker_ops *broker; /* fan-out across nodes (broker.h); the local one by default */
   void *broker_ctx;
-  uint64_t retention_last;  /* monotonic ms of the last retention pass */
-  struct user *users;       /* uthash by id */
-  struct session *sessions; /* uthash by token */
-  struct session *det_head, *det_tail;
-  struct watch *watches;     /* uthash by user id */
-  struct last_seen *seen;    /* uthash by user id: last-seen of users that went offline */
+  uint64_t retention_last;               /* monotonic ms of the last retention pass */
+  struct user *users;                    /* uthash by id */
+  const struct session_ops *session_ops; /* where resume tokens are kept (session.h); local by default */
+  void *session_ctx;
+  const struct presence_ops
+      *presence_ops; /* who is online, grace, last-seen (presence.h); local by default */
+  void *presence_ctx;
+  struct session *sessions;            /* session_local_ops: uthash by token */
+  struct session *det_head, *det_tail; /* presence_local_ops: detached sessions, oldest first */
+  struct watch *watches;               /* uthash by user id */
+  struct last_seen *seen;    /* presence_local_ops: uthash by user id, last-seen of users gone offline */
   struct room *typing_rooms; /* rooms with typists or a pending typing event */
   uint64_t next_session_id;
   uint32_t mark;
@@ -184,29 +162,6 @@ void op_read(struct core *core, struct conn *c, struct request *req);
 bool room_is_durable(const struct core *core, const char *name);
 /* Leave the rooms c (and its session) may no longer read, with a `kicked` event to c when kicked_ev. */
 void rights_recheck(struct core *core, struct conn *c, bool kicked_ev);
-
-/* presence.c */
-struct session *session_open(struct core *core, struct conn *c, const char *client);
-/* Reattach the detached session with this token if it belongs to c's user; NULL otherwise. */
-struct session *session_resume(struct core *core, struct conn *c, const char *token);
-/* A guest has no token to prove who it was: the resume token of its detached session does. When token is
- * such a session's and who is a (new) guest, who takes that guest's id and name and 1 is returned; 0: not
- * a resumable guest session (who unchanged); -1: out of memory. */
-int session_guest_identity(struct core *core, const char *token, struct identity *who);
-void session_detach(struct core *core, struct session *s);
-void session_end(struct core *core, struct session *s);
-/* Make the session present in r (join event to others if the user's first); -1 when out of memory. */
-int session_enter(struct core *core, struct session *s, struct room *r);
-void session_exit(struct core *core, struct session *s, struct room *r);
-bool session_in(const struct session *s, const struct room *r);
-void presence_tick(struct core *core, uint64_t now_mono);
-void presence_conn_closed(struct core *core, struct conn *c);
-void op_presence(struct core *core, struct conn *c, struct request *req);
-void presence_free_all(struct core *core);
-/* Delete the stored state of every guest (at start: they were the previous run's). */
-void guests_forget_all(struct core *core);
-/* The user with at least one session (attached or detached) here, or NULL. */
-struct user *user_find(struct core *core, const char *id);
 
 /* typing.c */
 void op_typing(struct core *core, struct conn *c, struct request *req);

@@ -19,7 +19,7 @@ int metrics_render(const struct core *core, buf_t *out) {
   GAUGE("parley_rooms", "Rooms in memory.", core_room_count(core));
   GAUGE("parley_users", "Users with a session here (attached or within session.resume_ttl).",
         HASH_COUNT(core->users));
-  GAUGE("parley_sessions", "Sessions, attached or detached.", HASH_COUNT(core->sessions));
+  GAUGE("parley_sessions", "Sessions, attached or detached.", core->session_ops->count(core->session_ctx));
   GAUGE("parley_last_seen_entries", "Last-seen times of users gone offline kept in memory (guests: none).",
         HASH_COUNT(core->seen));
   COUNTER("parley_connections_total", "WebSocket connections accepted.", m->connections_total);
