@@ -333,7 +333,7 @@ static void test_publish_answered_later(void **state) {
   assert_int_equal(json_integer_value(json_object_get(json_array_get(a.fk.got, 1), "seq")), 1);
   assert_int_equal(json_integer_value(json_object_get(json_array_get(b.fk.got, 0), "seq")), 1);
   send_msg(fx.core, &a, 21, "r3");
-  client_close(fx.core, &a); /* b hears that a left (still detached: within session.resume_ttl) */
+  client_close(fx.core, &a); /* b hears that a left */
   json_array_clear(b.fk.got);
   spy_flush();
   assert_int_equal(json_array_size(b.fk.got), 1);

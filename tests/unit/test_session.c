@@ -1,0 +1,245 @@
+/* Unit tests: this process's session store (session_local_ops) and presence backend (presence_local_ops),
+ * through a core without a store or a loop: fake connections (a conn_tx that keeps every frame). Covered:
+ * tokens found until the session ends; online told once per user (first attach), offline once (last end);
+ * detach and the grace sweep; status queries (online with name, last-seen after going offline, unknown). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the four headers above first */
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core/core.h"
+#include "core/internal.h"
+
+/* ---- a fake transport: every frame the core queues, decoded ---- */
+
+struct fake {
+  json_t *got; /* array of the documents received, oldest first */
+  bool closed;
+};
+
+static json_t *frame_doc(const frame_t *f) {
+  const uint8_t *p = f->data;
+  size_t hdr = 2, len = p[1] & 127;
+  if (len == 126) {
+    len = (size_t)p[2] << 8 | p[3];
+    hdr = 4;
+  } else if (len == 127) {
+    len = 0;
+    for (int i = 0; i < 8; i++) len = len << 8 | p[2 + i];
+    hdr = 10;
+  }
+  assert_int_equal(hdr + len, f->len);
+  return json_loadb((const char *)p + hdr, len, 0, NULL);
+}
+
+static int fake_send(void *ctx, frame_t *f) {
+  struct fake *fk = ctx;
+  json_t *doc = frame_doc(f);
+  assert_non_null(doc);
+  json_array_append_new(fk->got, doc);
+  return 0;
+}
+static void fake_close(void *ctx, int code, const char *reason) {
+  (void)code;
+  (void)reason;
+  ((struct fake *)ctx)->closed = true;
+}
+static size_t fake_queued(void *ctx) {
+  (void)ctx;
+  return 0;
+}
+static const struct conn_tx fake_tx = {fake_send, fake_close, fake_queued};
+
+struct client {
+  struct fake fk;
+  struct conn *c;
+};
+
+/* The connection drops (no close code): its session is detached, not ended. */
+static void client_close(struct core *core, struct client *cl) {
+  core_conn_closed(core, cl->c, 0);
+  json_decref(cl->fk.got);
+  cl->c = NULL;
+}
+
+struct fixture {
+  struct config cfg;
+  struct core *core;
+};
+
+static void fixture_init(struct fixture *fx, int node_id) {
+  assert_int_equal(config_defaults(&fx->cfg), 0);
+  fx->cfg.auth_allow_anonymous = true;
+  fx->cfg.server_node_id = node_id;
+  assert_non_null(fx->core = core_new(&fx->cfg, NULL));
+}
+
+static void fixture_free(struct fixture *fx) {
+  core_free(fx->core);
+  config_free(&fx->cfg);
+}
+
+/* A connection that said hello as a user with a token (not a guest), without the auth path. */
+static struct session *open_as(struct core *core, struct client *cl, const char *id) {
+  cl->fk.got = json_array();
+  assert_non_null(cl->c = core_conn_open(core, CODEC_JSON, &fake_tx, &cl->fk, "127.0.0.1"));
+  cl->c->who.id = strdup(id);
+  cl->c->who.name = strdup(id);
+  cl->c->authed = true;
+  struct session *s = session_open(core, cl->c, "test");
+  assert_non_null(s);
+  return s;
+}
+
+static void found(void *ud, struct session *s) { *(struct session **)ud = s; }
+
+static struct session *lookup(struct core *core, const char *token) {
+  struct session *s = (struct session *)1;
+  assert_int_equal(core->session_ops->resume(core->session_ctx, token, found, &s), 0);
+  assert_true(s != (struct session *)1); /* answered before returning (sync) */
+  return s;
+}
+
+static void test_session_store(void **state) {
+  (void)state;
+  struct fixture fx;
+  fixture_init(&fx, 0);
+  struct core *core = fx.core;
+  assert_ptr_equal(core->session_ops, &session_local_ops);
+  assert_true(session_local_ops.sync);
+  struct client a, b;
+  struct session *sa = open_as(core, &a, "ann"), *sb = open_as(core, &b, "ann");
+  assert_string_not_equal(sa->token, sb->token);
+  assert_int_equal(strlen(sa->token), 32);
+  assert_int_equal(core->session_ops->count(core->session_ctx), 2);
+  assert_ptr_equal(lookup(core, sa->token), sa);
+  assert_ptr_equal(lookup(core, sb->token), sb);
+  assert_null(lookup(core, "00000000000000000000000000000000"));
+  char token[40];
+  snprintf(token, sizeof token, "%s", sa->token);
+  client_close(core, &a); /* detached: the token still finds it */
+  assert_ptr_equal(lookup(core, token), sa);
+  assert_null(sa->conn);
+  session_end_detached(core, "ann"); /* ended: the token finds nothing */
+  assert_null(lookup(core, token));
+  assert_int_equal(core->session_ops->count(core->session_ctx), 1);
+  client_close(core, &b);
+  fixture_free(&fx);
+}
+
+/* The local backend with every attach/end outcome recorded on its way to the core. */
+static struct changes {
+  int n;
+  bool went[8];
+  uint64_t ts[8];
+} rec;
+struct fwd {
+  presence_change_cb cb;
+  void *ud;
+};
+static void fwd_change(void *ud, struct session *s, bool went, uint64_t ts) {
+  struct fwd *f = ud;
+  assert_true(rec.n < 8);
+  rec.went[rec.n] = went;
+  rec.ts[rec.n++] = ts;
+  f->cb(f->ud, s, went, ts);
+}
+static int rec_attach(void *ctx, struct session *s, bool resumed, presence_change_cb cb, void *ud) {
+  struct fwd f = {cb, ud}; /* the local backend answers before returning */
+  return presence_local_ops.attach(ctx, s, resumed, fwd_change, &f);
+}
+static void rec_end(void *ctx, struct session *s, presence_change_cb cb, void *ud) {
+  struct fwd f = {cb, ud};
+  presence_local_ops.end(ctx, s, fwd_change, &f);
+}
+
+struct statuses {
+  int done;
+  struct presence_status st[4];
+  char names[4][32];
+};
+static void status(void *ud, size_t i, const struct presence_status *st) {
+  struct statuses *q = ud;
+  assert_true(i < 4);
+  q->st[i] = *st;
+  snprintf(q->names[i], sizeof q->names[i], "%s", st->name ? st->name : "");
+  q->st[i].user_id = q->st[i].name = NULL; /* borrowed for the call only */
+}
+static void status_done(void *ud) { ((struct statuses *)ud)->done++; }
+
+static struct statuses query(struct core *core, const char *const *ids, size_t n) {
+  struct statuses q = {0};
+  assert_int_equal(core->presence_ops->query(core->presence_ctx, ids, n, status, status_done, &q), 0);
+  assert_int_equal(q.done, 1); /* no store: nothing to wait for */
+  return q;
+}
+
+static void test_presence_local(void **state) {
+  (void)state;
+  struct fixture fx;
+  fixture_init(&fx, 0);
+  struct core *core = fx.core;
+  assert_ptr_equal(core->presence_ops, &presence_local_ops);
+  struct presence_ops ops = presence_local_ops;
+  ops.attach = rec_attach;
+  ops.end = rec_end;
+  core->presence_ops = &ops;
+  memset(&rec, 0, sizeof rec);
+  uint64_t ttl = (uint64_t)fx.cfg.session_resume_ttl;
+  const char *ids[] = {"ann", "bob"};
+
+  /* online: told for the user's first session only */
+  struct client a, b;
+  struct session *sa = open_as(core, &a, "ann");
+  open_as(core, &b, "ann");
+  assert_int_equal(rec.n, 2);
+  assert_true(rec.went[0]);
+  assert_false(rec.went[1]);
+  struct statuses q = query(core, ids, 2);
+  assert_true(q.st[0].online);
+  assert_string_equal(q.names[0], "ann");
+  assert_false(q.st[1].online); /* bob: never seen */
+  assert_int_equal(q.st[1].last_seen, 0);
+
+  /* detach: the session waits out its grace, then the sweep ends it; ann stays online through b */
+  char token[40];
+  snprintf(token, sizeof token, "%s", sa->token);
+  client_close(core, &a);
+  assert_int_equal(rec.n, 2); /* detached, not ended */
+  uint64_t t0 = core_mono_ms();
+  core_tick(core, t0 + ttl - 1000);
+  assert_non_null(lookup(core, token));
+  core_tick(core, t0 + ttl + 1000);
+  assert_null(lookup(core, token));
+  assert_int_equal(rec.n, 3);
+  assert_false(rec.went[2]);
+  assert_true(query(core, ids, 1).st[0].online);
+
+  /* the last session: offline once, and the last-seen it records answers the next query */
+  client_close(core, &b);
+  core_tick(core, core_mono_ms() + ttl + 1000);
+  assert_int_equal(rec.n, 4);
+  assert_true(rec.went[3]);
+  assert_true(rec.ts[3] > 0);
+  q = query(core, ids, 1);
+  assert_false(q.st[0].online);
+  assert_int_equal(q.st[0].last_seen, rec.ts[3]);
+  assert_null(user_find(core, "ann"));
+  fixture_free(&fx);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_session_store),
+      cmocka_unit_test(test_presence_local),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
