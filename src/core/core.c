@@ -201,7 +201,8 @@ static void pending_unlink(struct core *core, struct conn *c) {
   c->pend_prev = c->pend_next = NULL;
 }
 
-static void op_hello(struct core *core, struct conn *c, struct request *req) {
+/* hello, once the session of its resume token is known (found: NULL when none or no token). */
+static void hello_go(struct core *core, struct conn *c, struct request *req, struct session *found) {
   if (c->authed) {
     reply_err(core, c, req->id, PERR_ALREADY_AUTHENTICATED, "this connection has already said hello");
     return;
@@ -213,7 +214,7 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
     reply_err(core, c, req->id, rc, msg);
     return;
   }
-  if (!req->token && req->resume && session_guest_identity(core, req->resume, &c->who) < 0) {
+  if (!req->token && req->resume && session_guest_identity(found, &c->who) < 0) {
     identity_free(&c->who);
     reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
     return;
@@ -243,7 +244,7 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
     }
     hook_result_clear(&res);
   }
-  struct session *s = req->resume ? session_resume(core, c, req->resume) : NULL;
+  struct session *s = session_resume(core, c, found);
   bool resumed = s != NULL;
   if (!s && !(s = session_open(core, c, req->client))) {
     identity_free(&c->who);
@@ -274,6 +275,70 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
   log_debug("conn %" PRIu64 ": hello as %s (session %" PRIu64 "%s)", c->id, c->who.id, s->id,
             resumed ? ", resumed" : "");
   reply_ok(core, c, req->id, ok);
+}
+
+/* A hello waiting for the session store to find its resume token's session (a store that answers later):
+ * what it needs of the request, copied (owned here). */
+struct pending_hello {
+  struct core *core;
+  uint64_t conn_id;
+  struct request req; /* id (a reference), token, client and resume (the copies below) */
+  char *token, *client, *resume;
+};
+
+static void hello_found_later(void *ud, struct session *found) {
+  struct pending_hello *h = ud;
+  struct core *core = h->core;
+  struct conn *c = core_conn_by_id(core, h->conn_id);
+  if (c && !c->closing) {
+    core_enter(core);
+    hello_go(core, c, &h->req, found);
+    core_leave(core);
+  }
+  json_decref(h->req.id);
+  free(h->token);
+  free(h->client);
+  free(h->resume);
+  free(h);
+}
+
+struct hello_now {
+  struct core *core;
+  struct conn *c;
+  struct request *req;
+};
+
+static void hello_found_now(void *ud, struct session *found) {
+  struct hello_now *h = ud;
+  hello_go(h->core, h->c, h->req, found);
+}
+
+static void op_hello(struct core *core, struct conn *c, struct request *req) {
+  if (!req->resume || c->authed) {
+    hello_go(core, c, req, NULL);
+    return;
+  }
+  if (core->session_ops->sync) { /* answered before session_lookup returns */
+    struct hello_now h = {core, c, req};
+    if (session_lookup(core, req->resume, hello_found_now, &h)) hello_go(core, c, req, NULL);
+    return;
+  }
+  struct pending_hello *h = calloc(1, sizeof *h);
+  if (!h || !(h->resume = strdup(req->resume)) || (req->token && !(h->token = strdup(req->token))) ||
+      (req->client && !(h->client = strdup(req->client)))) {
+    if (h) {
+      free(h->resume);
+      free(h->token);
+    }
+    free(h);
+    reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
+    return;
+  }
+  h->core = core;
+  h->conn_id = c->id;
+  h->req = (struct request){
+      .op = req->op, .id = json_incref(req->id), .token = h->token, .client = h->client, .resume = h->resume};
+  if (session_lookup(core, h->resume, hello_found_later, h)) hello_found_later(h, NULL);
 }
 
 /* refresh: a new token for the same user; rooms the new rights no longer allow are left (`kicked`). */

@@ -123,19 +123,11 @@ struct session *session_open(struct core *core, struct conn *c, const char *clie
   return s;
 }
 
-static void session_found(void *ud, struct session *s) { *(struct session **)ud = s; }
-
-/* The session with this resume token. A hello waits for the answer only from a session store that answers
- * at once (session_local_ops); with one that answers later the token resumes nothing yet. */
-static struct session *session_find(struct core *core, const char *token) {
-  struct session *s = NULL;
-  if (!core->session_ops->sync || core->session_ops->resume(core->session_ctx, token, session_found, &s))
-    return NULL;
-  return s;
+int session_lookup(struct core *core, const char *token, session_found_cb cb, void *ud) {
+  return core->session_ops->resume(core->session_ctx, token, cb, ud);
 }
 
-struct session *session_resume(struct core *core, struct conn *c, const char *token) {
-  struct session *s = session_find(core, token);
+struct session *session_resume(struct core *core, struct conn *c, struct session *s) {
   if (!s || s->conn || s->ending || strcmp(s->user->id, c->who.id)) return NULL;
   if (core->presence_ops->attach(core->presence_ctx, s, true, presence_went_online, core)) return NULL;
   s->conn = c;
@@ -143,8 +135,7 @@ struct session *session_resume(struct core *core, struct conn *c, const char *to
   return s;
 }
 
-int session_guest_identity(struct core *core, const char *token, struct identity *who) {
-  struct session *s = session_find(core, token);
+int session_guest_identity(struct session *s, struct identity *who) {
   if (!s || s->conn || s->ending || !s->user->guest || !who->guest) return 0;
   char *id = strdup(s->user->id), *name = strdup(s->user->name);
   if (!id || !name) {

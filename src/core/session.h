@@ -64,12 +64,16 @@ struct session_ops {
 extern const struct session_ops session_local_ops;
 
 struct session *session_open(struct core *core, struct conn *c, const char *client);
-/* Reattach the detached session with this token if it belongs to c's user; NULL otherwise. */
-struct session *session_resume(struct core *core, struct conn *c, const char *token);
-/* A guest has no token to prove who it was: the resume token of its detached session does. When token is
- * such a session's and who is a (new) guest, who takes that guest's id and name and 1 is returned; 0: not
- * a resumable guest session (who unchanged); -1: out of memory. */
-int session_guest_identity(struct core *core, const char *token, struct identity *who);
+/* The session of a hello's resume token: cb(ud, session or NULL) once, before this returns when the
+ * store is sync, else later. Returns 0, or a negative errno and cb is not called. */
+int session_lookup(struct core *core, const char *token, session_found_cb cb, void *ud);
+/* Reattach s (what session_lookup found; may be NULL) to c if it is detached and c's user's; NULL otherwise.
+ */
+struct session *session_resume(struct core *core, struct conn *c, struct session *s);
+/* A guest has no token to prove who it was: the resume token of its detached session does. When s (what
+ * session_lookup found; may be NULL) is such a session and who is a (new) guest, who takes that guest's id
+ * and name and 1 is returned; 0: not a resumable guest session (who unchanged); -1: out of memory. */
+int session_guest_identity(struct session *s, struct identity *who);
 void session_detach(struct core *core, struct session *s);
 void session_end(struct core *core, struct session *s);
 /* Make the session present in r (join event to others if the user's first); -1 when out of memory. */

@@ -1,7 +1,8 @@
 /* Unit tests: this process's session store (session_local_ops) and presence backend (presence_local_ops),
  * through a core without a store or a loop: fake connections (a conn_tx that keeps every frame). Covered:
  * tokens found until the session ends; online told once per user (first attach), offline once (last end);
- * detach and the grace sweep; status queries (online with name, last-seen after going offline, unknown). */
+ * detach and the grace sweep; status queries (online with name, last-seen after going offline, unknown);
+ * and a hello whose resume token a store answers later. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,6 +63,10 @@ struct client {
   struct fake fk;
   struct conn *c;
 };
+
+static void say(struct core *core, struct client *cl, const char *text) {
+  core_conn_message(core, cl->c, (const uint8_t *)text, strlen(text), false);
+}
 
 /* The connection drops (no close code): its session is detached, not ended. */
 static void client_close(struct core *core, struct client *cl) {
@@ -236,10 +241,80 @@ static void test_presence_local(void **state) {
   fixture_free(&fx);
 }
 
+/* A session store that answers lookups later (a network one): the local table, with resume queued. */
+static struct later {
+  char token[8][40];
+  session_found_cb cb[8];
+  void *ud[8];
+  int n;
+} later;
+static int later_resume(void *ctx, const char *token, session_found_cb cb, void *ud) {
+  (void)ctx;
+  assert_true(later.n < 8);
+  snprintf(later.token[later.n], sizeof later.token[0], "%s", token); /* token is the caller's */
+  later.cb[later.n] = cb;
+  later.ud[later.n++] = ud;
+  return 0;
+}
+static void later_flush(struct core *core) {
+  for (int i = 0; i < later.n; i++)
+    assert_int_equal(session_local_ops.resume(core->session_ctx, later.token[i], later.cb[i], later.ud[i]),
+                     0);
+  later.n = 0;
+}
+
+/* hello with a resume token waits for the store's answer, then resumes the session (a guest's identity
+ * too); a connection gone before the answer is no harm. */
+static void test_hello_waits_for_session_store(void **state) {
+  (void)state;
+  struct fixture fx;
+  fixture_init(&fx, 0);
+  struct core *core = fx.core;
+  struct client a, b, c;
+  a.fk.got = json_array();
+  assert_non_null(a.c = core_conn_open(core, CODEC_JSON, &fake_tx, &a.fk, "127.0.0.1"));
+  say(core, &a, "{\"id\":1,\"op\":\"hello\"}");
+  json_t *ok = json_object_get(json_array_get(a.fk.got, 0), "ok");
+  assert_non_null(ok);
+  char token[40], guest[64];
+  snprintf(token, sizeof token, "%s", json_string_value(json_object_get(ok, "resume_token")));
+  snprintf(guest, sizeof guest, "%s", json_string_value(json_object_get(json_object_get(ok, "user"), "id")));
+  client_close(core, &a); /* dropped: detached */
+
+  struct session_ops ops = session_local_ops;
+  ops.sync = false;
+  ops.resume = later_resume;
+  core->session_ops = &ops;
+  memset(&later, 0, sizeof later);
+  char req[120];
+  snprintf(req, sizeof req, "{\"id\":7,\"op\":\"hello\",\"resume\":\"%s\"}", token);
+  b.fk.got = json_array();
+  assert_non_null(b.c = core_conn_open(core, CODEC_JSON, &fake_tx, &b.fk, "127.0.0.1"));
+  say(core, &b, req);
+  assert_int_equal(later.n, 1);
+  assert_int_equal(json_array_size(b.fk.got), 0); /* nothing until the store answers */
+  c.fk.got = json_array();
+  assert_non_null(c.c = core_conn_open(core, CODEC_JSON, &fake_tx, &c.fk, "127.0.0.1"));
+  say(core, &c, "{\"id\":8,\"op\":\"hello\",\"resume\":\"nothing-of-this-kind\"}");
+  client_close(core, &c); /* gone before the answer */
+  later_flush(core);
+  assert_int_equal(json_array_size(b.fk.got), 1);
+  json_t *doc = json_array_get(b.fk.got, 0);
+  assert_int_equal(json_integer_value(json_object_get(doc, "re")), 7);
+  ok = json_object_get(doc, "ok");
+  assert_non_null(ok);
+  assert_true(json_is_true(json_object_get(ok, "resumed")));
+  assert_string_equal(json_string_value(json_object_get(json_object_get(ok, "user"), "id")), guest);
+  assert_string_equal(json_string_value(json_object_get(ok, "resume_token")), token);
+  client_close(core, &b);
+  fixture_free(&fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_session_store),
       cmocka_unit_test(test_presence_local),
+      cmocka_unit_test(test_hello_waits_for_session_store),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
