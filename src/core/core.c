@@ -46,7 +46,7 @@ struct core *core_new(const struct config *cfg, struct store *store) {
     core_free(core);
     return NULL;
   }
-  guests_forget_all(core);
+  presence_guests_forget_all(core);
   return core;
 }
 

@@ -72,7 +72,7 @@ struct core {
   struct room_set rooms;
   struct metrics metrics;
   uint64_t next_conn_id;
-  uint32_t mid_counter;            /* the last message id's counter (mid_format) */
+  uint32_t mid_counter;            /* the last message id's counter (message_mid_format) */
   const struct broker_ops *broker; /* fan-out across nodes (broker.h); the local one by default */
   void *broker_ctx;
   uint64_t retention_last;               /* monotonic ms of the last retention pass */
@@ -195,7 +195,7 @@ void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev);
 void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *m);
 /* Message ids: at most 16 hex digits of ms, 4 of node id, 8 of counter and a NUL. */
 #define MID_MAX 32
-void mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n);
+void message_mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n);
 /* The `message` event for a stored message (new reference; NULL when out of memory). */
 json_t *message_event(const struct store_msg *m);
 /* Submit one retention pass for every room rule with max_age / max_count. */

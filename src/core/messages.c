@@ -165,7 +165,7 @@ static char *body_json_dup(const struct wire_body *b) {
  * server.node_id and a counter of the process (docs/protocol.md). Ids sort by time; they are unique across
  * nodes (the node id) and across restarts of one node (a restart moves ts on). Written without printf (it
  * was a tenth of op_send). */
-void mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n) {
+void message_mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n) {
   static const char hex[] = "0123456789abcdef";
   char tmp[16], *t = tmp + sizeof tmp;
   size_t len = 0;
@@ -214,7 +214,7 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
                      const struct wire_body *body, const char *cmid, const struct identity *from) {
   uint64_t ts = core_now_ms();
   char mid[MID_MAX], made_cmid[40];
-  mid_format(mid, ts, (uint16_t)core->cfg->server_node_id, ++core->mid_counter);
+  message_mid_format(mid, ts, (uint16_t)core->cfg->server_node_id, ++core->mid_counter);
   if (!cmid) { /* server-side publishes: unique per server */
     snprintf(made_cmid, sizeof made_cmid, "srv-%s", mid);
     cmid = made_cmid;

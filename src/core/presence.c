@@ -48,7 +48,8 @@ struct pending_forget {
 
 static void forget_done(struct store_req *req) {
   struct pending_forget *p = (struct pending_forget *)req;
-  if (req->err == STORE_ECLOSED) /* shutting down: the next start deletes what is left (guests_forget_all) */
+  if (req->err ==
+      STORE_ECLOSED) /* shutting down: the next start deletes what is left (presence_guests_forget_all) */
     log_debug("the stored state of %s stays until the next start", p->user_id);
   else if (req->err)
     log_warn("deleting the stored state of %s%s failed: %s", p->user_id, req->u.forget.prefix ? "*" : "",
@@ -82,7 +83,7 @@ static void guest_forget(struct core *core, const char *user_id, bool prefix) {
  * were connected or within their grace period at shutdown. Submitted before any client can say hello, it
  * runs before any write of this run's guests. (Several servers sharing one store would need to scope this
  * to their own guests.) */
-void guests_forget_all(struct core *core) { guest_forget(core, "guest-", true); }
+void presence_guests_forget_all(struct core *core) { guest_forget(core, "guest-", true); }
 
 /* {"ev":"presence", ...STATUS} */
 static json_t *presence_event(const char *id, const char *name, bool online, uint64_t last_seen) {
@@ -192,7 +193,7 @@ static json_t *room_members_json(struct core *core, struct room *r) {
   json_t *members = json_array();
   struct room_user *ru, *tmp;
   HASH_ITER(hh, r->users, ru, tmp) {
-    struct user *u = user_find(core, ru->user_id);
+    struct user *u = session_user_find(core, ru->user_id);
     if (!u) continue;
     json_t *conns = json_array();
     for (struct session *s = u->sessions; s; s = s->unext) {

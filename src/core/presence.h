@@ -60,7 +60,7 @@ void presence_conn_closed(struct core *core, struct conn *c);
 void op_presence(struct core *core, struct conn *c, struct request *req);
 void presence_free_all(struct core *core);
 /* Delete the stored state of every guest (at start: they were the previous run's). */
-void guests_forget_all(struct core *core);
+void presence_guests_forget_all(struct core *core);
 /* presence_local.c: free the last-seen cache. */
 void presence_local_free(struct core *core);
 

@@ -171,7 +171,7 @@ static int presence_local_query(void *ctx, const char *const *ids, size_t n, pre
   if (!q) return -ENOMEM;
   *q = (struct local_query){.core = core, .cb = cb, .done = done, .ud = ud};
   for (size_t i = 0; i < n; i++) {
-    struct user *u = user_find(core, ids[i]);
+    struct user *u = session_user_find(core, ids[i]);
     struct presence_status st = {.user_id = ids[i], .name = u ? u->name : NULL, .online = u != NULL};
     if (!u) st.last_seen = seen_get(core, ids[i]);
     cb(ud, i, &st); /* what is known now; a store read may add last_seen */

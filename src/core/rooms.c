@@ -514,7 +514,7 @@ void op_rooms(struct core *core, struct conn *c, struct request *req) {
  * sessions (a few), never a walk over every connection. from may be NULL (it has gone). */
 static void read_notify(struct core *core, struct conn *from, const char *user_id, const char *room,
                         uint64_t read) {
-  struct user *u = user_find(core, user_id);
+  struct user *u = session_user_find(core, user_id);
   if (!u) return;
   struct outev e = {.flags = FRAME_EPHEMERAL};
   e.doc = json_pack("{s:s,s:s,s:I}", "ev", "read", "room", room, "seq", (json_int_t)read);

@@ -44,7 +44,7 @@ const struct session_ops session_local_ops = {
 
 /* ---- users and sessions ---- */
 
-struct user *user_find(struct core *core, const char *id) {
+struct user *session_user_find(struct core *core, const char *id) {
   struct user *u = NULL;
   HASH_FIND_STR(core->users, id, u);
   return u;
@@ -79,7 +79,7 @@ static void session_token_make(struct session *s) {
 }
 
 struct session *session_open(struct core *core, struct conn *c, const char *client) {
-  struct user *u = user_find(core, c->who.id);
+  struct user *u = session_user_find(core, c->who.id);
   if (!u) {
     u = calloc(1, sizeof *u);
     if (!u || !(u->id = strdup(c->who.id)) || !(u->name = strdup(c->who.name))) {
@@ -226,7 +226,7 @@ void session_end(struct core *core, struct session *s) {
 }
 
 void session_end_detached(struct core *core, const char *user_id) {
-  struct user *u = user_find(core, user_id);
+  struct user *u = session_user_find(core, user_id);
   /* u goes with its last session, which is then the last of the list: next is read before each end */
   for (struct session *s = u ? u->sessions : NULL, *next; s; s = next) {
     next = s->unext;

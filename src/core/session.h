@@ -83,6 +83,6 @@ bool session_in(const struct session *s, const struct room *r);
 /* End every detached session of user_id (kicked). */
 void session_end_detached(struct core *core, const char *user_id);
 /* The user with at least one session (attached or detached) here, or NULL. */
-struct user *user_find(struct core *core, const char *id);
+struct user *session_user_find(struct core *core, const char *id);
 
 #endif

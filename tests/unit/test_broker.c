@@ -120,15 +120,15 @@ static void fixture_free(struct fixture *fx) {
 static void test_mid_format(void **state) {
   (void)state;
   char mid[MID_MAX];
-  mid_format(mid, 0x1937681377bULL, 0xbeef, 0x2a);
+  message_mid_format(mid, 0x1937681377bULL, 0xbeef, 0x2a);
   assert_string_equal(mid, "01937681377bbeef0000002a");
-  mid_format(mid, 5, 0, 0xffffffffu);
+  message_mid_format(mid, 5, 0, 0xffffffffu);
   assert_string_equal(mid, "0000000000050000ffffffff");
   char a[MID_MAX], b[MID_MAX]; /* the same ms and counter on two nodes */
-  mid_format(a, 1000, 1, 7);
-  mid_format(b, 1000, 2, 7);
+  message_mid_format(a, 1000, 1, 7);
+  message_mid_format(b, 1000, 2, 7);
   assert_string_not_equal(a, b);
-  mid_format(b, 999, 2, 8); /* earlier ms sorts first, whatever the node and counter */
+  message_mid_format(b, 999, 2, 8); /* earlier ms sorts first, whatever the node and counter */
   assert_true(strcmp(b, a) < 0);
 }
 

@@ -237,7 +237,7 @@ static void test_presence_local(void **state) {
   q = query(core, ids, 1);
   assert_false(q.st[0].online);
   assert_int_equal(q.st[0].last_seen, rec.ts[3]);
-  assert_null(user_find(core, "ann"));
+  assert_null(session_user_find(core, "ann"));
   fixture_free(&fx);
 }
 
