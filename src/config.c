@@ -97,7 +97,7 @@ static const struct key keys[] = {
                "the parent of the conf directory."),
     KEY_STRING("server.web_root", server_web_root, "", RESTART,
                "Directory served over HTTP at `/` (the built web client); empty serves no static files."),
-    KEY_INT("server.node_id", server_node_id, "0", 0, 65535, RESTART,
+    KEY_INT("server.node_id", server_node_id, "0", 0, 255, RESTART,
             "This server's number among the servers of one deployment, part of every message id "
             "(`mid`): give each server its own so that message ids stay unique across them."),
     KEY_ENUM("log.level", log_level, "info", log_levels, LIVE,

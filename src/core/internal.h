@@ -193,9 +193,9 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
 void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev);
 /* The same for a message given by its fields (m->seq): its frames are written without a tree. */
 void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *m);
-/* Message ids: at most 16 hex digits of ms, 4 of node id, 8 of counter and a NUL. */
+/* Message ids: at most 16 hex digits of ms, 2 of node id, 6 of counter and a NUL. */
 #define MID_MAX 32
-void message_mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n);
+void message_mid_format(char out[MID_MAX], uint64_t ts, uint8_t node, uint32_t n);
 /* The `message` event for a stored message (new reference; NULL when out of memory). */
 json_t *message_event(const struct store_msg *m);
 /* Submit one retention pass for every room rule with max_age / max_count. */

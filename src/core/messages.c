@@ -161,11 +161,12 @@ static char *body_json_dup(const struct wire_body *b) {
   return d;
 }
 
-/* A message id: "%012" PRIx64 "%04" PRIx16 "%08" PRIx32 of the wall-clock ms ts, this node's
- * server.node_id and a counter of the process (docs/protocol.md). Ids sort by time; they are unique across
- * nodes (the node id) and across restarts of one node (a restart moves ts on). Written without printf (it
- * was a tenth of op_send). */
-void message_mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t n) {
+/* A message id: "%012" PRIx64 "%02x" "%06x" of the wall-clock ms ts, this node's server.node_id and the low
+ * 24 bits of a counter of the process (docs/protocol.md): 20 digits, as long as before nodes had ids. Ids
+ * sort by time; they are unique across nodes (the node id), across restarts of a node (a restart moves ts
+ * on) and within a node (the counter would have to wrap within one ms). Without printf (it was a tenth of
+ * op_send). */
+void message_mid_format(char out[MID_MAX], uint64_t ts, uint8_t node, uint32_t n) {
   static const char hex[] = "0123456789abcdef";
   char tmp[16], *t = tmp + sizeof tmp;
   size_t len = 0;
@@ -178,8 +179,9 @@ void message_mid_format(char out[MID_MAX], uint64_t ts, uint16_t node, uint32_t 
   for (; i < w - len; i++) out[i] = '0';
   memcpy(out + i, t, len);
   i += len;
-  for (int k = 3; k >= 0; k--) out[i++] = hex[(node >> (4 * k)) & 15];
-  for (int k = 7; k >= 0; k--) out[i++] = hex[(n >> (4 * k)) & 15];
+  out[i++] = hex[node >> 4];
+  out[i++] = hex[node & 15];
+  for (int k = 5; k >= 0; k--) out[i++] = hex[(n >> (4 * k)) & 15];
   out[i] = 0;
 }
 
@@ -214,7 +216,7 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
                      const struct wire_body *body, const char *cmid, const struct identity *from) {
   uint64_t ts = core_now_ms();
   char mid[MID_MAX], made_cmid[40];
-  message_mid_format(mid, ts, (uint16_t)core->cfg->server_node_id, ++core->mid_counter);
+  message_mid_format(mid, ts, (uint8_t)core->cfg->server_node_id, ++core->mid_counter);
   if (!cmid) { /* server-side publishes: unique per server */
     snprintf(made_cmid, sizeof made_cmid, "srv-%s", mid);
     cmid = made_cmid;
