@@ -30,8 +30,10 @@ typedef void (*presence_done_cb)(void *ud);
 
 struct presence_ops {
   const char *name;
-  /* true: attach's and end's cb run before they return (query may still answer later: it may read the
-   * store); false: any cb may come later from the loop, and ud must live till then. */
+  /* attach's and end's cb always run before they return (the core frees s after end); a backend whose
+   * answers come later (a user who went offline through another node's sweep) needs an entry into the
+   * core by user id, which is not there yet. sync true: query answers before it returns too; false: its
+   * callbacks may come later from the loop, and ud must live till then. */
   bool sync;
   /* s (just opened, or resumed when resumed) has a connection here again. Returns 0 or a negative errno
    * (cb not called). */
