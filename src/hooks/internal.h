@@ -41,7 +41,7 @@ struct hook_owner {
   uint64_t calls, errors, budget_kills, rejects, rewrites, load_failures;
   void *impl;               /* struct lscript * or struct parley_plugin_ctx *; NULL while not loaded */
   struct handler *handlers; /* of the loaded impl */
-  void *kv;                 /* Lua: struct kv *, survives reloads */
+  void *kv;                 /* Lua: struct kvstore * (hooks/kvstore.h), owned; survives reloads */
 };
 
 /* A timer of a script or plugin, on host->loop. Freed in its close callback. */

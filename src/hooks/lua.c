@@ -22,6 +22,8 @@
  * cost estimate (subject length ^ (backtracking quantifiers + 1)): a call that does not fit is refused as a
  * budget kill. Once a call is stopped the allocator refuses to grow anything until it has unwound. */
 #include "hooks/internal.h"
+#include "hooks/kvstore.h"
+#include "hooks/wordset.h"
 #include "proto/codec.h"
 
 #include "util/log.h"
@@ -45,10 +47,6 @@
 #define MAX_DEPTH      4 /* nested calls into one script (a hook that kicks, whose disconnect hook runs ...) */
 #define JSON_DEPTH     64        /* nesting of converted values */
 #define MAX_ENCODED    (1 << 20) /* bytes of JSON a script may produce in one value */
-#define KV_MAX_KEYS    10000
-#define KV_MAX_BYTES   (4u << 20)
-#define KV_MAX_KEY     256
-#define KV_MAX_VALUE   (64u << 10)
 
 int lua__invoke(struct handler *hd, const struct parley_event *ev, struct hook_result *res);
 
@@ -1165,49 +1163,10 @@ static int l_decode(lua_State *L) {
   return 1;
 }
 
-/* ---- parley.wordset: whole-word matching in C, linear in the text, no Lua garbage per message ----
- *
- * A word is a maximal run of ASCII letters, digits and bytes >= 0x80 (so UTF-8 letters join words); words
- * compare ASCII-case-insensitively. The set is one userdata block (counted by the memory cap): an open-
- * addressing table of offsets into a pool of length-prefixed lowercase words. */
+/* ---- parley.wordset: whole-word matching in C (hooks/wordset.c), linear in the text, no Lua garbage per
+ * message. The set is one userdata block (counted by the memory cap) holding a struct wordset. ---- */
 
 #define WORDSET_MT "parley.wordset"
-
-struct wordset {
-  uint32_t nslots; /* power of two */
-  uint32_t nwords;
-  uint32_t pool_len;
-  uint32_t slots[]; /* offset + 1 into pool (0 = empty); the pool follows the slots */
-};
-
-static const unsigned char *ws_pool(const struct wordset *ws) {
-  return (const unsigned char *)&ws->slots[ws->nslots];
-}
-
-static bool word_byte(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
-}
-static unsigned char lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
-
-static uint32_t ws_hash(const unsigned char *w, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++) h = (h ^ lower(w[i])) * 16777619u;
-  return h;
-}
-
-static bool ws_has(const struct wordset *ws, const unsigned char *w, size_t n) {
-  if (!ws->nwords || n > 255) return false;
-  const unsigned char *pool = ws_pool(ws);
-  for (uint32_t i = ws_hash(w, n) & (ws->nslots - 1);; i = (i + 1) & (ws->nslots - 1)) {
-    uint32_t off = ws->slots[i];
-    if (!off) return false;
-    const unsigned char *e = pool + off - 1;
-    if (e[0] != n) continue;
-    size_t k = 0;
-    while (k < n && e[1 + k] == lower(w[k])) k++;
-    if (k == n) return true;
-  }
-}
 
 /* parley.wordset(list): list is an array of strings or one string of words separated by blanks/commas. */
 static int l_wordset(lua_State *L) {
@@ -1221,39 +1180,25 @@ static int l_wordset(lua_State *L) {
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  size_t pool = 0;
+  size_t chars = 0;
   for (lua_Integer i = 1; i <= n; i++) {
     size_t l;
     lua_rawgeti(L, 1, i);
     if (!lua_isstring(L, -1)) return luaL_error(L, "parley.wordset: item %d is not a string", (int)i);
     lua_tolstring(L, -1, &l);
     lua_pop(L, 1);
-    if (l > 255) return luaL_error(L, "parley.wordset: word %d is longer than 255 bytes", (int)i);
-    pool += l + 1;
+    if (l > WORDSET_MAX_WORD)
+      return luaL_error(L, "parley.wordset: word %d is longer than %d bytes", (int)i, WORDSET_MAX_WORD);
+    chars += l;
   }
-  if (n > 1000000 || pool > 64u << 20) return luaL_error(L, "parley.wordset: too many words");
-  uint32_t nslots = 8;
-  while (nslots < 2 * (uint32_t)n) nslots *= 2;
-  struct wordset *ws = lua_newuserdatauv(L, sizeof *ws + nslots * sizeof(uint32_t) + pool, 0);
-  ws->nslots = nslots;
-  ws->nwords = 0;
-  ws->pool_len = 0;
-  memset(ws->slots, 0, nslots * sizeof(uint32_t));
-  unsigned char *p = (unsigned char *)&ws->slots[nslots];
+  size_t size = wordset_size((size_t)n, chars);
+  if (!size) return luaL_error(L, "parley.wordset: too many words");
+  struct wordset *ws = wordset_init(lua_newuserdatauv(L, size, 0), (size_t)n, chars);
   for (lua_Integer i = 1; i <= n; i++) {
     size_t l;
     lua_rawgeti(L, 1, i);
-    const unsigned char *w = (const unsigned char *)lua_tolstring(L, -1, &l);
-    if (l && !ws_has(ws, w, l)) {
-      uint32_t off = ws->pool_len;
-      p[off] = (unsigned char)l;
-      for (size_t k = 0; k < l; k++) p[off + 1 + k] = lower(w[k]);
-      ws->pool_len += (uint32_t)l + 1;
-      uint32_t s = ws_hash(w, l) & (nslots - 1);
-      while (ws->slots[s]) s = (s + 1) & (nslots - 1);
-      ws->slots[s] = off + 1;
-      ws->nwords++;
-    }
+    const char *w = lua_tolstring(L, -1, &l);
+    wordset_add(ws, w, l); /* false for "" and duplicates: skipped */
     lua_pop(L, 1);
   }
   luaL_setmetatable(L, WORDSET_MT);
@@ -1263,60 +1208,38 @@ static int l_wordset(lua_State *L) {
 /* set:find(text) -> word, start, end (1-based, inclusive) of the first listed word, or nil */
 static int l_ws_find(lua_State *L) {
   const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
-  size_t n;
-  const unsigned char *t = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  size_t n, s, e;
+  const char *t = luaL_checklstring(L, 2, &n);
   charge_bytes(L, (double)n, "wordset:find");
-  for (size_t i = 0; i < n;) {
-    if (!word_byte(t[i])) {
-      i++;
-      continue;
-    }
-    size_t s = i;
-    while (i < n && word_byte(t[i])) i++;
-    if (ws_has(ws, t + s, i - s)) {
-      lua_pushlstring(L, (const char *)t + s, i - s);
-      lua_pushinteger(L, (lua_Integer)s + 1);
-      lua_pushinteger(L, (lua_Integer)i);
-      return 3;
-    }
+  if (!wordset_find(ws, t, n, 0, &s, &e)) {
+    lua_pushnil(L);
+    return 1;
   }
-  lua_pushnil(L);
-  return 1;
+  lua_pushlstring(L, t + s, e - s);
+  lua_pushinteger(L, (lua_Integer)s + 1);
+  lua_pushinteger(L, (lua_Integer)e);
+  return 3;
 }
+
+static void ws_emit(void *ud, const char *p, size_t n) { luaL_addlstring(ud, p, n); }
 
 /* set:mask(text [, char]) -> text with each listed word replaced by char per character, count */
 static int l_ws_mask(lua_State *L) {
   const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
   size_t n, cl;
-  const unsigned char *t = (const unsigned char *)luaL_checklstring(L, 2, &n);
+  const char *t = luaL_checklstring(L, 2, &n);
   const char *ch = luaL_optlstring(L, 3, "*", &cl);
   charge_bytes(L, (double)n * (double)(cl + 1), "wordset:mask");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
-  lua_Integer count = 0;
-  size_t done = 0;
-  for (size_t i = 0; i < n;) {
-    if (!word_byte(t[i])) {
-      i++;
-      continue;
-    }
-    size_t s = i;
-    while (i < n && word_byte(t[i])) i++;
-    if (!ws_has(ws, t + s, i - s)) continue;
-    luaL_addlstring(&b, (const char *)t + done, s - done);
-    for (size_t k = s; k < i; k++)
-      if ((t[k] & 0xc0) != 0x80) luaL_addlstring(&b, ch, cl); /* one per UTF-8 character */
-    done = i;
-    count++;
-  }
+  size_t count = wordset_mask(ws, t, n, ch, cl, ws_emit, &b);
   if (!count) {
     lua_settop(L, 2);
     lua_pushinteger(L, 0);
     return 2;
   }
-  luaL_addlstring(&b, (const char *)t + done, n - done);
   luaL_pushresult(&b);
-  lua_pushinteger(L, count);
+  lua_pushinteger(L, (lua_Integer)count);
   return 2;
 }
 
@@ -1324,208 +1247,114 @@ static int l_ws_has(lua_State *L) {
   const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
   size_t n;
   const char *w = luaL_checklstring(L, 2, &n);
-  lua_pushboolean(L, ws_has(ws, (const unsigned char *)w, n));
+  lua_pushboolean(L, wordset_has(ws, w, n));
   return 1;
 }
 
 static int l_ws_len(lua_State *L) {
   const struct wordset *ws = luaL_checkudata(L, 1, WORDSET_MT);
-  lua_pushinteger(L, ws->nwords);
+  lua_pushinteger(L, (lua_Integer)wordset_count(ws));
   return 1;
 }
 
-/* ---- parley.kv: a bounded in-memory store per script name, kept in C so it survives reloads ---- */
+/* ---- parley.kv: a bounded in-memory store per script name (hooks/kvstore.c), owned by the hook_owner so
+ * it survives reloads ---- */
 
-enum { KV_INT = 1, KV_FLOAT, KV_BOOL, KV_STRING };
-
-struct kv_ent {
-  struct kv_ent *next;
-  int type;
-  lua_Integer i;
-  lua_Number f;
-  char *s;
-  size_t slen, klen;
-  char key[];
-};
-
-struct kv {
-  struct kv_ent **b;
-  size_t nb, n, bytes;
-};
-
-static uint64_t kv_hash(const char *k, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 1099511628211ull;
-  return h;
-}
-
-static struct kv_ent **kv_find(struct kv *kv, const char *k, size_t n) {
-  if (!kv->nb) return NULL;
-  struct kv_ent **pp = &kv->b[kv_hash(k, n) & (kv->nb - 1)];
-  for (; *pp; pp = &(*pp)->next)
-    if ((*pp)->klen == n && !memcmp((*pp)->key, k, n)) return pp;
-  return pp;
-}
-
-static void kv_free_ent(struct kv *kv, struct kv_ent *e) {
-  kv->bytes -= e->klen + e->slen + sizeof *e;
-  kv->n--;
-  free(e->s);
-  free(e);
-}
-
-static void kv_destroy(struct kv *kv) {
-  if (!kv) return;
-  for (size_t i = 0; i < kv->nb; i++)
-    while (kv->b[i]) {
-      struct kv_ent *e = kv->b[i];
-      kv->b[i] = e->next;
-      kv_free_ent(kv, e);
-    }
-  free(kv->b);
-  free(kv);
-}
-
-static int kv_grow(struct kv *kv) {
-  size_t nb = kv->nb ? kv->nb * 2 : 64;
-  struct kv_ent **b = calloc(nb, sizeof *b);
-  if (!b) return -ENOMEM;
-  for (size_t i = 0; i < kv->nb; i++)
-    for (struct kv_ent *e = kv->b[i], *next; e; e = next) {
-      next = e->next;
-      struct kv_ent **pp = &b[kv_hash(e->key, e->klen) & (nb - 1)];
-      e->next = *pp;
-      *pp = e;
-    }
-  free(kv->b);
-  kv->b = b;
-  kv->nb = nb;
-  return 0;
-}
-
-static struct kv *kv_of(lua_State *L) {
+static struct kvstore *kv_of(lua_State *L) {
   struct lscript *s = script_of(L);
-  if (!s->owner->kv && !(s->owner->kv = calloc(1, sizeof(struct kv)))) luaL_error(L, "out of memory");
+  if (!s->owner->kv && !(s->owner->kv = kvstore_new())) luaL_error(L, "out of memory");
   return s->owner->kv;
-}
-
-static void push_kv(lua_State *L, const struct kv_ent *e) {
-  switch (e->type) {
-  case KV_INT:
-    lua_pushinteger(L, e->i);
-    break;
-  case KV_FLOAT:
-    lua_pushnumber(L, e->f);
-    break;
-  case KV_BOOL:
-    lua_pushboolean(L, (int)e->i);
-    break;
-  default:
-    lua_pushlstring(L, e->s, e->slen);
-  }
 }
 
 static int l_kv_get(lua_State *L) {
   size_t n;
   const char *k = luaL_checklstring(L, 1, &n);
-  struct kv_ent **pp = kv_find(kv_of(L), k, n);
-  if (pp && *pp)
-    push_kv(L, *pp);
-  else
+  struct kvstore_value v;
+  if (!kvstore_get(kv_of(L), k, n, &v)) {
     lua_pushnil(L);
+    return 1;
+  }
+  switch (v.type) {
+  case KVSTORE_INT:
+    lua_pushinteger(L, (lua_Integer)v.i);
+    break;
+  case KVSTORE_FLOAT:
+    lua_pushnumber(L, (lua_Number)v.f);
+    break;
+  case KVSTORE_BOOL:
+    lua_pushboolean(L, (int)v.i);
+    break;
+  default:
+    lua_pushlstring(L, v.s, v.slen);
+  }
   return 1;
 }
 
-static int kv_store(lua_State *L, const char *k, size_t n, int vidx) {
-  struct kv *kv = kv_of(L);
-  struct kv_ent **pp = kv_find(kv, k, n);
-  if (lua_isnil(L, vidx)) {
-    if (pp && *pp) {
-      struct kv_ent *e = *pp;
-      *pp = e->next;
-      kv_free_ent(kv, e);
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  int t = lua_type(L, vidx);
-  if (t != LUA_TNUMBER && t != LUA_TSTRING && t != LUA_TBOOLEAN)
-    return luaL_error(L, "parley.kv: values are strings, numbers or booleans");
-  if (n > KV_MAX_KEY) return luaL_error(L, "parley.kv: key longer than %d bytes", KV_MAX_KEY);
-  size_t slen = 0;
-  const char *sv = t == LUA_TSTRING ? lua_tolstring(L, vidx, &slen) : NULL;
-  if (slen > KV_MAX_VALUE) return luaL_error(L, "parley.kv: value longer than %d bytes", (int)KV_MAX_VALUE);
-  struct kv_ent *e = pp ? *pp : NULL;
-  size_t old = e ? e->slen : 0;
-  if ((!e && (kv->n >= KV_MAX_KEYS || kv->bytes + n + slen + sizeof *e > KV_MAX_BYTES)) ||
-      (e && kv->bytes - old + slen > KV_MAX_BYTES)) {
+/* The Lua face of kvstore_set/kvstore_incr's failures: raises, or pushes nil, "kv full" and returns 2. */
+static int kv_fail(lua_State *L, int r) {
+  switch (r) {
+  case KVSTORE_E_KEY:
+    return luaL_error(L, "parley.kv: key longer than %d bytes", KVSTORE_MAX_KEY);
+  case KVSTORE_E_VALUE:
+    return luaL_error(L, "parley.kv: value longer than %d bytes", (int)KVSTORE_MAX_VALUE);
+  case KVSTORE_E_FULL:
     lua_pushnil(L);
     lua_pushstring(L, "kv full");
     return 2;
+  default:
+    return luaL_error(L, "out of memory");
   }
-  char *copy = NULL;
-  if (sv && !(copy = malloc(slen + 1))) return luaL_error(L, "out of memory");
-  if (copy) memcpy(copy, sv, slen), copy[slen] = 0;
-  if (!e) {
-    if (kv->n >= kv->nb && kv_grow(kv)) {
-      free(copy);
-      return luaL_error(L, "out of memory");
-    }
-    pp = kv_find(kv, k, n);
-    if (!(e = calloc(1, sizeof *e + n + 1))) {
-      free(copy);
-      return luaL_error(L, "out of memory");
-    }
-    memcpy(e->key, k, n);
-    e->klen = n;
-    *pp = e;
-    kv->n++;
-    kv->bytes += n + sizeof *e;
-  }
-  free(e->s);
-  kv->bytes = kv->bytes - old + slen;
-  e->s = copy;
-  e->slen = slen;
-  if (t == LUA_TNUMBER && lua_isinteger(L, vidx))
-    e->type = KV_INT, e->i = lua_tointeger(L, vidx);
-  else if (t == LUA_TNUMBER)
-    e->type = KV_FLOAT, e->f = lua_tonumber(L, vidx);
-  else if (t == LUA_TBOOLEAN)
-    e->type = KV_BOOL, e->i = lua_toboolean(L, vidx);
-  else
-    e->type = KV_STRING;
-  lua_pushboolean(L, 1);
-  return 1;
 }
 
 static int l_kv_set(lua_State *L) {
   size_t n;
   const char *k = luaL_checklstring(L, 1, &n);
   lua_settop(L, 2);
-  return kv_store(L, k, n, 2);
+  struct kvstore *kv = kv_of(L);
+  struct kvstore_value v = {0};
+  switch (lua_type(L, 2)) {
+  case LUA_TNIL:
+    kvstore_del(kv, k, n);
+    lua_pushboolean(L, 1);
+    return 1;
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, 2))
+      v.type = KVSTORE_INT, v.i = (int64_t)lua_tointeger(L, 2);
+    else
+      v.type = KVSTORE_FLOAT, v.f = (double)lua_tonumber(L, 2);
+    break;
+  case LUA_TBOOLEAN:
+    v.type = KVSTORE_BOOL, v.i = lua_toboolean(L, 2);
+    break;
+  case LUA_TSTRING:
+    v.type = KVSTORE_STRING, v.s = lua_tolstring(L, 2, &v.slen);
+    break;
+  default:
+    return luaL_error(L, "parley.kv: values are strings, numbers or booleans");
+  }
+  int r = kvstore_set(kv, k, n, &v);
+  if (r) return kv_fail(L, r);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int l_kv_del(lua_State *L) {
   size_t n;
   const char *k = luaL_checklstring(L, 1, &n);
-  lua_pushnil(L);
-  return kv_store(L, k, n, lua_gettop(L));
+  kvstore_del(kv_of(L), k, n);
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int l_kv_incr(lua_State *L) {
   size_t n;
   const char *k = luaL_checklstring(L, 1, &n);
   lua_Integer by = luaL_optinteger(L, 2, 1);
-  struct kv_ent **pp = kv_find(kv_of(L), k, n);
-  lua_Integer v = 0;
-  if (pp && *pp) {
-    if ((*pp)->type != KV_INT) return luaL_error(L, "parley.kv.incr: '%s' is not an integer", k);
-    v = (*pp)->i;
-  }
-  lua_pushinteger(L, (lua_Integer)((lua_Unsigned)v + (lua_Unsigned)by));
-  int r = kv_store(L, k, n, lua_gettop(L));
-  if (r == 2) return 2;
-  lua_pushinteger(L, (lua_Integer)((lua_Unsigned)v + (lua_Unsigned)by));
+  int64_t v;
+  int r = kvstore_incr(kv_of(L), k, n, (int64_t)by, &v);
+  if (r == KVSTORE_E_TYPE) return luaL_error(L, "parley.kv.incr: '%s' is not an integer", k);
+  if (r) return kv_fail(L, r);
+  lua_pushinteger(L, (lua_Integer)v);
   return 1;
 }
 
@@ -1533,15 +1362,17 @@ static int l_kv_incr(lua_State *L) {
 static int l_kv_keys(lua_State *L) {
   size_t pn = 0;
   const char *prefix = luaL_optlstring(L, 1, "", &pn);
-  struct kv *kv = kv_of(L);
+  struct kvstore *kv = kv_of(L);
   lua_newtable(L);
   lua_Integer i = 0;
-  for (size_t b = 0; b < kv->nb; b++)
-    for (struct kv_ent *e = kv->b[b]; e; e = e->next)
-      if (e->klen >= pn && !memcmp(e->key, prefix, pn)) {
-        lua_pushlstring(L, e->key, e->klen);
-        lua_rawseti(L, -2, ++i);
-      }
+  struct kvstore_iter it = {0};
+  const char *k;
+  size_t kn;
+  while (kvstore_next(kv, &it, &k, &kn))
+    if (kn >= pn && !memcmp(k, prefix, pn)) {
+      lua_pushlstring(L, k, kn);
+      lua_rawseti(L, -2, ++i);
+    }
   return 1;
 }
 
@@ -1980,7 +1811,7 @@ void lua__unload(struct hook_owner *o) {
 }
 
 void lua__owner_free(struct hook_owner *o) {
-  kv_destroy(o->kv);
+  kvstore_free(o->kv);
   o->kv = NULL;
 }
 
