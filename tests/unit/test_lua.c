@@ -32,7 +32,7 @@ static struct hooks *load1(struct config *c, const char *name, const char *text)
   add_script(c, name, text);
   struct hooks *h;
   struct hooks_host host = test_host(NULL);
-  assert_int_equal(hooks_new(&h, &host, c), 0);
+  if (hooks_new(&h, &host, c)) fail_msg("%s", text_of(&logged));
   return h;
 }
 
@@ -318,6 +318,99 @@ static void test_options_kv_reload(void **state) {
   assert_int_equal(hooks_reload(h, &c), 0);
   assert_int_equal(send_msg(h, "u", "r", "\"get\"", &res), PARLEY_REJECT);
   assert_string_equal(res.reason, "v,5,2");
+  hook_result_clear(&res);
+  hooks_free(h);
+  config_free(&c);
+}
+
+/* The Lua faces of hooks/wordset.c and hooks/kvstore.c (their rules are in test_wordset and test_kvstore):
+ * 1-based inclusive positions, mask returning the text itself when nothing matched, error texts, kv types
+ * and "kv full", and what wordset:find/mask charge to the instruction budget. */
+static void test_wordset_kv_bindings(void **state) {
+  struct config c;
+  config_defaults(&c);
+  struct hooks *h =
+      load1(&c, "wk",
+            /* 1,048,000 bytes: wordset:find charges 131,001 instructions (n / 8 + 1), wordset:mask
+             * n * (mark length + 1) / 8 + 1; the default budget (1,000,000) pays for 7 finds, not 8, and a
+             * mask with a mark of 6 bytes, not 7 */
+            "T = ('.'):rep(1000):rep(1048)\n"
+            "local ws = parley.wordset({'Bad', 'evil', 'bad', ''})\n"
+            "local function api()\n"
+            "  assert(#ws == 2)\n"
+            "  local w, s, e = ws:find('so BAD!')\n"
+            "  assert(w == 'BAD' and s == 4 and e == 6, tostring(s) .. '-' .. tostring(e))\n"
+            "  assert(ws:find('badly') == nil)\n"
+            "  local t, n = ws:mask('bad evil ok', '#')\n"
+            "  assert(t == '### #### ok' and n == 2 and math.type(n) == 'integer', t)\n"
+            "  t, n = ws:mask('x Bad')\n"
+            "  assert(t == 'x ***' and n == 1)\n"
+            "  t, n = ws:mask('all fine')\n"
+            "  assert(t == 'all fine' and n == 0)\n"
+            "  assert(ws:has('EVIL') and not ws:has('ev') and not ws:has('bad '))\n"
+            "  local ws2 = parley.wordset('one, two  three')\n"
+            "  assert(#ws2 == 3 and ws2:has('two'))\n"
+            "  assert(parley.wordset({42}):find('the 42') == '42')\n"
+            "  local ok, err = pcall(parley.wordset, {('x'):rep(256)})\n"
+            "  assert(not ok and err:find('word 1 is longer than 255 bytes', 1, true), err)\n"
+            "  assert(#parley.wordset({('x'):rep(255)}) == 1)\n"
+            "  ok, err = pcall(parley.wordset, {'a', {}})\n"
+            "  assert(not ok and err:find('item 2 is not a string', 1, true), err)\n"
+            "  local kv = parley.kv\n"
+            "  assert(kv.set('f', 1.5) and math.type(kv.get('f')) == 'float' and kv.get('f') == 1.5)\n"
+            "  assert(kv.set('i', 3) and math.type(kv.get('i')) == 'integer' and kv.get('i') == 3)\n"
+            "  assert(kv.set('b', false) and kv.get('b') == false)\n"
+            "  assert(kv.set('s', 'a\\0b') and kv.get('s') == 'a\\0b')\n"
+            "  assert(kv.set('s', nil) == true and kv.get('s') == nil)\n"
+            "  assert(kv.del('i') == true and kv.get('i') == nil and kv.del('i') == true)\n"
+            "  ok, err = pcall(kv.set, 'x', {})\n"
+            "  assert(not ok and err:find('values are strings, numbers or booleans', 1, true), err)\n"
+            "  ok, err = pcall(kv.set, ('k'):rep(257), 1)\n"
+            "  assert(not ok and err:find('parley.kv: key longer than 256 bytes', 1, true), err)\n"
+            "  assert(kv.set(('k'):rep(257), nil) == true)\n"
+            "  ok, err = pcall(kv.set, 'v', ('v'):rep(65537))\n"
+            "  assert(not ok and err:find('parley.kv: value longer than 65536 bytes', 1, true), err)\n"
+            "  ok, err = pcall(kv.incr, 'f')\n"
+            "  assert(not ok and err:find(\"parley.kv.incr: 'f' is not an integer\", 1, true), err)\n"
+            "  assert(kv.incr('c') == 1 and kv.incr('c', 10) == 11 and kv.get('c') == 11)\n"
+            "  assert(kv.incr('m', math.maxinteger) == math.maxinteger and kv.incr('m') == math.mininteger)\n"
+            "  local keys = kv.keys('c')\n"
+            "  assert(#keys == 1 and keys[1] == 'c')\n"
+            "  assert(#kv.keys() == 4)\n"
+            "end\n"
+            "local function fill()\n"
+            "  for i = #parley.kv.keys() + 1, 10000 do assert(parley.kv.set('fill' .. i, i)) end\n"
+            "  local r, e = parley.kv.set('new', 1)\n"
+            "  assert(r == nil and e == 'kv full')\n"
+            "  r, e = parley.kv.incr('new')\n"
+            "  assert(r == nil and e == 'kv full')\n"
+            "  assert(parley.kv.set('c', 'replacing is fine'))\n"
+            "  assert(parley.kv.del('fill10000') and parley.kv.set('new', 1))\n"
+            "end\n"
+            "parley.hook('on_message', function(e)\n"
+            "  if e.body == 'api' then api() end\n"
+            "  if e.body == 'fill' then fill() end\n"
+            "  if e.body == 'find7' then for i = 1, 7 do assert(not ws:find(T)) end end\n"
+            "  if e.body == 'find8' then for i = 1, 8 do assert(not ws:find(T)) end end\n"
+            "  if e.body == 'mask6' then assert(ws:mask(T, '123456') == T) end\n"
+            "  if e.body == 'mask7' then assert(ws:mask(T, '1234567') == T) end\n"
+            "  return true\n"
+            "end)\n");
+  struct hook_result res = HOOK_RESULT_INIT;
+  const char *ok[] = {"\"api\"", "\"fill\"", "\"find7\"", "\"mask6\""};
+  for (int i = 0; i < 4; i++) {
+    reset_records();
+    int r = send_msg(h, "u", "r", ok[i], &res);
+    if (r != PARLEY_ALLOW) fail_msg("%s: %s", ok[i], text_of(&logged));
+  }
+  const char *killed[][2] = {{"\"find8\"", "wordset:find: too expensive"},
+                             {"\"mask7\"", "wordset:mask: too expensive"}};
+  for (int i = 0; i < 2; i++) {
+    reset_records();
+    assert_int_equal(send_msg(h, "u", "r", killed[i][0], &res), PARLEY_PASS);
+    if (!strstr(text_of(&logged), killed[i][1])) fail_msg("%s: %s", killed[i][0], text_of(&logged));
+  }
+  assert_int_equal(owner(h, "wk")->budget_kills, 2);
   hook_result_clear(&res);
   hooks_free(h);
   config_free(&c);
@@ -688,6 +781,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_json_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_match, setup, teardown),
       cmocka_unit_test_setup_teardown(test_options_kv_reload, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_wordset_kv_bindings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_timers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_profanity, setup, teardown),
       cmocka_unit_test_setup_teardown(test_slowmode, setup, teardown),
