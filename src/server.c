@@ -458,7 +458,7 @@ int parley_server_stop(parley_server *s, parley_stop_cb cb, void *ud) {
   log_info("stopping: closing %zu connections with 1001", core_conn_count(s->core));
   log_bind(prev);
   net_stop_accepting(s->net);
-  core_close_all(s->core, CLOSE_GOING_AWAY, "server shutting down");
+  core_close_all(s->core, CONN_CLOSE_SHUTDOWN, "server shutting down");
   /* Finish without waiting for the next tick when nobody is connected. */
   if (core_conn_count(s->core) == 0) uv_timer_start(&s->tick, on_tick, 0, TICK_MS);
   return 0;

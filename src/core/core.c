@@ -90,7 +90,7 @@ bool rate_check(struct core *core, struct conn *c, json_t *id, struct rl_bucket 
   conn_send_doc(core, c, doc);
   if (rl_strike(&c->strikes, cfg->rate_strikes, cfg->rate_strikes_window, now)) {
     log_info("conn %" PRIu64 " (%s, %s): closing after repeated rate limiting", c->id, c->who.id, c->peer);
-    conn_close(c, CLOSE_RATE_LIMITED, "rate limit exceeded");
+    conn_close(c, CONN_CLOSE_RATE_LIMITED, "rate limit exceeded");
   }
   return false;
 }
@@ -104,10 +104,10 @@ void conn_send_frame(struct core *core, struct conn *c, frame_t *f) {
   if (c->tx->send(c->tx_ctx, f) < 0) c->closing = true;
 }
 
-void conn_close(struct conn *c, int code, const char *reason) {
+void conn_close(struct conn *c, enum conn_close_why why, const char *reason) {
   if (c->closing) return;
   c->closing = true;
-  c->tx->close(c->tx_ctx, code, reason);
+  c->tx->close(c->tx_ctx, why, reason);
 }
 
 /* Encode doc for c alone and queue it. Takes ownership of doc. */
@@ -129,7 +129,7 @@ void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok) {
 void conn_send_own(struct core *core, struct conn *c, frame_t *f) {
   if (!f) {
     log_error("conn %" PRIu64 ": out of memory encoding a reply", c->id);
-    conn_close(c, CLOSE_INTERNAL, "out of memory");
+    conn_close(c, CONN_CLOSE_INTERNAL, "out of memory");
     return;
   }
   conn_send_frame(core, c, f);
@@ -410,7 +410,7 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
   if (core->hooks && hooks_has(core->hooks, PARLEY_HOOK_CONNECT)) {
     struct hook_result res = HOOK_RESULT_INIT;
     if (hook_run(core, PARLEY_HOOK_CONNECT, c, NULL, NULL, NULL, NULL, 0, 0, &res) == PARLEY_REJECT)
-      conn_close(c, CLOSE_POLICY, res.reason ? res.reason : "rejected");
+      conn_close(c, CONN_CLOSE_REJECTED, res.reason ? res.reason : "rejected");
     hook_result_clear(&res);
   }
   log_debug("conn %" PRIu64 ": open from %s (%s)", c->id, c->peer, codec_subprotocol(codec));
@@ -465,15 +465,14 @@ void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size
   core_leave(core);
 }
 
-void core_conn_closed(struct core *core, struct conn *c, int peer_code) {
+void core_conn_closed(struct core *core, struct conn *c, bool leaving) {
   core_enter(core);
   if (c->authed) hook_notify(core, PARLEY_HOOK_DISCONNECT, c, c->who.id, c->who.name, NULL);
   replay_drop(core, c);
   while (c->nrooms) conn_leave_at(core, c, c->nrooms - 1);
   presence_conn_closed(core, c);
   if (c->sess) {
-    /* A close with 1000 from the client means "I am leaving"; anything else may come back. */
-    if (peer_code == CLOSE_NORMAL) c->sess->ending = true;
+    if (leaving) c->sess->ending = true; /* anything else may come back */
     session_detach(core, c->sess);
   }
   pending_unlink(core, c);
@@ -494,7 +493,7 @@ static void expiry_scan(struct core *core) {
     if (c->deadline && now >= c->deadline && !c->closing) {
       log_info("conn %" PRIu64 " (%s): token expired", c->id, c->who.id);
       if (c->sess) c->sess->ending = true;
-      conn_close(c, CLOSE_TOKEN_EXPIRED, "token expired");
+      conn_close(c, CONN_CLOSE_TOKEN_EXPIRED, "token expired");
     }
   }
   int64_t mono = (int64_t)core_mono_ms();
@@ -519,20 +518,20 @@ void core_tick(struct core *core, uint64_t now_ms) {
   while (core->pend_head && now_ms - core->pend_head->opened_mono >= limit) {
     struct conn *c = core->pend_head;
     pending_unlink(core, c);
-    conn_close(c, CLOSE_HELLO_TIMEOUT, "hello timeout");
+    conn_close(c, CONN_CLOSE_HELLO_TIMEOUT, "hello timeout");
   }
   core_leave(core);
 }
 
-void core_close_all(struct core *core, int code, const char *reason) {
+void core_close_all(struct core *core, enum conn_close_why why, const char *reason) {
   struct conn *c, *tmp;
-  HASH_ITER(hh, core->conns, c, tmp) conn_close(c, code, reason);
+  HASH_ITER(hh, core->conns, c, tmp) conn_close(c, why, reason);
 }
 
 void core_free(struct core *core) {
   if (!core) return;
   struct conn *c, *tmp;
-  HASH_ITER(hh, core->conns, c, tmp) core_conn_closed(core, c, CLOSE_GOING_AWAY);
+  HASH_ITER(hh, core->conns, c, tmp) core_conn_closed(core, c, false);
   presence_free_all(core);
   room_set_free(&core->rooms);
   if (core->broker && core->broker->destroy) core->broker->destroy(core->broker_ctx);

@@ -16,33 +16,31 @@
 struct core;
 struct conn;
 
+/* Why the core closes a connection. Neutral: a transport maps each to its own code (net/ws.h maps them to
+ * the WebSocket close codes of docs/protocol.md). */
+enum conn_close_why {
+  CONN_CLOSE_SHUTDOWN,      /* the server is stopping */
+  CONN_CLOSE_REJECTED,      /* a hook refused the connection */
+  CONN_CLOSE_INTERNAL,      /* out of memory */
+  CONN_CLOSE_HELLO_TIMEOUT, /* no hello within limits.hello_timeout */
+  CONN_CLOSE_TOKEN_EXPIRED, /* the token expired without a refresh */
+  CONN_CLOSE_KICKED,        /* kicked by a hook or the embed API */
+  CONN_CLOSE_RATE_LIMITED,  /* kept at it after rate_limited errors */
+};
+
 /* What the core asks of a transport for one connection. */
 struct conn_tx {
   /* Queue f (the callee takes its own reference if it keeps it). Returns 0, or -1 if the connection is
    * closing / was closed for overflow: the caller must not touch the conn after a -1 other than to
    * forget it (it will get core_conn_closed later). */
   int (*send)(void *ctx, frame_t *f);
-  /* Close with a WebSocket close code and reason; core_conn_closed follows (later, from the loop). */
-  void (*close)(void *ctx, int code, const char *reason);
+  /* Close for `why` (the transport maps it to its own code: net/ws.h) with a reason text; core_conn_closed
+   * follows (later, from the loop). */
+  void (*close)(void *ctx, enum conn_close_why why, const char *reason);
   /* Bytes queued and not yet handed to the socket. */
   size_t (*queued)(void *ctx);
 };
 
-/* Close codes of docs/protocol.md. */
-enum close_code {
-  CLOSE_NORMAL = 1000,
-  CLOSE_GOING_AWAY = 1001,
-  CLOSE_PROTOCOL = 1002,
-  CLOSE_POLICY = 1008,
-  CLOSE_BAD_UTF8 = 1007,
-  CLOSE_TOO_BIG = 1009,
-  CLOSE_INTERNAL = 1011,
-  CLOSE_HELLO_TIMEOUT = 4001,
-  CLOSE_TOKEN_EXPIRED = 4002,
-  CLOSE_KICKED = 4003,
-  CLOSE_SLOW_CONSUMER = 4008,
-  CLOSE_RATE_LIMITED = 4029,
-};
 
 struct store;
 /* cfg is borrowed and must outlive the core (server.c owns it; SIGHUP updates it in place). store is
@@ -83,13 +81,14 @@ void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size
 /* The connection's outbound queue went empty (paced replays go on). */
 void core_conn_drained(struct core *core, struct conn *c);
 /* The transport is done with the connection: leave its rooms, detach (or end) its session, free it.
- * peer_code is the close code the client sent (0: none — the connection dropped). */
-void core_conn_closed(struct core *core, struct conn *c, int peer_code);
+ * leaving: the client said it is leaving for good (a WebSocket close with 1000), so its session ends; else
+ * (dropped, or any other close) the session waits session.resume_ttl for a resume. */
+void core_conn_closed(struct core *core, struct conn *c, bool leaving);
 
 /* Periodic housekeeping (hello timeouts); now_ms from a monotonic clock. */
 void core_tick(struct core *core, uint64_t now_ms);
-/* Close every connection with code (used by shutdown). */
-void core_close_all(struct core *core, int code, const char *reason);
+/* Close every connection for why (used by shutdown). */
+void core_close_all(struct core *core, enum conn_close_why why, const char *reason);
 
 /* Time helpers: wall-clock ms (timestamps on the wire) and monotonic ms. */
 uint64_t core_now_ms(void);

@@ -69,7 +69,7 @@ int core_kick(struct core *core, const char *user_id, const char *reason) {
   HASH_ITER(hh, core->conns, c, tmp) {
     if (!c->authed || strcmp(c->who.id, user_id)) continue;
     if (c->sess) c->sess->ending = true;
-    conn_close(c, CLOSE_KICKED, reason && *reason ? reason : "kicked");
+    conn_close(c, CONN_CLOSE_KICKED, reason && *reason ? reason : "kicked");
     n++;
   }
   session_end_detached(core, user_id); /* detached sessions of the user end now */

@@ -128,7 +128,7 @@ struct pending_join {
 /* core.c */
 struct conn *core_conn_by_id(struct core *core, uint64_t id);
 void conn_send_frame(struct core *core, struct conn *c, frame_t *f);
-void conn_close(struct conn *c, int code, const char *reason);
+void conn_close(struct conn *c, enum conn_close_why why, const char *reason);
 /* Queue a frame made for c alone (NULL: out of memory, c is closed). Takes the reference. */
 void conn_send_own(struct core *core, struct conn *c, frame_t *f);
 void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok);

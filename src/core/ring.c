@@ -74,21 +74,10 @@ struct ring_entry *ring_get(struct ring *r, uint64_t seq) {
   return &r->v[(r->start + (seq - ring_first(r))) % r->alloc];
 }
 
-/* The payload of a frame made by codec_frame_wrap: skip the unmasked header. */
-static void payload(const frame_t *f, const uint8_t **p, size_t *n) {
-  uint8_t l = f->data[1] & 0x7f;
-  size_t h = l <= 125 ? 2 : l == 126 ? 4 : 10;
-  *p = f->data + h;
-  *n = f->len - h;
-}
-
 json_t *ring_event(struct ring_entry *e) {
   for (int i = 0; !e->ev && i < CODEC_COUNT; i++) {
     if (!e->enc[i]) continue;
-    const uint8_t *p;
-    size_t n;
-    payload(e->enc[i], &p, &n);
-    codec_decode((codec_t)i, p, n, &e->ev, NULL, 0);
+    codec_decode((codec_t)i, frame_payload_c(e->enc[i]), e->enc[i]->len, &e->ev, NULL, 0);
   }
   return e->ev;
 }

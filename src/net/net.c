@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "auth/devlogin.h"
+#include "net/ws.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -259,9 +260,10 @@ static void on_idle_timer(uv_timer_t *t) {
   struct net *net = t->data;
   uint64_t now = uv_now(net->loop);
   if (!net->ping) {
-    net->ping = frame_alloc(3, 0); /* with a payload: lws 4.1 does not report an empty pong */
+    net->ping = frame_from("p", 1, 0); /* with a payload: lws 4.1 does not report an empty pong */
     if (!net->ping) return;
-    memcpy(net->ping->data, "\x89\x01p", 3);
+    memcpy(frame_payload(net->ping) - 2, "\x89\x01", 2); /* a ping frame, not ws_frame's text frame */
+    net->ping->head = 2;
   }
   while (net->idle_head && net->idle_head->idle_due <= now) {
     struct wsconn *w = net->idle_head;
@@ -290,7 +292,7 @@ static void q_drop_ephemeral(struct wsconn *w) {
   for (uint32_t i = 0; i < w->qlen; i++) {
     frame_t *f = w->q[(w->qhead + i) % w->qcap];
     if (f->flags & FRAME_EPHEMERAL) {
-      w->qbytes -= f->len;
+      w->qbytes -= ws_len(f);
       core_metrics(w->net->core)->queue_drops++;
       frame_unref(f);
     } else {
@@ -313,17 +315,19 @@ static int tx_send(void *ctx, frame_t *f) {
   if (w->close_code) return -1;
   struct metrics *m = core_metrics(w->net->core);
   size_t bound = (size_t)w->net->cfg->limits_out_queue_bytes;
-  if (w->qbytes && w->qbytes + f->len > bound) { /* an empty queue takes any one frame (a big reply) */
+  ws_frame(f); /* once per frame, whatever its number of recipients */
+  size_t flen = ws_len(f);
+  if (w->qbytes && w->qbytes + flen > bound) { /* an empty queue takes any one frame (a big reply) */
     if (f->flags & FRAME_EPHEMERAL) {
       m->queue_drops++;
       return 0;
     }
     q_drop_ephemeral(w);
-    if (w->qbytes && w->qbytes + f->len > bound) {
+    if (w->qbytes && w->qbytes + flen > bound) {
       q_clear(w);
       m->slow_closes++;
       log_info("closing a slow consumer: outbound queue over %zu bytes", bound);
-      request_close(w, CLOSE_SLOW_CONSUMER, "slow consumer");
+      request_close(w, WS_CLOSE_SLOW_CONSUMER, "slow consumer");
       return -1;
     }
   }
@@ -331,7 +335,7 @@ static int tx_send(void *ctx, frame_t *f) {
     uint32_t cap = w->qcap ? w->qcap * 2 : 8;
     frame_t **q = malloc(cap * sizeof *q);
     if (!q) {
-      request_close(w, CLOSE_INTERNAL, "out of memory");
+      request_close(w, WS_CLOSE_INTERNAL, "out of memory");
       return -1;
     }
     for (uint32_t i = 0; i < w->qlen; i++) q[i] = w->q[(w->qhead + i) % w->qcap];
@@ -341,21 +345,23 @@ static int tx_send(void *ctx, frame_t *f) {
     w->qcap = cap;
   }
   w->q[(w->qhead + w->qlen++) % w->qcap] = frame_ref(f);
-  w->qbytes += f->len;
+  w->qbytes += flen;
   m->frames_out++;
-  m->bytes_out += f->len;
+  m->bytes_out += flen;
   dirty_mark(w);
   return 0;
 }
 
-static void tx_close(void *ctx, int code, const char *reason) { request_close(ctx, code, reason); }
+static void tx_close(void *ctx, enum conn_close_why why, const char *reason) {
+  request_close(ctx, ws_close_code(why), reason);
+}
 static size_t tx_queued(void *ctx) { return ((struct wsconn *)ctx)->qbytes; }
 
 static const struct conn_tx ws_tx = {tx_send, tx_close, tx_queued};
 
 static void q_pop(struct wsconn *w) {
   frame_t *f = w->q[w->qhead];
-  w->qbytes -= f->len;
+  w->qbytes -= ws_len(f);
   frame_unref(f);
   w->qhead = (w->qhead + 1) % w->qcap;
   w->qlen--;
@@ -378,8 +384,8 @@ static int flush_lws(struct wsconn *w) {
   uint32_t n = 0;
   while (n < w->qlen) {
     frame_t *f = w->q[(w->qhead + n) % w->qcap];
-    if (n && s->len - LWS_PRE + f->len > WRITE_BATCH_MAX) break;
-    if (buf_append(s, f->data, f->len)) break;
+    if (n && s->len - LWS_PRE + ws_len(f) > WRITE_BATCH_MAX) break;
+    if (buf_append(s, ws_bytes(f), ws_len(f))) break;
     n++;
   }
   if (!n) return -1; /* out of memory for even one frame */
@@ -409,9 +415,9 @@ static int flush_direct(struct wsconn *w) {
     size_t len = 0;
     while (n < w->qlen && n < IOV_BATCH && len < WRITE_BATCH_MAX) {
       frame_t *f = w->q[(w->qhead + n) % w->qcap];
-      iov[n].iov_base = f->data;
-      iov[n].iov_len = f->len;
-      len += f->len;
+      iov[n].iov_base = (void *)ws_bytes(f);
+      iov[n].iov_len = ws_len(f);
+      len += ws_len(f);
       n++;
     }
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
@@ -423,17 +429,17 @@ static int flush_direct(struct wsconn *w) {
       return -1;
     }
     size_t left = (size_t)wr;
-    while (left && left >= w->q[w->qhead]->len) {
-      left -= w->q[w->qhead]->len;
+    while (left && left >= ws_len(w->q[w->qhead])) {
+      left -= ws_len(w->q[w->qhead]);
       q_pop(w);
     }
     if (left) { /* inside a frame: lws keeps the rest (it needs LWS_PRE bytes before what it writes) */
       frame_t *f = w->q[w->qhead];
-      size_t rest = f->len - left;
+      size_t rest = ws_len(f) - left;
       buf_t *s = &w->net->scratch;
       s->len = 0;
       if (buf_reserve(s, LWS_PRE + rest)) return -1;
-      memcpy(s->data + LWS_PRE, f->data + left, rest);
+      memcpy(s->data + LWS_PRE, ws_bytes(f) + left, rest);
       int lw = lws_write(w->wsi, s->data + LWS_PRE, rest, LWS_WRITE_RAW);
       q_pop(w);
       if (lw < (int)rest) return -1;
@@ -511,7 +517,7 @@ static void load_sample(struct net *net, uint64_t now_ns) {
 
 static void flush_one(struct wsconn *w, uint32_t now_us) {
   w->last_flush_us = now_us;
-  if (flush(w)) request_close(w, CLOSE_INTERNAL, "write failed");
+  if (flush(w)) request_close(w, WS_CLOSE_INTERNAL, "write failed");
 }
 
 static void flush_held(struct net *net) {
@@ -789,7 +795,7 @@ static int ws_fail(struct wsconn *w, int code, const char *why) {
  * 1002, too). A close we had asked for but not yet written is sent instead. */
 static void ws_dropping(struct wsconn *w, struct lws *wsi) {
   if (!w->net || w->ended || w->peer_closed || w->close_sent) return;
-  int code = w->close_code ? w->close_code : CLOSE_PROTOCOL;
+  int code = w->close_code ? w->close_code : WS_CLOSE_PROTOCOL;
   const char *why = w->close_code ? (w->close_reason ? w->close_reason : "") : "protocol error";
   size_t len = strlen(why);
   lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, len > 123 ? 123 : len);
@@ -808,7 +814,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     char peer[64];
     lws_get_peer_simple(wsi, peer, sizeof peer);
     w->conn = core_conn_open(net->core, codec, &ws_tx, w, peer);
-    if (!w->conn) return ws_fail(w, CLOSE_INTERNAL, "out of memory");
+    if (!w->conn) return ws_fail(w, WS_CLOSE_INTERNAL, "out of memory");
     idle_touch(w);
     return 0;
   }
@@ -831,16 +837,16 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
       w->u8 = (struct utf8_state){0, 0x80, 0xbf};
     }
     if (w->rx.len + len > (size_t)net->cfg->limits_max_frame)
-      return ws_fail(w, CLOSE_TOO_BIG, "frame larger than limits.max_frame");
+      return ws_fail(w, WS_CLOSE_TOO_BIG, "frame larger than limits.max_frame");
     bool final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
     if (!lws_frame_is_binary(wsi) && (!utf8_feed(&w->u8, in, len) || (final && w->u8.need)))
-      return ws_fail(w, CLOSE_BAD_UTF8, "text frame is not valid UTF-8");
+      return ws_fail(w, WS_CLOSE_BAD_UTF8, "text frame is not valid UTF-8");
     if (final && w->rx.len == 0) { /* the whole message in one piece: no copy */
       w->in_message = false;
       core_conn_message(net->core, w->conn, in, len, lws_frame_is_binary(wsi));
       return 0;
     }
-    if (buf_append(&w->rx, in, len)) return ws_fail(w, CLOSE_INTERNAL, "out of memory");
+    if (buf_append(&w->rx, in, len)) return ws_fail(w, WS_CLOSE_INTERNAL, "out of memory");
     if (final) {
       w->in_message = false;
       core_conn_message(net->core, w->conn, w->rx.data, w->rx.len, lws_frame_is_binary(wsi));
@@ -855,7 +861,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
         return 0;
       }
       if (w->close_sent) return ws_fail(w, 0, NULL);
-      if (w->qlen && w->close_code != CLOSE_SLOW_CONSUMER) { /* say what is queued, then close */
+      if (w->qlen && w->close_code != WS_CLOSE_SLOW_CONSUMER) { /* say what is queued, then close */
         if (flush(w)) return ws_fail(w, 0, NULL);
         lws_callback_on_writable(wsi);
         return 0;
@@ -874,7 +880,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     if (len >= 2) w->peer_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
     struct utf8_state st = {0, 0x80, 0xbf};
     if (len == 1 || (len > 2 && (!utf8_feed(&st, (const uint8_t *)in + 2, len - 2) || st.need)))
-      return ws_fail(w, CLOSE_PROTOCOL, len == 1 ? "close payload of 1 byte" : "close reason is not UTF-8");
+      return ws_fail(w, WS_CLOSE_PROTOCOL, len == 1 ? "close payload of 1 byte" : "close reason is not UTF-8");
     return 0;
   }
   case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
@@ -891,7 +897,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     buf_free(&w->rx);
     free(w->close_reason);
     w->close_reason = NULL;
-    if (w->conn) core_conn_closed(net->core, w->conn, w->peer_code);
+    if (w->conn) core_conn_closed(net->core, w->conn, w->peer_code == WS_CLOSE_NORMAL);
     w->conn = NULL;
     return 0;
   default:

@@ -810,28 +810,7 @@ static _Thread_local buf_t scratch = BUF_INIT;
 void codec_thread_release(void) { buf_free(&scratch); }
 
 frame_t *codec_frame_wrap(codec_t c, const uint8_t *p, size_t len, uint32_t flags) {
-  uint8_t hdr[10];
-  size_t hlen;
-  hdr[0] = 0x80 | (c == CODEC_JSON ? 0x1 : 0x2); /* FIN | text / binary */
-  if (len <= 125) {
-    hdr[1] = (uint8_t)len;
-    hlen = 2;
-  } else if (len <= 0xffff) {
-    hdr[1] = 126;
-    hdr[2] = (uint8_t)(len >> 8);
-    hdr[3] = (uint8_t)len;
-    hlen = 4;
-  } else {
-    hdr[1] = 127;
-    for (int i = 0; i < 8; i++) hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
-    hlen = 10;
-  }
-  frame_t *f = frame_alloc(hlen + len, flags);
-  if (f) {
-    memcpy(f->data, hdr, hlen);
-    if (len) memcpy(f->data + hlen, p, len);
-  }
-  return f;
+  return frame_from(p, len, flags | (c == CODEC_MSGPACK ? FRAME_BINARY : 0));
 }
 
 frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags) {

@@ -1,7 +1,7 @@
 /* codec: wire bytes <-> JSON value trees (jansson json_t), for both subprotocols.
  * Both codecs carry the same schema; MessagePack is decoded into the same json_t tree JSON produces, so
- * everything above the codec sees one representation. Outbound values are encoded once per codec and
- * wrapped as a ready-to-send WebSocket frame shared by all recipients (util/frame.h). */
+ * everything above the codec sees one representation. Outbound values are encoded once per codec into a
+ * frame (util/frame.h: the payload, with headroom for the transport's header) shared by all recipients. */
 #ifndef PARLEY_PROTO_CODEC_H
 #define PARLEY_PROTO_CODEC_H
 
@@ -38,7 +38,7 @@ json_t *codec_peek_id(codec_t c, const uint8_t *p, size_t n);
  * significant digits; MessagePack uses the smallest integer forms and float 64 for reals. */
 int codec_encode(codec_t c, const json_t *v, buf_t *b);
 
-/* Encode v as one final, unmasked WebSocket frame: text (0x1) for JSON, binary (0x2) for MessagePack.
+/* Encode v as one frame: FRAME_BINARY is added for MessagePack (a binary message; JSON is text).
  * Returns a frame with refs = 1 and the given flags (caller owns) or NULL when encoding fails (see
  * codec_encode). One allocation per call: the payload is encoded into a per-thread scratch buffer. */
 frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
@@ -46,8 +46,8 @@ frame_t *codec_frame(codec_t c, const json_t *v, uint32_t flags);
  * encoded calls it before it ends, or the buffer leaks; encoding again on the thread is fine. */
 void codec_thread_release(void);
 
-/* Wrap an encoded payload as one final, unmasked WebSocket frame of codec c (text for JSON, binary for
- * MessagePack): refs = 1, the given flags; NULL when out of memory. */
+/* Copy an encoded payload of codec c into a frame (FRAME_BINARY added for MessagePack): refs = 1, the given
+ * flags; NULL when out of memory. */
 frame_t *codec_frame_wrap(codec_t c, const uint8_t *p, size_t len, uint32_t flags);
 
 /* One JSON string escape at p (p[0] is the backslash, end bounds the input), decoded to UTF-8 in out

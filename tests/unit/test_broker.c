@@ -28,18 +28,8 @@ struct fake {
 };
 
 static json_t *frame_doc(const frame_t *f) {
-  const uint8_t *p = f->data;
-  size_t hdr = 2, len = p[1] & 127;
-  if (len == 126) {
-    len = (size_t)p[2] << 8 | p[3];
-    hdr = 4;
-  } else if (len == 127) {
-    len = 0;
-    for (int i = 0; i < 8; i++) len = len << 8 | p[2 + i];
-    hdr = 10;
-  }
-  assert_int_equal(hdr + len, f->len);
-  return json_loadb((const char *)p + hdr, len, 0, NULL);
+  assert_int_equal(f->flags & FRAME_BINARY, 0); /* JSON: text */
+  return json_loadb((const char *)frame_payload_c(f), f->len, 0, NULL);
 }
 
 static int fake_send(void *ctx, frame_t *f) {
@@ -49,8 +39,8 @@ static int fake_send(void *ctx, frame_t *f) {
   json_array_append_new(fk->got, doc);
   return 0;
 }
-static void fake_close(void *ctx, int code, const char *reason) {
-  (void)code;
+static void fake_close(void *ctx, enum conn_close_why why, const char *reason) {
+  (void)why;
   (void)reason;
   ((struct fake *)ctx)->closed = true;
 }
@@ -86,7 +76,7 @@ static void client_open(struct core *core, struct client *cl, const char *room) 
 }
 
 static void client_close(struct core *core, struct client *cl) {
-  core_conn_closed(core, cl->c, CLOSE_NORMAL);
+  core_conn_closed(core, cl->c, true);
   json_decref(cl->fk.got);
   cl->c = NULL;
 }

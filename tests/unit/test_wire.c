@@ -17,10 +17,10 @@
 static void same_frame(frame_t *got, frame_t *want) {
   assert_non_null(got);
   assert_non_null(want);
-  if (got->len != want->len || memcmp(got->data, want->data, got->len))
+  if (got->len != want->len || memcmp(frame_payload(got), frame_payload(want), got->len))
     print_error("frames differ: got %u bytes, want %u bytes\n", got->len, want->len);
   assert_int_equal(got->len, want->len);
-  assert_memory_equal(got->data, want->data, got->len);
+  assert_memory_equal(frame_payload(got), frame_payload(want), got->len);
   assert_int_equal(got->flags, want->flags);
   frame_unref(got);
   frame_unref(want);
