@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proto/wire.h"
+#include "proto/format.h" /* struct wire_msg */
 
 struct core;
 struct room;

@@ -50,8 +50,6 @@ struct core *core_new(const struct config *cfg, struct store *store) {
   return core;
 }
 
-static void conn_send_doc(struct core *core, struct conn *c, json_t *doc);
-
 struct metrics *core_metrics(struct core *core) {
   return &core->metrics;
 }
@@ -85,9 +83,12 @@ bool rate_check(struct core *core, struct conn *c, json_t *id, struct rl_bucket 
   }
   if (!wait) return true;
   core->metrics.errors[PERR_RATE_LIMITED]++;
-  json_t *doc = json_pack("{s:O,s:{s:s,s:s,s:I}}", "re", id ? id : json_null(), "err", "code", "rate_limited",
-                          "msg", "slow down: too many requests", "retry_after", (json_int_t)wait);
-  conn_send_doc(core, c, doc);
+  struct reply rp = {.kind = REPLY_ERR,
+                     .id = id,
+                     .code = perr_name(PERR_RATE_LIMITED),
+                     .msg = "slow down: too many requests",
+                     .retry_after = wait};
+  conn_send_own(core, c, c->fmt->encode_reply(&rp));
   if (rl_strike(&c->strikes, cfg->rate_strikes, cfg->rate_strikes_window, now)) {
     log_info("conn %" PRIu64 " (%s, %s): closing after repeated rate limiting", c->id, c->who.id, c->peer);
     conn_close(c, CONN_CLOSE_RATE_LIMITED, "rate limit exceeded");
@@ -110,19 +111,13 @@ void conn_close(struct conn *c, enum conn_close_why why, const char *reason) {
   c->tx->close(c->tx_ctx, why, reason);
 }
 
-/* Encode doc for c alone and queue it. Takes ownership of doc. */
-static void conn_send_doc(struct core *core, struct conn *c, json_t *doc) {
-  if (!doc) return;
-  frame_t *f = codec_frame(c->codec, doc, 0);
-  json_decref(doc);
-  conn_send_own(core, c, f);
-}
-
+/* ok: the result's members (taken; NULL: out of memory, an empty result is sent). */
 void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok) {
-  json_t *doc = json_object();
-  json_object_set_nocheck(doc, "re", id ? id : json_null());
-  json_object_set_new_nocheck(doc, "ok", ok ? ok : json_object());
-  conn_send_doc(core, c, doc);
+  if (!ok) ok = json_object();
+  if (!ok) return;
+  struct reply rp = {.kind = REPLY_OK, .id = id, .ok = ok};
+  conn_send_own(core, c, c->fmt->encode_reply(&rp));
+  json_decref(ok);
 }
 
 /* Queue a frame made for c alone (NULL: out of memory). Takes the reference. */
@@ -138,18 +133,25 @@ void conn_send_own(struct core *core, struct conn *c, frame_t *f) {
 
 void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg) {
   core->metrics.errors[code]++;
-  conn_send_own(core, c, wire_err_frame(c->codec, id, perr_name(code), msg));
+  struct reply rp = {.kind = REPLY_ERR, .id = id, .code = perr_name(code), .msg = msg};
+  conn_send_own(core, c, c->fmt->encode_reply(&rp));
 }
 
-frame_t *outev_frame(struct outev *e, codec_t codec) {
-  if (!e->enc[codec])
-    e->enc[codec] =
-        e->msg ? wire_message_frame(codec, e->msg, e->flags) : codec_frame(codec, e->doc, e->flags);
-  return e->enc[codec];
+frame_t *conn_event_frame(struct conn *c, const json_t *ev) {
+  struct event e = {.doc = ev};
+  return c->fmt->encode_event(&e, 0);
+}
+
+frame_t *outev_frame(struct outev *e, const struct format *fmt) {
+  if (!e->enc[fmt->id]) {
+    struct event ev = {.doc = e->doc, .msg = e->msg};
+    e->enc[fmt->id] = fmt->encode_event(&ev, e->flags);
+  }
+  return e->enc[fmt->id];
 }
 
 void outev_done(struct outev *e) {
-  for (int i = 0; i < CODEC_COUNT; i++) frame_unref(e->enc[i]);
+  for (int i = 0; i < FORMAT_MAX; i++) frame_unref(e->enc[i]);
   json_decref(e->doc);
 }
 
@@ -158,7 +160,7 @@ void room_broadcast(struct core *core, struct room *r, struct outev *e, const ch
   for (uint32_t i = 0; i < r->nmembers; i++) {
     struct conn *c = r->members[i]->conn;
     if (skip_user && !strcmp(c->who.id, skip_user)) continue;
-    conn_send_frame(core, c, outev_frame(e, c->codec));
+    conn_send_frame(core, c, outev_frame(e, c->fmt));
   }
 }
 
@@ -388,12 +390,12 @@ struct conn *core_conn_by_id(struct core *core, uint64_t id) {
   return c;
 }
 
-struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_tx *tx, void *tx_ctx,
-                            const char *peer) {
+struct conn *core_conn_open(struct core *core, const struct format *fmt, const struct conn_tx *tx,
+                            void *tx_ctx, const char *peer) {
   struct conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->id = core->next_conn_id++;
-  c->codec = codec;
+  c->fmt = fmt;
   c->tx = tx;
   c->tx_ctx = tx_ctx;
   c->opened_mono = core_mono_ms();
@@ -413,7 +415,7 @@ struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_
       conn_close(c, CONN_CLOSE_REJECTED, res.reason ? res.reason : "rejected");
     hook_result_clear(&res);
   }
-  log_debug("conn %" PRIu64 ": open from %s (%s)", c->id, c->peer, codec_subprotocol(codec));
+  log_debug("conn %" PRIu64 ": open from %s (%s)", c->id, c->peer, fmt->name);
   return c;
 }
 
@@ -424,44 +426,17 @@ static void dispatch(struct core *core, struct conn *c, struct request *req) {
     ops[req->op].fn(core, c, req);
 }
 
-static void conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary) {
-  core->metrics.frames_in++;
-  core->metrics.bytes_in += n;
+void core_conn_request(struct core *core, struct conn *c, struct request *req) {
   if (c->closing) return;
-  if (binary != (c->codec == CODEC_MSGPACK)) { /* the id as the frame type's codec would read it */
-    json_t *id = request_peek_id(binary ? CODEC_MSGPACK : CODEC_JSON, p, n);
-    reply_err(core, c, id, PERR_BAD_FRAME,
-              c->codec == CODEC_JSON ? "parley.v1.json takes text frames"
-                                     : "parley.v1.msgpack takes binary frames");
-    json_decref(id);
-    return;
-  }
-  struct request req;
-  if (c->codec == CODEC_JSON && request_parse_fast(p, n, &req, &core->fast_body, &core->fast_tmp)) {
-    dispatch(core, c, &req);
-    json_decref(req.id);
-    return;
-  }
-  json_t *doc = NULL;
-  char err[160];
-  if (codec_decode(c->codec, p, n, &doc, err, sizeof err) != PERR_OK) {
-    json_t *id = request_peek_id(c->codec, p, n); /* so the client knows which request failed */
-    reply_err(core, c, id, PERR_BAD_FRAME, err);
-    json_decref(id);
-    return;
-  }
-  const char *msg = NULL;
-  enum perr rc = request_parse(doc, &req, &msg);
-  if (rc != PERR_OK)
-    reply_err(core, c, req.id, rc, msg);
-  else
-    dispatch(core, c, &req);
-  json_decref(doc);
+  core_enter(core);
+  dispatch(core, c, req);
+  core_leave(core);
 }
 
-void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary) {
+void core_conn_refused(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg) {
+  if (c->closing) return;
   core_enter(core);
-  conn_message(core, c, p, n, binary);
+  reply_err(core, c, id, code, msg);
   core_leave(core);
 }
 
@@ -540,8 +515,6 @@ void core_free(struct core *core) {
   rl_table_free(core->rl_connect_ip);
   rl_conns_free(core->ip_conns);
   hooks_deferred_free(core);
-  buf_free(&core->fast_body);
-  buf_free(&core->fast_tmp);
   buf_free(&core->send_json);
   free(core);
 }

@@ -1,6 +1,8 @@
 /* core: connections, identities, rooms and the message path. All state is owned by the loop thread.
- * The core never sees wire bytes beyond handing a payload to proto, nor any libwebsockets type: a
- * transport (net/) plugs in through struct conn_tx and drives the core with the conn_* entry points. */
+ * The core never sees wire bytes nor any libwebsockets type: a transport (net/) decodes a client's messages
+ * with the connection's wire format (proto/format.h) and drives the core with decoded requests through the
+ * conn_* entry points; the core answers with the format's encode_reply / encode_event, and the transport
+ * plugs in through struct conn_tx to carry those frames. */
 #ifndef PARLEY_CORE_CORE_H
 #define PARLEY_CORE_CORE_H
 
@@ -10,7 +12,7 @@
 
 #include "config.h"
 #include "core/metrics.h"
-#include "proto/codec.h"
+#include "proto/format.h"
 #include "util/frame.h"
 
 struct core;
@@ -40,7 +42,6 @@ struct conn_tx {
   /* Bytes queued and not yet handed to the socket. */
   size_t (*queued)(void *ctx);
 };
-
 
 struct store;
 /* cfg is borrowed and must outlive the core (server.c owns it; SIGHUP updates it in place). store is
@@ -72,12 +73,17 @@ struct metrics *core_metrics(struct core *core);
 size_t core_conn_count(const struct core *core);
 size_t core_room_count(const struct core *core);
 
-/* Accept a connection (after the handshake). peer is the remote address text. Returns NULL when out
- * of memory. The core owns the returned conn until core_conn_closed. */
-struct conn *core_conn_open(struct core *core, codec_t codec, const struct conn_tx *tx, void *tx_ctx,
-                            const char *peer);
-/* One complete WebSocket message from the client. binary tells the frame type. */
-void core_conn_message(struct core *core, struct conn *c, const uint8_t *p, size_t n, bool binary);
+/* Accept a connection (after the handshake) speaking wire format fmt (registered: format_register; it
+ * outlives the conn). peer is the remote address text. Returns NULL when out of memory. The core owns the
+ * returned conn until core_conn_closed. */
+struct conn *core_conn_open(struct core *core, const struct format *fmt, const struct conn_tx *tx,
+                            void *tx_ctx, const char *peer);
+/* One decoded request of the client (fmt->decode said PERR_OK). req and what it borrows are the caller's
+ * and only read during the call. */
+void core_conn_request(struct core *core, struct conn *c, struct request *req);
+/* A message the format could not decode or that is not a valid request: the error reply (code, msg) to
+ * request id (NULL: none). */
+void core_conn_refused(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg);
 /* The connection's outbound queue went empty (paced replays go on). */
 void core_conn_drained(struct core *core, struct conn *c);
 /* The transport is done with the connection: leave its rooms, detach (or end) its session, free it.

@@ -50,7 +50,7 @@ int core_publish(struct core *core, const char *room, const char *body_json, siz
   if (!room_name_valid(room)) return -22; /* -EINVAL */
   json_t *body = json_loadb(body_json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
   if (!body) return -22;
-  if (codec_json_size(body) > (size_t)core->cfg->limits_max_body) {
+  if (body_json_size(body) > (size_t)core->cfg->limits_max_body) {
     json_decref(body);
     return -90; /* -EMSGSIZE */
   }

@@ -13,8 +13,8 @@
 #include "core/room.h"
 #include "core/session.h"
 #include "hooks/hooks.h"
+#include "proto/format.h"
 #include "proto/request.h"
-#include "proto/wire.h"
 #include "store/store.h"
 
 /* Connections watching a user's presence (presence op with users). */
@@ -33,7 +33,7 @@ struct last_seen {
 
 struct conn {
   uint64_t id;
-  codec_t codec;
+  const struct format *fmt; /* the connection's wire format (registered: outlives the conn) */
   bool authed;
   bool closing; /* the transport refused a frame or we asked it to close: send nothing more */
   struct identity who;
@@ -89,8 +89,7 @@ struct core {
   struct room *typing_rooms; /* rooms with typists or a pending typing event */
   uint64_t next_session_id;
   uint32_t mark;
-  buf_t fast_body, fast_tmp; /* request_parse_fast's scratch buffers (reused) */
-  buf_t send_json;           /* op_send's: the body of the send being handled (messages.c) */
+  buf_t send_json; /* op_send's: the body of the send being handled (messages.c) */
 };
 
 /* A publish or kick asked for by a hook while the core was busy; done when the current work ends. */
@@ -101,11 +100,11 @@ struct deferred {
   char *text;   /* body JSON (publish) or reason (kick), owned */
 };
 
-/* An event on its way to many connections: encoded at most once per codec, lazily. */
+/* An event on its way to many connections: encoded at most once per wire format in use, on first need. */
 struct outev {
-  json_t *doc;                /* the event as a tree, or NULL with msg */
-  const struct wire_msg *msg; /* a `message` event written without a tree (borrowed) */
-  frame_t *enc[CODEC_COUNT];
+  json_t *doc;                /* the event as a tree (owned), or NULL with msg */
+  const struct wire_msg *msg; /* a `message` event by its fields (borrowed) */
+  frame_t *enc[FORMAT_MAX];   /* by format id (owned) */
   uint32_t flags;
 };
 
@@ -131,6 +130,8 @@ void conn_send_frame(struct core *core, struct conn *c, frame_t *f);
 void conn_close(struct conn *c, enum conn_close_why why, const char *reason);
 /* Queue a frame made for c alone (NULL: out of memory, c is closed). Takes the reference. */
 void conn_send_own(struct core *core, struct conn *c, frame_t *f);
+/* The event ev as a frame for c alone (its format's encoding; NULL when out of memory). */
+frame_t *conn_event_frame(struct conn *c, const json_t *ev);
 void reply_ok(struct core *core, struct conn *c, json_t *id, json_t *ok);
 void reply_err(struct core *core, struct conn *c, json_t *id, enum perr code, const char *msg);
 /* Whether c may do `rights` (ACCESS_*) in room; replies `forbidden` when not. */
@@ -139,7 +140,7 @@ bool access_check(struct core *core, struct conn *c, json_t *id, const char *roo
  * the client keeps at it) and returns false when the request must not go on. */
 bool rate_check(struct core *core, struct conn *c, json_t *id, struct rl_bucket *b,
                 const struct config_rate *r, bool is_send);
-frame_t *outev_frame(struct outev *e, codec_t codec);
+frame_t *outev_frame(struct outev *e, const struct format *fmt);
 void outev_done(struct outev *e);
 void room_broadcast(struct core *core, struct room *r, struct outev *e, const char *skip_user);
 json_t *user_json(const struct identity *who);

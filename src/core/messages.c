@@ -16,14 +16,11 @@ struct pending_send {
   struct core *core;
   uint64_t conn_id;
   json_t *req_id; /* reference */
-  uint8_t *mp;    /* the body's MessagePack form when it came as MessagePack (owned), else NULL */
-  size_t mp_len;
 };
 
 static void send_free(struct pending_send *ps) {
   store_msg_clear(&ps->req.u.append.msg);
   json_decref(ps->req_id);
-  free(ps->mp);
   free(ps);
 }
 
@@ -44,7 +41,9 @@ json_t *message_event(const struct store_msg *m) {
 
 static void reply_ack(struct core *core, struct conn *c, json_t *id, const char *room, uint64_t seq,
                       const char *mid, uint64_t ts, bool dup) {
-  conn_send_own(core, c, wire_ack_frame(c->codec, id, room, seq, mid, ts, dup));
+  struct reply rp = {
+      .kind = REPLY_ACK, .id = id, .room = room, .seq = seq, .mid = mid, .ts = ts, .duplicate = dup};
+  conn_send_own(core, c, c->fmt->encode_reply(&rp));
 }
 
 void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev) {
@@ -59,7 +58,7 @@ void room_deliver(struct core *core, struct room *r, uint64_t seq, json_t *ev) {
   ring_push(&r->ring, seq, json_incref(ev));
   struct ring_entry *re = ring_get(&r->ring, seq);
   if (re)
-    for (int i = 0; i < CODEC_COUNT; i++)
+    for (int i = 0; i < FORMAT_MAX; i++)
       if (e.enc[i] && !re->enc[i]) re->enc[i] = frame_ref(e.enc[i]);
   outev_done(&e);
 }
@@ -95,13 +94,8 @@ void room_deliver_msg(struct core *core, struct room *r, const struct wire_msg *
   struct outev e = {.msg = m};
   core->metrics.deliveries_total += r->nmembers;
   room_broadcast(core, r, &e, NULL);
-  if (r->ring.cap) {
-    if (!e.enc[CODEC_JSON] && !e.enc[CODEC_MSGPACK]) outev_frame(&e, CODEC_JSON); /* nobody listened */
-    if (e.enc[CODEC_JSON] || e.enc[CODEC_MSGPACK])
-      ring_push_frames(&r->ring, m->seq, e.enc);
-    else
-      log_error("room %s: out of memory keeping message %" PRIu64, r->name, m->seq);
-  }
+  if (r->ring.cap && ring_push_msg(&r->ring, m, e.enc))
+    log_error("room %s: out of memory keeping message %" PRIu64, r->name, m->seq);
   outev_done(&e);
 }
 
@@ -122,7 +116,7 @@ static void send_done(struct store_req *req) {
   }
   core->metrics.messages_total++;
   if (c) reply_ack(core, c, ps->req_id, m->room, m->seq, m->mid, m->ts, false);
-  struct wire_body body = {.json = m->body, .json_len = strlen(m->body), .mp = ps->mp, .mp_len = ps->mp_len};
+  struct wire_body body = {.json = m->body, .json_len = strlen(m->body)};
   struct wire_msg wm = {.room = m->room,
                         .seq = m->seq,
                         .mid = m->mid,
@@ -147,7 +141,7 @@ static char *dup_str(const char *s, bool *fail) {
 static char *body_json_dup(const struct wire_body *b) {
   if (!b->json) {
     buf_t t = BUF_INIT;
-    if (wire_body_encode(b, CODEC_JSON, &t) || buf_putc(&t, 0)) {
+    if (!b->tree || body_json_encode(b->tree, &t) || buf_putc(&t, 0)) {
       buf_free(&t);
       return NULL;
     }
@@ -263,10 +257,6 @@ void message_publish(struct core *core, struct conn *c, json_t *req_id, struct r
   m->user_name = dup_str(from->name, &fail);
   m->cmid = dup_str(cmid, &fail);
   m->body = body_json_dup(body);
-  if (body->mp && (ps->mp = malloc(body->mp_len ? body->mp_len : 1))) {
-    memcpy(ps->mp, body->mp, body->mp_len);
-    ps->mp_len = body->mp_len;
-  }
   if (fail || !m->body) {
     send_free(ps);
     goto oom;
@@ -306,7 +296,7 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
                      */
     body.json = req->body_json;
     body.json_len = req->body_json_len;
-  } else if (codec_encode(CODEC_JSON, req->body, send_json)) {
+  } else if (body_json_encode(req->body, send_json)) {
     reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
     return;
   } else {
@@ -338,7 +328,7 @@ void op_send(struct core *core, struct conn *c, struct request *req) {
       if (!rewritten) {
         reply_err(core, c, req->id, PERR_INTERNAL, "a hook returned a body that is not JSON");
         d = PARLEY_REJECT;
-      } else if (codec_encode(CODEC_JSON, rewritten, send_json)) {
+      } else if (body_json_encode(rewritten, send_json)) {
         reply_err(core, c, req->id, PERR_INTERNAL, "out of memory");
         d = PARLEY_REJECT;
       } else if (send_json->len > (size_t)core->cfg->limits_max_body) {

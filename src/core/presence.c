@@ -19,7 +19,7 @@ static void mark_begin(struct core *core) { core->mark++; }
 static void send_marked(struct core *core, struct conn *c, struct outev *e) {
   if (!c || c->mark == core->mark) return;
   c->mark = core->mark;
-  conn_send_frame(core, c, outev_frame(e, c->codec));
+  conn_send_frame(core, c, outev_frame(e, c->fmt));
 }
 
 static struct watch *watch_get(struct core *core, const char *user_id) {

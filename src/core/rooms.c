@@ -92,7 +92,7 @@ static enum ring_replay replay_from_ring(struct core *core, struct conn *c, stru
   for (; pj->next <= r->seq; pj->next++) {
     if (!replay_has_room(core, c)) return RING_PAUSED;
     struct ring_entry *e = ring_get(&r->ring, pj->next);
-    conn_send_frame(core, c, ring_frame(e, c->codec));
+    conn_send_frame(core, c, ring_frame(e, c->fmt));
     pj->replayed++;
   }
   return RING_DONE;
@@ -178,7 +178,7 @@ static void join_read_done(struct store_req *req) {
     pj->next = l->v[i].seq; /* retention may have removed older ones: go on from what exists */
     json_t *ev = message_event(&l->v[i]);
     if (ev) {
-      frame_t *f = codec_frame(c->codec, ev, 0);
+      frame_t *f = conn_event_frame(c, ev);
       conn_send_frame(core, c, f);
       frame_unref(f);
       json_decref(ev);
@@ -520,7 +520,7 @@ static void read_notify(struct core *core, struct conn *from, const char *user_i
   e.doc = json_pack("{s:s,s:s,s:I}", "ev", "read", "room", room, "seq", (json_int_t)read);
   for (struct session *s = u->sessions; e.doc && s; s = s->unext) {
     struct conn *c = s->conn;
-    if (c && c != from && c->authed) conn_send_frame(core, c, outev_frame(&e, c->codec));
+    if (c && c != from && c->authed) conn_send_frame(core, c, outev_frame(&e, c->fmt));
   }
   outev_done(&e);
 }
@@ -584,7 +584,7 @@ void rights_recheck(struct core *core, struct conn *c, bool kicked_ev) {
     if (c->sess) session_exit(core, c->sess, r);
     r->pins--;
     room_release_if_unused(&core->rooms, r);
-    if (ev) conn_send_own(core, c, codec_frame(c->codec, ev, 0));
+    if (ev) conn_send_own(core, c, conn_event_frame(c, ev));
     json_decref(ev);
   }
   /* A session may be present where the connection is not (a resumed session before its joins). Going

@@ -152,7 +152,7 @@ static void typing_send(struct core *core, struct room *r) {
         e->doc = typing_event(r, c->who.id);
       }
     }
-    conn_send_frame(core, c, outev_frame(e, c->codec));
+    conn_send_frame(core, c, outev_frame(e, c->fmt));
   }
   for (uint32_t i = 0; own && i < r->ntypists; i++) outev_done(&own[i]);
   free(own);

@@ -15,6 +15,7 @@
 
 #include "auth/devlogin.h"
 #include "net/ws.h"
+#include "proto/v1.h"
 #include "util/buf.h"
 #include "util/log.h"
 
@@ -59,8 +60,9 @@ struct net {
   uv_timer_t idle_timer;                /* pings idle connections, closes the ones that did not answer */
   struct wsconn *idle_head, *idle_tail; /* by due time: every entry uses the same interval */
   uint64_t idle_ms;
-  frame_t *ping; /* a WebSocket ping, shared by every connection */
-  buf_t scratch; /* LWS_PRE + gathered frames */
+  frame_t *ping;      /* a WebSocket ping, shared by every connection */
+  buf_t scratch;      /* LWS_PRE + gathered frames */
+  struct decoder dec; /* the wire formats' decoding scratch (this loop's) */
   bool draining;
   bool tls;                /* writes go through lws_write; plain TCP writes go to the socket directly */
   const struct auth *auth; /* borrowed: for the development login */
@@ -85,7 +87,8 @@ struct wsconn {
   struct lws *wsi;
   struct net *net;
   struct conn *conn;
-  frame_t **q; /* ring of queued frames, each holding one reference */
+  const struct format *fmt; /* the wire format of the subprotocol (registered) */
+  frame_t **q;              /* ring of queued frames, each holding one reference */
   uint32_t qhead, qlen, qcap;
   size_t qbytes;
   buf_t rx; /* reassembly of a fragmented message */
@@ -634,8 +637,7 @@ static bool offers_known_subprotocol(struct lws *wsi) {
   if (lws_hdr_copy(wsi, hdr, sizeof hdr, WSI_TOKEN_PROTOCOL) <= 0) return false;
   char *save = NULL;
   for (char *t = strtok_r(hdr, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
-    if (!strcmp(t, codec_subprotocol(CODEC_JSON)) || !strcmp(t, codec_subprotocol(CODEC_MSGPACK)))
-      return true;
+    if (format_find(t)) return true;
   return false;
 }
 
@@ -802,6 +804,21 @@ static void ws_dropping(struct wsconn *w, struct lws *wsi) {
   w->close_code = code; /* nothing more is queued or read */
 }
 
+/* One complete message of w's client: decoded by the connection's format, handed to the core. */
+static void ws_message(struct net *net, struct wsconn *w, const uint8_t *p, size_t n, bool binary) {
+  struct metrics *m = core_metrics(net->core);
+  m->frames_in++;
+  m->bytes_in += n;
+  struct request req;
+  char err[256];
+  enum perr rc = w->fmt->decode(&net->dec, p, n, binary, &req, err, sizeof err);
+  if (rc == PERR_OK)
+    core_conn_request(net->core, w->conn, &req);
+  else
+    core_conn_refused(net->core, w->conn, req.id, rc, err);
+  decoder_done(&net->dec, &req);
+}
+
 static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   struct wsconn *w = user;
   struct net *net = lws_context_user(lws_get_context(wsi));
@@ -809,11 +826,11 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   case LWS_CALLBACK_ESTABLISHED: {
     w->wsi = wsi;
     w->net = net;
-    const struct lws_protocols *p = lws_get_protocol(wsi);
-    codec_t codec = strcmp(p->name, codec_subprotocol(CODEC_MSGPACK)) ? CODEC_JSON : CODEC_MSGPACK;
+    w->fmt = format_find(lws_get_protocol(wsi)->name);
+    if (!w->fmt) return ws_fail(w, WS_CLOSE_PROTOCOL, "unknown subprotocol");
     char peer[64];
     lws_get_peer_simple(wsi, peer, sizeof peer);
-    w->conn = core_conn_open(net->core, codec, &ws_tx, w, peer);
+    w->conn = core_conn_open(net->core, w->fmt, &ws_tx, w, peer);
     if (!w->conn) return ws_fail(w, WS_CLOSE_INTERNAL, "out of memory");
     idle_touch(w);
     return 0;
@@ -843,13 +860,13 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
       return ws_fail(w, WS_CLOSE_BAD_UTF8, "text frame is not valid UTF-8");
     if (final && w->rx.len == 0) { /* the whole message in one piece: no copy */
       w->in_message = false;
-      core_conn_message(net->core, w->conn, in, len, lws_frame_is_binary(wsi));
+      ws_message(net, w, in, len, lws_frame_is_binary(wsi));
       return 0;
     }
     if (buf_append(&w->rx, in, len)) return ws_fail(w, WS_CLOSE_INTERNAL, "out of memory");
     if (final) {
       w->in_message = false;
-      core_conn_message(net->core, w->conn, w->rx.data, w->rx.len, lws_frame_is_binary(wsi));
+      ws_message(net, w, w->rx.data, w->rx.len, lws_frame_is_binary(wsi));
       buf_free(&w->rx); /* messages longer than RX_PIECE are rare: keep no buffer per idle connection */
     }
     return 0;
@@ -880,7 +897,8 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
     if (len >= 2) w->peer_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
     struct utf8_state st = {0, 0x80, 0xbf};
     if (len == 1 || (len > 2 && (!utf8_feed(&st, (const uint8_t *)in + 2, len - 2) || st.need)))
-      return ws_fail(w, WS_CLOSE_PROTOCOL, len == 1 ? "close payload of 1 byte" : "close reason is not UTF-8");
+      return ws_fail(w, WS_CLOSE_PROTOCOL,
+                     len == 1 ? "close payload of 1 byte" : "close reason is not UTF-8");
     return 0;
   }
   case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
@@ -955,6 +973,7 @@ struct net *net_new(uv_loop_t *loop, struct core *core, const struct config *cfg
     return NULL;
   }
   net->core = core;
+  formats_v1_register();
   net->cfg = cfg;
   net->loop = loop;
   lws_set_log_level(log_level_current >= LOG_DEBUG ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : (LLL_ERR | LLL_WARN),
@@ -1070,6 +1089,7 @@ void net_free(struct net *net) {
    * returned (the first one, in net_destroy_in_loop, needs the loop to run): without it ~330 KB leak. */
   if (net->ctx) lws_context_destroy(net->ctx);
   buf_free(&net->scratch);
+  decoder_free(&net->dec);
   frame_unref(net->ping);
   free(net->web_root);
   free(net->tls_cert);

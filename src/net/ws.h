@@ -29,13 +29,20 @@ enum ws_close_code {
 
 static inline int ws_close_code(enum conn_close_why why) {
   switch (why) {
-  case CONN_CLOSE_SHUTDOWN: return WS_CLOSE_GOING_AWAY;
-  case CONN_CLOSE_REJECTED: return WS_CLOSE_POLICY;
-  case CONN_CLOSE_INTERNAL: return WS_CLOSE_INTERNAL;
-  case CONN_CLOSE_HELLO_TIMEOUT: return WS_CLOSE_HELLO_TIMEOUT;
-  case CONN_CLOSE_TOKEN_EXPIRED: return WS_CLOSE_TOKEN_EXPIRED;
-  case CONN_CLOSE_KICKED: return WS_CLOSE_KICKED;
-  case CONN_CLOSE_RATE_LIMITED: return WS_CLOSE_RATE_LIMITED;
+  case CONN_CLOSE_SHUTDOWN:
+    return WS_CLOSE_GOING_AWAY;
+  case CONN_CLOSE_REJECTED:
+    return WS_CLOSE_POLICY;
+  case CONN_CLOSE_INTERNAL:
+    return WS_CLOSE_INTERNAL;
+  case CONN_CLOSE_HELLO_TIMEOUT:
+    return WS_CLOSE_HELLO_TIMEOUT;
+  case CONN_CLOSE_TOKEN_EXPIRED:
+    return WS_CLOSE_TOKEN_EXPIRED;
+  case CONN_CLOSE_KICKED:
+    return WS_CLOSE_KICKED;
+  case CONN_CLOSE_RATE_LIMITED:
+    return WS_CLOSE_RATE_LIMITED;
   }
   return WS_CLOSE_INTERNAL;
 }

@@ -12,6 +12,7 @@
 
 #include "proto/codec.h"
 #include "proto/request.h"
+#include "proto/v1.h"
 
 #define MAX_DEPTH   32 /* as codec.c: a top-level map is level 1 */
 #define MAX_KEYS    32 /* keys of one object checked for duplicates here; more: the slow path */

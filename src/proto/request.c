@@ -1,4 +1,5 @@
 #include "proto/request.h"
+#include "proto/v1.h"
 
 #include <stddef.h>
 #include <string.h>

@@ -1,4 +1,5 @@
-/* request: a decoded frame checked against the op table (docs/protocol.md "Requests"). */
+/* request: a decoded frame checked against the op table (docs/protocol.md "Requests"). Neutral (no wire
+ * format): the core includes it; the v1 formats' readers are in proto/v1.h. */
 #ifndef PARLEY_PROTO_REQUEST_H
 #define PARLEY_PROTO_REQUEST_H
 
@@ -6,9 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proto/codec.h"
 #include "proto/errors.h"
-#include "util/buf.h"
 
 #define OP_MAP(X)                                                                                            \
   X(HELLO, "hello")                                                                                          \
@@ -70,21 +69,8 @@ struct request {
  * error reply can carry it. Unknown fields are ignored. Room names are checked (PERR_BAD_ROOM). */
 enum perr request_parse(json_t *doc, struct request *req, const char **msg);
 
-/* The hot requests (send, typing, ping, read) of a JSON frame, read without a json_t tree. Returns true
- * when the frame is such a request that request_parse would accept as it is: *req is then what
- * codec_decode + request_parse would give, except that a send's body is req->body_json (in `body`) and
- * req->id is a new reference the caller must drop. Returns false for everything else (other ops, any
- * error, anything unusual): the caller then takes the slow path, which answers as it always did.
- * body and tmp are the caller's scratch buffers (reused, never shrunk here). */
-bool request_parse_fast(const uint8_t *p, size_t n, struct request *req, buf_t *body, buf_t *tmp);
-
 /* True if id may be a request id: an integer, or a string of 1..REQ_ID_MAX bytes. */
 bool request_id_valid(const json_t *id);
-
-/* The id of a frame that could not be decoded (bytes p..p+n as encoded with codec c), so that its error
- * reply can carry it: see codec_peek_id. A new reference (the caller drops it), or NULL when the frame
- * has no id that can be read or the id is not valid. Only for the error path: it reads the frame again. */
-json_t *request_peek_id(codec_t c, const uint8_t *p, size_t n);
 
 /* True if s (NUL-terminated) is a valid room name: 1..128 bytes of [A-Za-z0-9_.:@-]. */
 bool room_name_valid(const char *s);

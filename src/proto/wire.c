@@ -16,17 +16,11 @@ void wire_thread_release(void) { buf_free(&scratch); }
 
 int wire_body_encode(const struct wire_body *b, codec_t c, buf_t *out) {
   if (c == CODEC_JSON && b->json) return buf_append(out, b->json, b->json_len) ? -ENOMEM : 0;
-  if (c == CODEC_MSGPACK && b->mp) return buf_append(out, b->mp, b->mp_len) ? -ENOMEM : 0;
   if (b->tree) return codec_encode(c, b->tree, out);
-  /* only the other codec's form: through a tree (mixed-codec rooms) */
+  /* only the JSON text: through a tree */
   json_t *t = NULL;
-  int rc;
-  if (b->json)
-    rc = codec_decode(CODEC_JSON, (const uint8_t *)b->json, b->json_len, &t, NULL, 0);
-  else if (b->mp)
-    rc = codec_decode(CODEC_MSGPACK, b->mp, b->mp_len, &t, NULL, 0);
-  else
-    return -EINVAL;
+  if (!b->json) return -EINVAL;
+  int rc = codec_decode(CODEC_JSON, (const uint8_t *)b->json, b->json_len, &t, NULL, 0);
   if (rc) return rc == PERR_BAD_FRAME ? -EINVAL : -ENOMEM;
   rc = codec_encode(c, t, out);
   json_decref(t);

@@ -11,30 +11,10 @@
 #include <stdint.h>
 
 #include "proto/codec.h"
-
-/* A message body in the forms at hand; at least one of them is set. json / mp, when set, must be exactly
- * what codec_encode(CODEC_JSON / CODEC_MSGPACK) makes of the body's tree: they are copied as they are. */
-struct wire_body {
-  const json_t *tree;
-  const char *json; /* compact JSON text (no NUL inside: JSON escapes it) */
-  size_t json_len;
-  const uint8_t *mp; /* MessagePack */
-  size_t mp_len;
-};
+#include "proto/format.h" /* struct wire_body, struct wire_msg */
 
 /* Append the body's encoding in codec c to out. Returns 0, -ENOMEM or -EINVAL (no usable form). */
 int wire_body_encode(const struct wire_body *b, codec_t c, buf_t *out);
-
-/* The fields of a `message` event (docs/protocol.md "Events"). */
-struct wire_msg {
-  const char *room;
-  uint64_t seq;
-  const char *mid;
-  uint64_t ts;
-  const char *user_id, *user_name;
-  const struct wire_body *body;
-  const char *cmid;
-};
 
 /* {"ev":"message","room",..,"seq",..,"mid",..,"ts",..,"from":{"id","name"},"body",..,"cmid"} as a frame
  * (refs = 1, flags), NULL when out of memory or the body has no usable form. */

@@ -1,5 +1,6 @@
-/* fuzz_ws: the WebSocket request path (src/core/core.c core_conn_message and what follows) through a fake
- * transport, as src/net/net.c drives it: complete messages in, pre-framed frames out.
+/* fuzz_ws: the WebSocket request path (the v1 formats' decode, src/core/core.c core_conn_request and what
+ * follows) through a fake transport, as src/net/net.c drives it: complete messages in, frames out (framed
+ * here with net/ws.h as net.c does).
  *
  * Each input is a fresh core (no store: every room is ephemeral; no hooks) with three connections (slots
  * 0 and 1 JSON, slot 2 MessagePack) and a sequence of records separated by the byte 0xC1 (never valid in
@@ -7,12 +8,12 @@
  *   slot = (ctl & 3) % 3, kind = ctl >> 2 & 15:
  *   0-7, 15  the payload is a message on the slot's connection (text for JSON, binary for MessagePack)
  *   8        the same with the other frame type
- *   9        the transport closes the connection (peer code 1000 if ctl & 0x40, else none); a new one opens
+ *   9        the transport closes the connection (the client leaving, a 1000, if ctl & 0x40); a new one opens
  *   10       the outbound queue drained (core_conn_drained)
  *   11       time passes: payload[0] * 250 ms, then core_tick
  *   12       core_publish: payload "ROOM JSON" (the room up to the first space)
  *   13       core_kick of the user id in the payload
- *   14       core_close_all(1001)
+ *   14       core_close_all (shutdown: 1001)
  * The transport checks what the core hands it: every frame is one final unmasked frame of the connection's
  * type whose payload decodes (same codec) to a map with "re" or "ev"; nothing is sent after a close or a
  * refused frame; close codes are documented ones with reasons that fit a close frame (UTF-8, <= 123 bytes).
@@ -29,7 +30,9 @@
 #include "auth/auth.h"
 #include "config.h"
 #include "core/core.h"
+#include "net/ws.h"
 #include "proto/codec.h"
+#include "proto/v1.h"
 #include "util/log.h"
 
 #define CHECK(cond, ...)                                                                                     \
@@ -53,6 +56,7 @@ static struct auth *auth;
 struct fconn {
   struct conn *c; /* owned by the core until core_conn_closed */
   codec_t codec;
+  const struct format *fmt;
   bool closing; /* the core asked to close, or a frame was refused */
   size_t queued;
 };
@@ -60,45 +64,51 @@ struct fconn {
 static int tx_send(void *ctx, frame_t *f) {
   struct fconn *fc = ctx;
   CHECK(!fc->closing, "a frame was sent after the connection was closed or refused a frame");
-  CHECK(f && f->len >= 2, "empty frame");
-  CHECK(f->data[0] == (fc->codec == CODEC_JSON ? 0x81 : 0x82), "frame header %02x on a %s connection",
-        f->data[0], codec_subprotocol(fc->codec));
-  CHECK(!(f->data[1] & 0x80), "masked frame");
-  size_t hl = 2, pl = f->data[1] & 0x7f;
+  CHECK(f && f->len >= 1, "empty frame");
+  CHECK(!(f->flags & FRAME_BINARY) == (fc->codec == CODEC_JSON), "frame type flag on a %s connection",
+        codec_subprotocol(fc->codec));
+  ws_frame(f);
+  const uint8_t *data = ws_bytes(f);
+  size_t flen = ws_len(f);
+  CHECK(data[0] == (fc->codec == CODEC_JSON ? 0x81 : 0x82), "frame header %02x on a %s connection", data[0],
+        codec_subprotocol(fc->codec));
+  CHECK(!(data[1] & 0x80), "masked frame");
+  size_t hl = 2, pl = data[1] & 0x7f;
   if (pl == 126) {
-    CHECK(f->len >= 4, "short header");
-    hl = 4, pl = (size_t)f->data[2] << 8 | f->data[3];
+    CHECK(flen >= 4, "short header");
+    hl = 4, pl = (size_t)data[2] << 8 | data[3];
   } else if (pl == 127) {
-    CHECK(f->len >= 10, "short header");
+    CHECK(flen >= 10, "short header");
     hl = 10, pl = 0;
-    for (int i = 0; i < 8; i++) pl = pl << 8 | f->data[2 + i];
+    for (int i = 0; i < 8; i++) pl = pl << 8 | data[2 + i];
   }
-  CHECK(hl + pl == f->len, "frame of %u bytes says %zu + %zu", f->len, hl, pl);
+  CHECK(hl + pl == flen, "frame of %zu bytes says %zu + %zu", flen, hl, pl);
   json_t *doc = NULL;
   char err[160] = "";
-  int rc = codec_decode(fc->codec, f->data + hl, pl, &doc, err, sizeof err);
+  int rc = codec_decode(fc->codec, data + hl, pl, &doc, err, sizeof err);
   CHECK(rc == 0, "the core sent a frame that does not decode (%s): %.*s", err, (int)pl,
-        (const char *)f->data + hl);
+        (const char *)data + hl);
   CHECK(json_is_object(doc) && (json_object_get(doc, "re") || json_object_get(doc, "ev")),
-        "a frame that is neither a reply nor an event: %.*s", (int)pl, (const char *)f->data + hl);
+        "a frame that is neither a reply nor an event: %.*s", (int)pl, (const char *)data + hl);
   json_t *e = json_object_get(doc, "err");
   if (e)
     CHECK(json_is_string(json_object_get(e, "code")) && json_is_string(json_object_get(e, "msg")), "err");
   json_decref(doc);
-  if (fc->queued + f->len > QUEUE_CAP) {
+  if (fc->queued + flen > QUEUE_CAP) {
     fc->closing = true;
     return -1;
   }
-  fc->queued += f->len;
+  fc->queued += flen;
   return 0;
 }
 
-static void tx_close(void *ctx, int code, const char *reason) {
+static void tx_close(void *ctx, enum conn_close_why why, const char *reason) {
   struct fconn *fc = ctx;
   CHECK(!fc->closing, "closed twice");
-  static const int codes[] = {CLOSE_NORMAL,        CLOSE_GOING_AWAY, CLOSE_PROTOCOL,      CLOSE_POLICY,
-                              CLOSE_BAD_UTF8,      CLOSE_TOO_BIG,    CLOSE_INTERNAL,      CLOSE_HELLO_TIMEOUT,
-                              CLOSE_TOKEN_EXPIRED, CLOSE_KICKED,     CLOSE_SLOW_CONSUMER, CLOSE_RATE_LIMITED};
+  int code = ws_close_code(why);
+  static const int codes[] = {WS_CLOSE_GOING_AWAY,    WS_CLOSE_POLICY,        WS_CLOSE_INTERNAL,
+                              WS_CLOSE_HELLO_TIMEOUT, WS_CLOSE_TOKEN_EXPIRED, WS_CLOSE_KICKED,
+                              WS_CLOSE_RATE_LIMITED};
   bool known = false;
   for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) known |= codes[i] == code;
   CHECK(known, "close code %d", code);
@@ -127,6 +137,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   char err[256];
   log_set_level(LOG_ERROR);
   CHECK(config_defaults(&cfg) == 0, "config_defaults");
+  formats_v1_register();
   CHECK(config_load_text(&cfg, "fuzz_ws.conf", conf, err, sizeof err) == 0, "%s", err);
   CHECK(auth_new(&cfg, &auth, err, sizeof err) == 0, "%s", err);
   return 0;
@@ -135,14 +146,28 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 static void slot_open(struct core *core, struct fconn *fc, codec_t codec) {
   memset(fc, 0, sizeof *fc);
   fc->codec = codec;
-  fc->c = core_conn_open(core, codec, &fake_tx, fc, "127.0.0.1");
+  fc->fmt = codec == CODEC_JSON ? &format_v1_json : &format_v1_msgpack;
+  fc->c = core_conn_open(core, fc->fmt, &fake_tx, fc, "127.0.0.1");
   CHECK(fc->c != NULL, "core_conn_open");
 }
 
 /* What the loop does after the core asked to close: the transport reports the connection gone. */
-static void slot_reap(struct core *core, struct fconn *fc, int peer_code) {
-  core_conn_closed(core, fc->c, peer_code);
+static void slot_reap(struct core *core, struct fconn *fc, bool leaving) {
+  core_conn_closed(core, fc->c, leaving);
   slot_open(core, fc, fc->codec);
+}
+
+/* One complete message, as net.c's ws_message hands it over: decoded by the connection's format. */
+static void slot_message(struct core *core, struct fconn *fc, const uint8_t *p, size_t n, bool binary) {
+  static struct decoder dec;
+  struct request req;
+  char err[256];
+  enum perr rc = fc->fmt->decode(&dec, p, n, binary, &req, err, sizeof err);
+  if (rc == PERR_OK)
+    core_conn_request(core, fc->c, &req);
+  else
+    core_conn_refused(core, fc->c, req.id, rc, err);
+  decoder_done(&dec, &req);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
@@ -174,13 +199,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         /* fall through */
       default:
         if (len > (size_t)cfg.limits_max_frame) { /* net.c closes with 1009 before the core sees it */
-          slot_reap(core, fc, 0);
+          slot_reap(core, fc, false);
           break;
         }
-        if (!fc->closing) core_conn_message(core, fc->c, pl, len, binary);
+        if (!fc->closing) slot_message(core, fc, pl, len, binary);
         break;
       case 9:
-        slot_reap(core, fc, ctl & 0x40 ? CLOSE_NORMAL : 0);
+        slot_reap(core, fc, ctl & 0x40);
         break;
       case 10:
         fc->queued = 0;
@@ -202,11 +227,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         core_kick(core, text, "fuzz");
         break;
       case 14:
-        core_close_all(core, CLOSE_GOING_AWAY, "going away");
+        core_close_all(core, CONN_CLOSE_SHUTDOWN, "going away");
         break;
       }
       for (int i = 0; i < NSLOTS; i++)
-        if (slots[i].closing) slot_reap(core, &slots[i], 0);
+        if (slots[i].closing) slot_reap(core, &slots[i], false);
     }
     p = q + 1;
   }

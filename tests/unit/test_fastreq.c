@@ -15,6 +15,7 @@
 
 #include "proto/codec.h"
 #include "proto/request.h"
+#include "proto/v1.h"
 
 static buf_t body = BUF_INIT, tmp = BUF_INIT;
 

@@ -12,6 +12,7 @@
 
 #include "proto/codec.h"
 #include "proto/request.h"
+#include "proto/v1.h"
 
 /* The document of the last parse; kept alive because the request borrows from it. */
 static json_t *doc;

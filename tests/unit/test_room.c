@@ -12,6 +12,7 @@
 
 #include "core/ring.h"
 #include "core/room.h"
+#include "proto/v1.h"
 
 /* Connections are opaque to the room: any distinct pointers do. */
 static int conns[8];
@@ -84,6 +85,7 @@ static void test_release_rules(void **state) {
 static json_t *ev(uint64_t seq) { return json_pack("{s:s,s:I}", "ev", "message", "seq", (json_int_t)seq); }
 
 static void test_ring(void **state) {
+  formats_v1_register();
   struct ring r;
   assert_int_equal(ring_init(&r, 3), 0);
   assert_int_equal(ring_first(&r), 0);
@@ -98,10 +100,10 @@ static void test_ring(void **state) {
   ring_push(&r, 9, ev(9)); /* a gap restarts the ring: entries stay contiguous */
   assert_int_equal(ring_first(&r), 9);
   assert_int_equal(ring_last(&r), 9);
-  frame_t *f = ring_frame(ring_get(&r, 9), CODEC_JSON);
+  frame_t *f = ring_frame(ring_get(&r, 9), &format_v1_json);
   assert_non_null(f);
-  assert_ptr_equal(ring_frame(ring_get(&r, 9), CODEC_JSON), f); /* encoded once */
-  assert_int_equal(f->flags & FRAME_BINARY, 0); /* JSON: a text message */
+  assert_ptr_equal(ring_frame(ring_get(&r, 9), &format_v1_json), f); /* encoded once */
+  assert_int_equal(f->flags & FRAME_BINARY, 0);                      /* JSON: a text message */
   assert_int_equal(frame_payload(f)[0], '{');
   ring_free(&r);
 

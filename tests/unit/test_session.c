@@ -18,6 +18,7 @@
 #include "config.h"
 #include "core/core.h"
 #include "core/internal.h"
+#include "proto/v1.h"
 
 /* ---- a fake transport: every frame the core queues, decoded ---- */
 
@@ -29,6 +30,11 @@ struct fake {
 static json_t *frame_doc(const frame_t *f) {
   assert_int_equal(f->flags & FRAME_BINARY, 0); /* JSON: text */
   return json_loadb((const char *)frame_payload_c(f), f->len, 0, NULL);
+}
+
+static const struct format *json_format(void) {
+  formats_v1_register();
+  return &format_v1_json;
 }
 
 static int fake_send(void *ctx, frame_t *f) {
@@ -55,7 +61,17 @@ struct client {
 };
 
 static void say(struct core *core, struct client *cl, const char *text) {
-  core_conn_message(core, cl->c, (const uint8_t *)text, strlen(text), false);
+  /* as net/ hands a message over: decoded by the connection's format */
+  static struct decoder dec; /* reused; its buffers live as long as the test */
+  struct request req;
+  char err[256];
+  enum perr rc =
+      format_v1_json.decode(&dec, (const uint8_t *)text, strlen(text), false, &req, err, sizeof err);
+  if (rc == PERR_OK)
+    core_conn_request(core, cl->c, &req);
+  else
+    core_conn_refused(core, cl->c, req.id, rc, err);
+  decoder_done(&dec, &req);
 }
 
 /* The connection drops (no close code): its session is detached, not ended. */
@@ -85,7 +101,7 @@ static void fixture_free(struct fixture *fx) {
 /* A connection that said hello as a user with a token (not a guest), without the auth path. */
 static struct session *open_as(struct core *core, struct client *cl, const char *id) {
   cl->fk.got = json_array();
-  assert_non_null(cl->c = core_conn_open(core, CODEC_JSON, &fake_tx, &cl->fk, "127.0.0.1"));
+  assert_non_null(cl->c = core_conn_open(core, json_format(), &fake_tx, &cl->fk, "127.0.0.1"));
   cl->c->who.id = strdup(id);
   cl->c->who.name = strdup(id);
   cl->c->authed = true;
@@ -262,7 +278,7 @@ static void test_hello_waits_for_session_store(void **state) {
   struct core *core = fx.core;
   struct client a, b, c;
   a.fk.got = json_array();
-  assert_non_null(a.c = core_conn_open(core, CODEC_JSON, &fake_tx, &a.fk, "127.0.0.1"));
+  assert_non_null(a.c = core_conn_open(core, json_format(), &fake_tx, &a.fk, "127.0.0.1"));
   say(core, &a, "{\"id\":1,\"op\":\"hello\"}");
   json_t *ok = json_object_get(json_array_get(a.fk.got, 0), "ok");
   assert_non_null(ok);
@@ -279,12 +295,12 @@ static void test_hello_waits_for_session_store(void **state) {
   char req[120];
   snprintf(req, sizeof req, "{\"id\":7,\"op\":\"hello\",\"resume\":\"%s\"}", token);
   b.fk.got = json_array();
-  assert_non_null(b.c = core_conn_open(core, CODEC_JSON, &fake_tx, &b.fk, "127.0.0.1"));
+  assert_non_null(b.c = core_conn_open(core, json_format(), &fake_tx, &b.fk, "127.0.0.1"));
   say(core, &b, req);
   assert_int_equal(later.n, 1);
   assert_int_equal(json_array_size(b.fk.got), 0); /* nothing until the store answers */
   c.fk.got = json_array();
-  assert_non_null(c.c = core_conn_open(core, CODEC_JSON, &fake_tx, &c.fk, "127.0.0.1"));
+  assert_non_null(c.c = core_conn_open(core, json_format(), &fake_tx, &c.fk, "127.0.0.1"));
   say(core, &c, "{\"id\":8,\"op\":\"hello\",\"resume\":\"nothing-of-this-kind\"}");
   client_close(core, &c); /* gone before the answer */
   later_flush(core);
