@@ -4,9 +4,9 @@
  * (it becomes an error reply's msg); a value it accepts must survive request_parse (whose result is
  * checked against its contract), and encoding it in either codec must decode back to an equal value
  * (json_equal, integer and real kept apart), re-encode to the same bytes,
- * match codec_json_size and codec_frame's payload. For JSON: request_parse_fast (src/proto/fastreq.c)
- * must give, whenever it answers, exactly what codec_decode + request_parse give (the contract in
- * src/proto/request.h; the body as codec_encode's compact JSON). Any disagreement aborts. */
+ * match codec_json_size and codec_frame's payload (framed by net/ws.h). For JSON: request_parse_fast
+ * (src/proto/fastreq.c) must give, whenever it answers, exactly what codec_decode + request_parse give (the
+ * contract in src/proto/v1.h; the body as codec_encode's compact JSON). Any disagreement aborts. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/ws.h"
 #include "proto/codec.h"
 #include "proto/request.h"
+#include "proto/v1.h"
 #include "util/frame.h"
 
 #define CHECK(cond, ...)                                                                                     \
@@ -81,21 +83,26 @@ static void check_round_trip(const json_t *v, codec_t e) {
     CHECK(text && strlen(text) == b.len && !memcmp(text, b.data, b.len), "codec_json_text differs");
     free(text);
   }
-  /* codec_frame: an unmasked final frame of the codec's type around the same payload */
+  /* codec_frame: the same payload, binary for MessagePack; framed by net/ws.h as an unmasked final frame of
+   * the codec's type */
   frame_t *f = codec_frame(e, v, 0);
   CHECK(f != NULL, "codec_frame failed");
-  CHECK(f->len >= 2 && f->data[0] == (e == CODEC_JSON ? 0x81 : 0x82), "frame header %02x", f->data[0]);
-  size_t hl = 2, pl = f->data[1] & 0x7f;
-  CHECK(!(f->data[1] & 0x80), "masked frame");
+  CHECK(f->len == b.len && !memcmp(frame_payload(f), b.data, b.len), "frame payload differs");
+  CHECK(!(f->flags & FRAME_BINARY) == (e == CODEC_JSON), "frame type flag");
+  ws_frame(f);
+  const uint8_t *d = ws_bytes(f);
+  CHECK(d[0] == (e == CODEC_JSON ? 0x81 : 0x82), "frame header %02x", d[0]);
+  size_t hl = 2, pl = d[1] & 0x7f;
+  CHECK(!(d[1] & 0x80), "masked frame");
   if (pl == 126) {
     hl = 4;
-    pl = (size_t)f->data[2] << 8 | f->data[3];
+    pl = (size_t)d[2] << 8 | d[3];
   } else if (pl == 127) {
     hl = 10;
     pl = 0;
-    for (int i = 0; i < 8; i++) pl = pl << 8 | f->data[2 + i];
+    for (int i = 0; i < 8; i++) pl = pl << 8 | d[2 + i];
   }
-  CHECK(hl + pl == f->len && pl == b.len && !memcmp(f->data + hl, b.data, b.len), "frame payload differs");
+  CHECK(hl + pl == ws_len(f) && pl == b.len && !memcmp(d + hl, b.data, b.len), "frame payload differs");
   frame_unref(f);
   json_decref(back);
   buf_free(&b);
