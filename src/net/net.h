@@ -1,7 +1,8 @@
 /* net: the WebSocket and HTTP front end, libwebsockets on Parley's libuv loop.
  *
- * Write discipline: every recipient's pre-framed frames are queued by reference during a loop iteration
- * and the connection is marked dirty; a uv_check callback, after the iteration's I/O, writes each dirty
+ * Write discipline: every recipient's frames (a wire format's encoding, shared; net/ws.h writes the
+ * WebSocket header once into its headroom) are queued by reference during a loop iteration and the
+ * connection is marked dirty; a uv_check callback, after the iteration's I/O, writes each dirty
  * connection's queue in one write (lws_write(LWS_WRITE_RAW) with TLS, sendmsg() on plain TCP) unless lws
  * still holds part of an earlier write, and asks for WRITEABLE only then. Used "by the book" (one
  * lws_write per WRITEABLE callback, lws_callback_on_writable per delivery) lws spends epoll_ctl calls
