@@ -86,8 +86,11 @@ static frame_t *line_reply(const struct reply *r) {
   return line_frame(out);
 }
 
+static int line_events; /* encode_event calls of the line format */
+
 static frame_t *line_event(const struct event *e, uint32_t flags) {
   char *out = NULL;
+  line_events++;
   if (e->msg) {
     const struct wire_msg *m = e->msg;
     char *body = m->body->json ? strndup(m->body->json, m->body->json_len) : json_text(m->body->tree);
@@ -110,7 +113,7 @@ static struct format line_format = {
 /* ---- the fake transport ----------------------------------------------------------------------------------
  */
 
-#define OUT_MAX 64
+#define OUT_MAX 256
 
 struct fconn {
   struct conn *c;
@@ -273,6 +276,7 @@ static void test_fanout_one_encoding_per_format(void **state) {
   for (int i = 0; i < 3; i++) fc_clear(&j[i]);
   fc_clear(&l);
 
+  line_events = 0;
   fc_say(core, &j[0],
          "{\"id\":3,\"op\":\"send\",\"room\":\"lobby\",\"cmid\":\"c3\",\"body\":{\"text\":\"hi\"}}");
   /* the sender: its ack, then the event (every member gets it, the sender included) */
@@ -299,6 +303,7 @@ static void test_fanout_one_encoding_per_format(void **state) {
   assert_non_null(strstr(t, "message lobby 1 "));
   assert_non_null(strstr(t, "{\"text\":\"hi\"}"));
   assert_null(fc_next(&l, NULL));
+  assert_int_equal(line_events, 1); /* one line encoding, for the one line member */
 
   /* the line client sends: JSON members get the JSON event, the line sender its ack then its event */
   fc_say(core, &l, "4 send room=lobby cmid=c4 body={\"n\":2}");
@@ -353,6 +358,7 @@ static void test_replay_at_switch(void **state) {
   }
   /* b comes (back) having seen seq 1: seq 2 and 3 are replayed before the ok, in b's format, encoded from
    * the ring's fields (nobody had needed the line encoding of these messages yet) */
+  line_events = 0;
   fc_say(core, &b, "2 join room=r since=1");
   const char *t = fc_next(&b, NULL);
   assert_true(!strncmp(t, "message r 2 ", 12) && !strcmp(t + strlen(t) - 2, " 2"));
@@ -363,6 +369,17 @@ static void test_replay_at_switch(void **state) {
   assert_non_null(strstr(t, "\"recovered\":true"));
   assert_non_null(strstr(t, "\"replayed\":2"));
   assert_null(fc_next(&b, NULL));
+  assert_int_equal(line_events, 2);
+  /* a second line client replaying the same: the ring already holds the line encodings */
+  struct fconn b2;
+  fc_open(core, &b2, &line_format);
+  hello(core, &b2);
+  fc_say(core, &b2, "2 join room=r since=1");
+  assert_non_null(strstr(fc_expect(&b2, "2 ok "), "\"replayed\":2"));
+  assert_int_equal(line_events, 3); /* + b2's join event, to b: the messages were not encoded again */
+  assert_ptr_equal(b2.out[1], b.out[1]); /* the same frames (after hello's ok): seq 2 and 3 */
+  assert_ptr_equal(b2.out[2], b.out[2]);
+  fc_close(core, &b2, true);
   /* a replay of what the ring no longer holds (ring_size 16) is partial: the ok says what is missing */
   for (int i = 4; i <= 30; i++) {
     char m[128];
