@@ -34,14 +34,14 @@ struct last_seen {
 struct conn {
   uint64_t id;
   const struct format *fmt; /* the connection's wire format (registered: outlives the conn) */
-  bool authed;
-  bool closing; /* the transport refused a frame or we asked it to close: send nothing more */
   struct identity who;
   const struct conn_tx *tx;
   void *tx_ctx;
   struct member **rooms; /* memberships (owned by their rooms) */
   uint32_t nrooms, caprooms;
-  uint32_t njoining;           /* joins waiting for the store or for the queue to drain */
+  uint32_t njoining; /* joins waiting for the store or for the queue to drain */
+  bool authed;
+  bool closing;                /* the transport refused a frame or we asked it to close: send nothing more */
   struct pending_join *replay; /* a replay waiting for the outbound queue to drain (owned) */
   struct session *sess;
   char **watching; /* user ids this connection watches (owned) */

@@ -87,8 +87,7 @@ struct wsconn {
   struct lws *wsi;
   struct net *net;
   struct conn *conn;
-  const struct format *fmt; /* the wire format of the subprotocol (registered) */
-  frame_t **q;              /* ring of queued frames, each holding one reference */
+  frame_t **q; /* ring of queued frames, each holding one reference */
   uint32_t qhead, qlen, qcap;
   size_t qbytes;
   buf_t rx; /* reassembly of a fragmented message */
@@ -804,6 +803,10 @@ static void ws_dropping(struct wsconn *w, struct lws *wsi) {
   w->close_code = code; /* nothing more is queued or read */
 }
 
+/* The wire format of the connection's subprotocol: the protocol's user pointer (protocols[] below; one
+ * pointer per protocol rather than one per connection). */
+static const struct format *ws_format(struct lws *wsi) { return lws_get_protocol(wsi)->user; }
+
 /* One complete message of w's client: decoded by the connection's format, handed to the core. */
 static void ws_message(struct net *net, struct wsconn *w, const uint8_t *p, size_t n, bool binary) {
   struct metrics *m = core_metrics(net->core);
@@ -811,7 +814,7 @@ static void ws_message(struct net *net, struct wsconn *w, const uint8_t *p, size
   m->bytes_in += n;
   struct request req;
   char err[256];
-  enum perr rc = w->fmt->decode(&net->dec, p, n, binary, &req, err, sizeof err);
+  enum perr rc = ws_format(w->wsi)->decode(&net->dec, p, n, binary, &req, err, sizeof err);
   if (rc == PERR_OK)
     core_conn_request(net->core, w->conn, &req);
   else
@@ -826,11 +829,9 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
   case LWS_CALLBACK_ESTABLISHED: {
     w->wsi = wsi;
     w->net = net;
-    w->fmt = format_find(lws_get_protocol(wsi)->name);
-    if (!w->fmt) return ws_fail(w, WS_CLOSE_PROTOCOL, "unknown subprotocol");
     char peer[64];
     lws_get_peer_simple(wsi, peer, sizeof peer);
-    w->conn = core_conn_open(net->core, w->fmt, &ws_tx, w, peer);
+    w->conn = core_conn_open(net->core, ws_format(wsi), &ws_tx, w, peer);
     if (!w->conn) return ws_fail(w, WS_CLOSE_INTERNAL, "out of memory");
     idle_touch(w);
     return 0;
@@ -925,8 +926,9 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 
 static const struct lws_protocols protocols[] = {
     {"http", cb_http, sizeof(struct httpconn), 0, 0, NULL, 0},
-    {"parley.v1.json", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, NULL, WRITE_BATCH_MAX},
-    {"parley.v1.msgpack", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, NULL, WRITE_BATCH_MAX},
+    /* the names are the formats' (registered by net_new before the context exists) */
+    {"parley.v1.json", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, &format_v1_json, WRITE_BATCH_MAX},
+    {"parley.v1.msgpack", cb_ws, sizeof(struct wsconn), RX_PIECE, 0, &format_v1_msgpack, WRITE_BATCH_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
