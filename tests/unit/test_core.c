@@ -376,7 +376,7 @@ static void test_replay_at_switch(void **state) {
   hello(core, &b2);
   fc_say(core, &b2, "2 join room=r since=1");
   assert_non_null(strstr(fc_expect(&b2, "2 ok "), "\"replayed\":2"));
-  assert_int_equal(line_events, 3); /* + b2's join event, to b: the messages were not encoded again */
+  assert_int_equal(line_events, 3);      /* + b2's join event, to b: the messages were not encoded again */
   assert_ptr_equal(b2.out[1], b.out[1]); /* the same frames (after hello's ok): seq 2 and 3 */
   assert_ptr_equal(b2.out[2], b.out[2]);
   fc_close(core, &b2, true);
