@@ -55,6 +55,10 @@ int metrics_render(const struct core *core, buf_t *out) {
             st.appended);
     COUNTER("parley_store_append_failures_total", "Append batches that failed.", st.append_fails);
     COUNTER("parley_store_checkpoints_total", "SQLite checkpoints run.", st.checkpoints);
+    COUNTER(
+        "parley_store_wal_restarts_total",
+        "Times the writer copied the rest of the WAL at store.sqlite.wal_reset_pages (the WAL starts over).",
+        st.wal_restarts);
     COUNTER("parley_store_grouped_writes_total",
             "Membership, read-marker and last-seen writes that shared a transaction with others waiting with "
             "them.",

@@ -45,7 +45,7 @@ struct store {
   struct store_req *done_head, *done_tail;
   size_t pending_appends; /* loop thread only */
   atomic_bool degraded;
-  _Atomic uint64_t commits, appended, checkpoints, append_fails;
+  _Atomic uint64_t commits, appended, checkpoints, wal_restarts, append_fails;
   _Atomic uint64_t grouped; /* small writes committed in a group of them (run_group) */
   bool closed;
 };
@@ -253,6 +253,7 @@ static void ask_checkpoint(struct worker *w) {
   if (pages >= reset && left >= 0 && left <= step / 4) {
     s->be->checkpoint(w->ctx, false, &left);
     pages = s->be->wal_pages(w->ctx);
+    atomic_fetch_add_explicit(&s->wal_restarts, 1, memory_order_relaxed);
   }
   if (pages < w->ckpt_mark) w->ckpt_mark = 0; /* the WAL started over */
   if (pages < w->ckpt_mark + step) return;
@@ -428,6 +429,7 @@ void store_stats(const struct store *s, struct store_stats *out) {
   out->commits = atomic_load_explicit(&m->commits, memory_order_relaxed);
   out->appended = atomic_load_explicit(&m->appended, memory_order_relaxed);
   out->checkpoints = atomic_load_explicit(&m->checkpoints, memory_order_relaxed);
+  out->wal_restarts = atomic_load_explicit(&m->wal_restarts, memory_order_relaxed);
   out->append_fails = atomic_load_explicit(&m->append_fails, memory_order_relaxed);
   out->grouped = atomic_load_explicit(&m->grouped, memory_order_relaxed);
 }

@@ -94,6 +94,7 @@ struct store_stats {
   uint64_t commits;      /* append batches the writer ran (one transaction / bulk write each) */
   uint64_t appended;     /* append requests in those batches */
   uint64_t checkpoints;  /* checkpoints run (SQLite) */
+  uint64_t wal_restarts; /* the writer's copies of the rest of the WAL at store.sqlite.wal_reset_pages */
   uint64_t append_fails; /* batches that failed */
   uint64_t grouped;      /* membership, read-marker and last-seen writes committed several to a transaction */
 };
