@@ -1,6 +1,6 @@
 /* fuzz_ws: the WebSocket request path (the v1 formats' decode, src/core/core.c core_conn_request and what
- * follows) through a fake transport, as src/net/net.c drives it: complete messages in, frames out (framed
- * here with net/ws.h as net.c does).
+ * follows) through a fake transport, as src/net/ws.c drives it: complete messages in, frames out (framed
+ * here with net/ws.h as net/outq.c does).
  *
  * Each input is a fresh core (no store: every room is ephemeral; no hooks) with three connections (slots
  * 0 and 1 JSON, slot 2 MessagePack) and a sequence of records separated by the byte 0xC1 (never valid in
@@ -157,7 +157,7 @@ static void slot_reap(struct core *core, struct fconn *fc, bool leaving) {
   slot_open(core, fc, fc->codec);
 }
 
-/* One complete message, as net.c's ws_message hands it over: decoded by the connection's format. */
+/* One complete message, as net/ws.c's ws_message hands it over: decoded by the connection's format. */
 static void slot_message(struct core *core, struct fconn *fc, const uint8_t *p, size_t n, bool binary) {
   static struct decoder dec;
   struct request req;
@@ -198,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         binary = !binary;
         /* fall through */
       default:
-        if (len > (size_t)cfg.limits_max_frame) { /* net.c closes with 1009 before the core sees it */
+        if (len > (size_t)cfg.limits_max_frame) { /* net/ws.c closes with 1009 before the core sees it */
           slot_reap(core, fc, false);
           break;
         }

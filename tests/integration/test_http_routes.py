@@ -1,7 +1,7 @@
-"""Every HTTP route of src/net/net.c, driven at least once (run this file under ASan: PARLEY_SANITIZE=1 fails a
+"""Every HTTP route of src/net/http.c, driven at least once (run this file under ASan: PARLEY_SANITIZE=1 fails a
 test whose server reported a sanitizer error, e.g. a use-after-free while answering a request).
 
-Routes (src/net/net.c cb_http / confirm_upgrade / the static mount of net_new):
+Routes (src/net/http.c http_callback / confirm_upgrade / the static mount of http_mounts):
   GET  /healthz, GET /metrics, GET <anything else> -> 404, a method other than GET/POST -> 405
   POST /api/dev/login (auth.dev_login): 200, 400 (bad body), 413 (body over 4 KiB); 404 when off
   POST /api/admin/reload (hooks.admin_key): 401, 200; 404 when unset; POST <anything else> -> 404

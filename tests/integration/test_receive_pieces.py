@@ -1,4 +1,4 @@
-"""Reading (src/net/net.c, RX_PIECE): libwebsockets keeps a 1 KB receive buffer per connection and reads at
+"""Reading (src/net/ws.c, RX_PIECE): libwebsockets keeps a 1 KB receive buffer per connection and reads at
 most that much per poll event; a connection whose read filled the buffer is read again in the same loop
 iteration (at most REREAD_MAX times). What must hold: a burst many times that size, written in one go, is
 read completely and in order, in both codecs, and messages longer than the buffer arrive whole, also in the

@@ -1,5 +1,5 @@
 """Write coalescing (server.write_coalesce, docs/configuration.md): a connection's frames that wait for the
-socket go out together, several in one socket write (src/net/net.c flushes a connection's whole queue with
+socket go out together, several in one socket write (src/net/outq.c flushes a connection's whole queue with
 one sendmsg of up to 64 frames); while the event loop is busy, frames may also wait a few milliseconds on
 purpose so that they share writes, but never those of a connection that was quiet for longer than that.
 What must hold whatever the timing: every frame arrives, in order, on every connection; a quiet
