@@ -1,5 +1,6 @@
 /* hookglue: the core's side of hooks — events for the dispatch, and the actions scripts and plugins
  * may take (publish, kick), deferred while the core is in the middle of something. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,12 +48,12 @@ void hook_notify(struct core *core, enum parley_hook_point point, struct conn *c
 static const struct identity server_identity = {.id = "parley", .name = "Parley"};
 
 int core_publish(struct core *core, const char *room, const char *body_json, size_t len) {
-  if (!room_name_valid(room)) return -22; /* -EINVAL */
+  if (!room_name_valid(room)) return -EINVAL;
   json_t *body = json_loadb(body_json, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-  if (!body) return -22;
+  if (!body) return -EINVAL;
   if (body_json_size(body) > (size_t)core->cfg->limits_max_body) {
     json_decref(body);
-    return -90; /* -EMSGSIZE */
+    return -EMSGSIZE;
   }
   struct wire_body wb = {.tree = body};
   core_enter(core);
@@ -96,7 +97,7 @@ static void defer(struct core *core, bool kick, const char *target, const char *
 /* hooks_host callbacks: scripts and plugins act through these. */
 int core_host_publish(void *ud, const char *room, const char *body_json, size_t len) {
   struct core *core = ud;
-  if (!room_name_valid(room)) return -22;
+  if (!room_name_valid(room)) return -EINVAL;
   if (core->depth) {
     defer(core, false, room, body_json, len);
     return 0;
