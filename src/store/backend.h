@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "util/errors.h"
 
 /* One stored message. Strings are NUL-terminated and owned by whoever filled the struct
  * (store_msg_clear frees them). body is the compact JSON text of the message body. */
@@ -52,13 +53,22 @@ struct store_room_list {
   size_t n, cap;
 };
 
-/* Error codes returned by backend functions (negative); 0 is success. */
+/* Results of the storage interface: 0, or one of these negative errno values (the rule for every
+ * function across modules, src/util/errors.h). The names say what the store means by them:
+ *   STORE_EUNAVAILABLE  -EAGAIN     the server/file cannot be reached or written now; retry later
+ *   STORE_EINVAL        -EINVAL     bad argument
+ *   STORE_ENOMEM        -ENOMEM     out of memory
+ *   STORE_ECORRUPT      -EPROTO     damaged data or unknown schema version; needs an operator
+ *   STORE_EOVERLOADED   -ENOBUFS    store_submit: the append queue is full (store.h)
+ *   STORE_ECLOSED       -ESHUTDOWN  store_submit: the store is shutting down (store.h)
+ * They are distinct, so a submit refusal stored in store_req.err (presence.c does) is never mistaken
+ * for a backend failure. */
 enum store_err {
   STORE_OK = 0,
-  STORE_EUNAVAILABLE = -1, /* the server/file cannot be reached or written now; retry later */
-  STORE_EINVAL = -2,       /* bad argument */
-  STORE_ENOMEM = -3,
-  STORE_ECORRUPT = -4, /* schema/version problem; needs an operator */
+  STORE_EUNAVAILABLE = -EAGAIN,
+  STORE_EINVAL = -EINVAL,
+  STORE_ENOMEM = -ENOMEM,
+  STORE_ECORRUPT = -EPROTO,
 };
 
 struct store_backend {

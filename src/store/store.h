@@ -8,6 +8,7 @@
 #ifndef PARLEY_STORE_STORE_H
 #define PARLEY_STORE_STORE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,13 +30,14 @@ enum store_req_kind {
   STORE_REQ_FORGET_USER,   /* writer: u.forget.user_id's (or, with prefix, every such user's) rows go */
 };
 
-#define STORE_EOVERLOADED (-10) /* submit: the queue is full */
-#define STORE_ECLOSED     (-11) /* submit: the store is shutting down */
+/* store_submit's refusals; negative errno values like enum store_err (see the table in backend.h). */
+#define STORE_EOVERLOADED (-ENOBUFS)   /* submit: the queue is full */
+#define STORE_ECLOSED     (-ESHUTDOWN) /* submit: the store is shutting down */
 
 struct store_req {
   enum store_req_kind kind;
   void (*done)(struct store_req *req); /* loop thread; the caller owns req again */
-  int err;                             /* result: 0 or enum store_err */
+  int err;                             /* result: 0 or enum store_err (a negative errno) */
   char errmsg[160];
   struct store_req *next; /* queue link (store-private) */
   union {

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "store/backend.h"
+#include "store/store.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1971,6 +1972,23 @@ static void test_pg_many_rooms(void **state) {
   assert_int_equal(pg_count(f, "SELECT count(*) FROM rooms"), ROOMS);
 }
 
+/* The store speaks negative errno at its boundary (the table in store/backend.h), and its codes are distinct:
+ * a submit refusal kept in store_req.err must not read as a backend failure. */
+static void test_error_codes(void **state) {
+  (void)state;
+  assert_int_equal(STORE_OK, 0);
+  assert_int_equal(STORE_EUNAVAILABLE, -EAGAIN);
+  assert_int_equal(STORE_EINVAL, -EINVAL);
+  assert_int_equal(STORE_ENOMEM, -ENOMEM);
+  assert_int_equal(STORE_ECORRUPT, -EPROTO);
+  assert_int_equal(STORE_EOVERLOADED, -ENOBUFS);
+  assert_int_equal(STORE_ECLOSED, -ESHUTDOWN);
+  const int all[] = {STORE_EUNAVAILABLE, STORE_EINVAL,      STORE_ENOMEM,
+                     STORE_ECORRUPT,     STORE_EOVERLOADED, STORE_ECLOSED};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    for (size_t j = i + 1; j < sizeof all / sizeof *all; j++) assert_int_not_equal(all[i], all[j]);
+}
+
 static void test_glob(void **state) {
   assert_true(config_glob_match("*", ""));
   assert_true(config_glob_match("*", "anything"));
@@ -2077,6 +2095,7 @@ static void test_msg_helpers(void **state) {
 
 int main(void) {
   const struct CMUnitTest common[] = {
+      cmocka_unit_test(test_error_codes),
       cmocka_unit_test(test_glob),
       cmocka_unit_test(test_msg_helpers),
       cmocka_unit_test(test_room_helpers),
