@@ -39,20 +39,20 @@ void auth_free(struct auth *a) {
   free(a);
 }
 
-static enum perr verify(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
-                        struct jwt_claims *cl, char *msg, size_t msglen) {
+static int verify(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                  struct jwt_claims *cl, char *msg, size_t msglen) {
   struct jwt_check chk = {now, cfg->auth_leeway / 1000, cfg->auth_audience, cfg->auth_issuer};
   int rc = jwt_verify(a ? a->keys : NULL, token, &chk, cl);
   if (rc) {
     snprintf(msg, msglen, "%s: %s", jwt_err_name(rc), jwt_err_text(rc));
-    return rc == JWT_E_NOMEM ? PERR_INTERNAL : PERR_AUTH_FAILED;
+    return rc == JWT_E_NOMEM ? -ENOMEM : -EACCES;
   }
   if (!strncmp(cl->sub, "guest-", 6)) {
     snprintf(msg, msglen, "reserved_sub: user ids starting with guest- are reserved for guests");
     jwt_claims_free(cl);
-    return PERR_AUTH_FAILED;
+    return -EACCES;
   }
-  return PERR_OK;
+  return 0;
 }
 
 /* A guest id: "guest-" and 16 hex digits of a 64-bit number from the kernel's random source. Ids never
@@ -74,25 +74,25 @@ static int guest_id(char id[32], char name[32]) {
   return 0;
 }
 
-enum perr auth_hello(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
-                     struct identity *out, char *msg, size_t msglen) {
+int auth_hello(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+               struct identity *out, char *msg, size_t msglen) {
   memset(out, 0, sizeof *out);
   if (token) {
     struct jwt_claims cl;
-    enum perr rc = verify(a, cfg, token, now, &cl, msg, msglen);
+    int rc = verify(a, cfg, token, now, &cl, msg, msglen);
     if (rc) return rc;
     /* the claims' allocations move into the identity */
     *out = (struct identity){cl.sub, cl.name, cl.grants, cl.ngrants, false, cl.exp};
-    return PERR_OK;
+    return 0;
   }
   if (!cfg->auth_allow_anonymous) {
     snprintf(msg, msglen, "a token is required (anonymous access is disabled)");
-    return PERR_AUTH_REQUIRED;
+    return -EPERM;
   }
   char id[32], name[32];
   if (guest_id(id, name)) {
     snprintf(msg, msglen, "cannot make a guest id now (no random numbers)");
-    return PERR_INTERNAL;
+    return -EIO;
   }
   out->id = strdup(id);
   out->name = strdup(name);
@@ -100,24 +100,24 @@ enum perr auth_hello(const struct auth *a, const struct config *cfg, const char 
   if (!out->id || !out->name) {
     identity_free(out);
     snprintf(msg, msglen, "out of memory");
-    return PERR_INTERNAL;
+    return -ENOMEM;
   }
-  return PERR_OK;
+  return 0;
 }
 
-enum perr auth_refresh(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
-                       struct identity *who, char *msg, size_t msglen) {
+int auth_refresh(const struct auth *a, const struct config *cfg, const char *token, int64_t now,
+                 struct identity *who, char *msg, size_t msglen) {
   if (who->guest) {
     snprintf(msg, msglen, "guest: a guest has no token to refresh");
-    return PERR_AUTH_FAILED;
+    return -EACCES;
   }
   struct jwt_claims cl;
-  enum perr rc = verify(a, cfg, token, now, &cl, msg, msglen);
+  int rc = verify(a, cfg, token, now, &cl, msg, msglen);
   if (rc) return rc;
   if (strcmp(cl.sub, who->id)) {
     snprintf(msg, msglen, "sub_mismatch: the new token is for another user");
     jwt_claims_free(&cl);
-    return PERR_AUTH_FAILED;
+    return -EACCES;
   }
   grants_free(who->grants, who->ngrants);
   who->grants = cl.grants;
@@ -126,7 +126,7 @@ enum perr auth_refresh(const struct auth *a, const struct config *cfg, const cha
   cl.grants = NULL;
   cl.ngrants = 0;
   jwt_claims_free(&cl);
-  return PERR_OK;
+  return 0;
 }
 
 int64_t auth_deadline_ms(const struct config *cfg, const struct identity *who) {

@@ -1,6 +1,7 @@
 /* core: connections, requests, rooms, fan-out. Everything here runs on the loop thread. */
 #include "core/core.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -203,6 +204,11 @@ static void pending_unlink(struct core *core, struct conn *c) {
   c->pend_prev = c->pend_next = NULL;
 }
 
+/* auth's negative errno (auth.h) as the protocol's error: the reply edge. */
+static enum perr auth_perr(int rc) {
+  return rc == -EACCES ? PERR_AUTH_FAILED : rc == -EPERM ? PERR_AUTH_REQUIRED : PERR_INTERNAL;
+}
+
 /* hello, once the session of its resume token is known (found: NULL when none or no token). */
 static void hello_go(struct core *core, struct conn *c, struct request *req, struct session *found) {
   if (c->authed) {
@@ -210,10 +216,10 @@ static void hello_go(struct core *core, struct conn *c, struct request *req, str
     return;
   }
   char msg[160];
-  enum perr rc = auth_hello(core->auth, core->cfg, req->token, (int64_t)(core_now_ms() / 1000), &c->who, msg,
-                            sizeof msg);
-  if (rc != PERR_OK) {
-    reply_err(core, c, req->id, rc, msg);
+  int rc = auth_hello(core->auth, core->cfg, req->token, (int64_t)(core_now_ms() / 1000), &c->who, msg,
+                      sizeof msg);
+  if (rc) {
+    reply_err(core, c, req->id, auth_perr(rc), msg);
     return;
   }
   if (!req->token && req->resume && session_guest_identity(found, &c->who) < 0) {
@@ -346,10 +352,10 @@ static void op_hello(struct core *core, struct conn *c, struct request *req) {
 /* refresh: a new token for the same user; rooms the new rights no longer allow are left (`kicked`). */
 static void op_refresh(struct core *core, struct conn *c, struct request *req) {
   char msg[160];
-  enum perr rc = auth_refresh(core->auth, core->cfg, req->token, (int64_t)(core_now_ms() / 1000), &c->who,
-                              msg, sizeof msg);
-  if (rc != PERR_OK) {
-    reply_err(core, c, req->id, rc, msg);
+  int rc = auth_refresh(core->auth, core->cfg, req->token, (int64_t)(core_now_ms() / 1000), &c->who, msg,
+                        sizeof msg);
+  if (rc) {
+    reply_err(core, c, req->id, auth_perr(rc), msg);
     return;
   }
   c->deadline = auth_deadline_ms(core->cfg, &c->who);
