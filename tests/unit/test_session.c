@@ -20,59 +20,7 @@
 #include "core/internal.h"
 #include "proto/v1.h"
 
-/* ---- a fake transport: every frame the core queues, decoded ---- */
-
-struct fake {
-  json_t *got; /* array of the documents received, oldest first */
-  bool closed;
-};
-
-static json_t *frame_doc(const frame_t *f) {
-  assert_int_equal(f->flags & FRAME_BINARY, 0); /* JSON: text */
-  return json_loadb((const char *)frame_payload_c(f), f->len, 0, NULL);
-}
-
-static const struct format *json_format(void) {
-  formats_v1_register();
-  return &format_v1_json;
-}
-
-static int fake_send(void *ctx, frame_t *f) {
-  struct fake *fk = ctx;
-  json_t *doc = frame_doc(f);
-  assert_non_null(doc);
-  json_array_append_new(fk->got, doc);
-  return 0;
-}
-static void fake_close(void *ctx, enum conn_close_why why, const char *reason) {
-  (void)why;
-  (void)reason;
-  ((struct fake *)ctx)->closed = true;
-}
-static size_t fake_queued(void *ctx) {
-  (void)ctx;
-  return 0;
-}
-static const struct conn_tx fake_tx = {fake_send, fake_close, fake_queued};
-
-struct client {
-  struct fake fk;
-  struct conn *c;
-};
-
-static void say(struct core *core, struct client *cl, const char *text) {
-  /* as net/ hands a message over: decoded by the connection's format */
-  static struct decoder dec; /* reused; its buffers live as long as the test */
-  struct request req;
-  char err[256];
-  enum perr rc =
-      format_v1_json.decode(&dec, (const uint8_t *)text, strlen(text), false, &req, err, sizeof err);
-  if (rc == PERR_OK)
-    core_conn_request(core, cl->c, &req);
-  else
-    core_conn_refused(core, cl->c, req.id, rc, err);
-  decoder_done(&dec, &req);
-}
+#include "fake_transport.h"
 
 /* The connection drops (no close code): its session is detached, not ended. */
 static void client_close(struct core *core, struct client *cl) {
