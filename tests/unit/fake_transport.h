@@ -1,12 +1,14 @@
 /* A fake transport for core unit tests (test_broker.c, test_session.c): a conn_tx that keeps every frame
  * the core queues, decoded as JSON, and say(), which hands a text to the core as net/ does (decoded by the
- * JSON-v1 format). Static functions using cmocka's asserts: include it after <cmocka.h>. */
+ * JSON-v1 format), and a fixture with a core of its own. Static functions using cmocka's asserts: include it
+ * after <cmocka.h>. */
 #ifndef PARLEY_TEST_FAKE_TRANSPORT_H
 #define PARLEY_TEST_FAKE_TRANSPORT_H
 
 #include <jansson.h>
 #include <string.h>
 
+#include "config.h"
 #include "core/core.h"
 #include "proto/v1.h"
 
@@ -62,6 +64,24 @@ static void say(struct core *core, struct client *cl, const char *text) {
   else
     core_conn_refused(core, cl->c, req.id, rc, err);
   decoder_done(&dec, &req);
+}
+
+/* A core without a store or a loop, guests allowed, with the given server.node_id. */
+struct fixture {
+  struct config cfg;
+  struct core *core;
+};
+
+static void fixture_init(struct fixture *fx, int node_id) {
+  assert_int_equal(config_defaults(&fx->cfg), 0);
+  fx->cfg.auth_allow_anonymous = true;
+  fx->cfg.server_node_id = node_id;
+  assert_non_null(fx->core = core_new(&fx->cfg, NULL));
+}
+
+static void fixture_free(struct fixture *fx) {
+  core_free(fx->core);
+  config_free(&fx->cfg);
 }
 
 #endif

@@ -52,23 +52,6 @@ static void send_msg(struct core *core, struct client *cl, int id, const char *r
   say(core, cl, req);
 }
 
-struct fixture {
-  struct config cfg;
-  struct core *core;
-};
-
-static void fixture_init(struct fixture *fx, int node_id) {
-  assert_int_equal(config_defaults(&fx->cfg), 0);
-  fx->cfg.auth_allow_anonymous = true;
-  fx->cfg.server_node_id = node_id;
-  assert_non_null(fx->core = core_new(&fx->cfg, NULL));
-}
-
-static void fixture_free(struct fixture *fx) {
-  core_free(fx->core);
-  config_free(&fx->cfg);
-}
-
 /* ---- message ids ---- */
 
 static void test_mid_format(void **state) {

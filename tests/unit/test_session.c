@@ -29,23 +29,6 @@ static void client_close(struct core *core, struct client *cl) {
   cl->c = NULL;
 }
 
-struct fixture {
-  struct config cfg;
-  struct core *core;
-};
-
-static void fixture_init(struct fixture *fx, int node_id) {
-  assert_int_equal(config_defaults(&fx->cfg), 0);
-  fx->cfg.auth_allow_anonymous = true;
-  fx->cfg.server_node_id = node_id;
-  assert_non_null(fx->core = core_new(&fx->cfg, NULL));
-}
-
-static void fixture_free(struct fixture *fx) {
-  core_free(fx->core);
-  config_free(&fx->cfg);
-}
-
 /* A connection that said hello as a user with a token (not a guest), without the auth path. */
 static struct session *open_as(struct core *core, struct client *cl, const char *id) {
   cl->fk.got = json_array();
