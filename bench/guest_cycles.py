@@ -20,20 +20,14 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
+from scratch import Scratch  # noqa: E402
 
 
 def metrics(port):
@@ -91,35 +85,10 @@ def main():
     a = ap.parse_args()
     procs = a.procs or max(1, -(-a.conns // 7500))
 
-    tmp = tempfile.mkdtemp(prefix="parley-guest-cycles-")
-    conf_dir, data_dir = os.path.join(tmp, "conf.d"), os.path.join(tmp, "data")
-    os.makedirs(conf_dir)
-    os.makedirs(data_dir)
-    port = free_port()
-    with open(os.path.join(conf_dir, "50-bench.conf"), "w") as f:
-        f.write(f"""server.host = 127.0.0.1
-server.port = {port}
-server.data_dir = "{data_dir}"
-server.web_root = ""
-log.level = warn
-auth.allow_anonymous = true
-auth.jwt_secret = "guest-cycles-bench-secret-0123456789"
-limits.max_connections = 19000
-limits.max_connections_per_ip = 0
-limits.hello_timeout = 60s
-rate.connect_ip = off
-rate.join = off
-session.resume_ttl = {int(a.ttl * 1000)}ms
-""")
-    err = open(os.path.join(tmp, "parleyd.stderr"), "wb")
-    srv = subprocess.Popen([a.server_bin, "-c", conf_dir], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    s = Scratch(a.server_bin, f"limits.hello_timeout = 60s\nsession.resume_ttl = {int(a.ttl * 1000)}ms\n",
+                "parley-guest-cycles-")
+    srv, port, data_dir = s.proc, s.port, s.data_dir
     try:
-        for _ in range(200):
-            try:
-                metrics(port)
-                break
-            except OSError:
-                time.sleep(0.05)
         trim(srv.pid)
         print(f"server {a.server_bin} pid {srv.pid}, {a.conns} guests per cycle, {procs} loadgen processes")
         print(f"start: RSS {rss_kb(srv.pid) / 1024:.1f} MB (after malloc_trim: {'yes' if shutil.which('gdb') else 'no gdb'})")
@@ -152,14 +121,7 @@ session.resume_ttl = {int(a.ttl * 1000)}ms
                   f"{m.get('parley_users', '-'):>5}  {m.get('parley_sessions', '-'):>8}  "
                   f"{m.get('parley_last_seen_entries', '-'):>9}  {mr:>18}  {ur:>12}", flush=True)
     finally:
-        srv.terminate()
-        try:
-            srv.wait(20)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
-        err.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        s.stop()
     return 0
 
 

@@ -13,23 +13,16 @@ goes to the user's own sessions only), so the figures should be about the same w
 
 import argparse
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "bench", "lib"))
+from scratch import Scratch, stop_proc  # noqa: E402
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 from wsclient import Client  # noqa: E402  (the integration tests' client)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
@@ -40,38 +33,12 @@ def main():
     ap.add_argument("--reads", type=int, default=20000)
     a = ap.parse_args()
 
-    tmp = tempfile.mkdtemp(prefix="parley-read-storm-")
-    conf_dir, data_dir = os.path.join(tmp, "conf.d"), os.path.join(tmp, "data")
-    os.makedirs(conf_dir)
-    os.makedirs(data_dir)
-    port = free_port()
-    with open(os.path.join(conf_dir, "50-bench.conf"), "w") as f:
-        f.write(f"""server.host = 127.0.0.1
-server.port = {port}
-server.data_dir = "{data_dir}"
-server.web_root = ""
-log.level = warn
-auth.allow_anonymous = true
-auth.jwt_secret = "read-storm-bench-secret-0123456789"
-limits.max_connections = 19000
-limits.max_connections_per_ip = 0
-rate.connect_ip = off
-rate.join = off
-""")
-        # rate.read off, so that the flood gets through (a build from before rate.read has no such key)
-        doc = subprocess.run([a.server_bin, "--config-doc"], capture_output=True, text=True).stdout
-        if "rate.read" in doc:
-            f.write("rate.read = off\n")
-    err = open(os.path.join(tmp, "parleyd.stderr"), "wb")
-    srv = subprocess.Popen([a.server_bin, "-c", conf_dir], stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    # rate.read off, so that the flood gets through (a build from before rate.read has no such key)
+    doc = subprocess.run([a.server_bin, "--config-doc"], capture_output=True, text=True).stdout
+    s = Scratch(a.server_bin, "rate.read = off\n" if "rate.read" in doc else "", "parley-read-storm-")
+    srv, port = s.proc, s.port
     lg = None
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         if a.idle:
             lg = subprocess.Popen([a.loadgen, "--url", f"127.0.0.1:{port}", "--idle", "--conns", str(a.idle),
                                    "--procs", str(max(1, -(-a.idle // 7500))), "--room-size", "10",
@@ -123,19 +90,8 @@ rate.join = off
               f"p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, max {lat[-1] if lat else float('nan'):.1f} ms")
     finally:
         if lg:
-            lg.terminate()
-            try:
-                lg.wait(20)
-            except subprocess.TimeoutExpired:
-                lg.kill()
-        srv.terminate()
-        try:
-            srv.wait(20)
-        except subprocess.TimeoutExpired:
-            srv.kill()
-            srv.wait()
-        err.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+            stop_proc(lg)
+        s.stop()
     return 0
 
 
