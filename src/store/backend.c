@@ -1,6 +1,8 @@
 /* backend: helpers shared by the storage backends (backend.h). */
 #include "store/backend.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,4 +117,20 @@ const struct store_backend *store_backend_for(const struct config *cfg) {
   default:
     return &store_backend_sqlite;
   }
+}
+
+void store_seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+int store_prefix_end(const char *prefix, char **end) {
+  size_t len = strlen(prefix);
+  if (!len || (unsigned char)prefix[len - 1] == 0xFF) return STORE_EINVAL;
+  if (!(*end = strdup(prefix))) return STORE_ENOMEM;
+  (*end)[len - 1] = (char)((unsigned char)(*end)[len - 1] + 1);
+  return STORE_OK;
 }

@@ -124,6 +124,12 @@ struct store_backend {
   int (*checkpoint)(void *ctx, bool hard, int *wal_left);
 };
 
+/* Format a message into err (errlen bytes; err NULL or errlen 0: nothing is written). */
+__attribute__((format(printf, 3, 4))) void store_seterr(char *err, size_t errlen, const char *fmt, ...);
+/* forget_user's prefix form: *end gets the first id after every id that starts with prefix (malloc'd, the
+ * caller frees it). STORE_EINVAL when prefix ends in byte 0xFF (no such id), STORE_ENOMEM. */
+int store_prefix_end(const char *prefix, char **end);
+
 extern const struct store_backend store_backend_sqlite;
 extern const struct store_backend store_backend_mongo;
 extern const struct store_backend store_backend_postgres;

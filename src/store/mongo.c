@@ -70,14 +70,6 @@ static void init(void) {
   /* no mongoc_cleanup: it must not run while another thread may still use the driver */
 }
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* "mongodb://user:secret@host/" → "mongodb://user:***@host/" */
 static char *mask_uri(const char *uri) {
   const char *auth = strstr(uri, "://");
@@ -129,7 +121,7 @@ static int pool_create(const char *uristr, const char *shown, mongoc_client_pool
   bson_error_t e;
   mongoc_uri_t *uri = mongoc_uri_new_with_error(uristr, &e);
   if (!uri) {
-    seterr(err, errlen, "invalid MongoDB URI %s: %s", shown, e.message);
+    store_seterr(err, errlen, "invalid MongoDB URI %s: %s", shown, e.message);
     return STORE_EINVAL;
   }
   /* Bounded waits unless the URI says otherwise: an unreachable server fails a call after
@@ -153,7 +145,7 @@ static int pool_create(const char *uristr, const char *shown, mongoc_client_pool
   mongoc_client_pool_t *pool = mongoc_client_pool_new_with_error(uri, &e);
   mongoc_uri_destroy(uri);
   if (!pool) {
-    seterr(err, errlen, "invalid MongoDB URI %s: %s", shown, e.message);
+    store_seterr(err, errlen, "invalid MongoDB URI %s: %s", shown, e.message);
     return STORE_EINVAL;
   }
   mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
@@ -172,7 +164,7 @@ static int pool_acquire(const char *uristr, const char *shown, struct pool_ref *
     p = calloc(1, sizeof *p);
     if (!p || !(p->uri = strdup(uristr))) {
       free(p);
-      seterr(err, errlen, "out of memory");
+      store_seterr(err, errlen, "out of memory");
       ret = STORE_ENOMEM;
     } else if ((ret = pool_create(uristr, shown, &p->pool, err, errlen))) {
       free(p->uri);
@@ -240,13 +232,13 @@ static int mg_open(const struct config *cfg, void **ctx, char *err, size_t errle
   const char *uristr = cfg->store_mongo_uri ? cfg->store_mongo_uri : "";
   const char *dbname = cfg->store_mongo_database ? cfg->store_mongo_database : "";
   if (!dbname[0]) {
-    seterr(err, errlen, "store.mongo.database is empty");
+    store_seterr(err, errlen, "store.mongo.database is empty");
     return STORE_EINVAL;
   }
   struct mg *g = calloc(1, sizeof *g);
   if (!g || !(g->uri_shown = mask_uri(uristr))) {
     free(g);
-    seterr(err, errlen, "out of memory");
+    store_seterr(err, errlen, "out of memory");
     return STORE_ENOMEM;
   }
   bson_error_t e;
@@ -258,13 +250,13 @@ static int mg_open(const struct config *cfg, void **ctx, char *err, size_t errle
   bool ok = mongoc_client_command_simple(g->client, "admin", ping, NULL, NULL, &e);
   bson_destroy(ping);
   if (!ok) {
-    seterr(err, errlen, "cannot reach MongoDB at %s: %s", g->uri_shown, e.message);
+    store_seterr(err, errlen, "cannot reach MongoDB at %s: %s", g->uri_shown, e.message);
     ret = STORE_EUNAVAILABLE;
     goto fail;
   }
   if (!create_indexes(g, dbname, &e)) {
-    seterr(err, errlen, "MongoDB at %s: creating the indexes in database %s failed: %s", g->uri_shown, dbname,
-           e.message);
+    store_seterr(err, errlen, "MongoDB at %s: creating the indexes in database %s failed: %s", g->uri_shown,
+                 dbname, e.message);
     ret = STORE_EUNAVAILABLE;
     goto fail;
   }
@@ -513,7 +505,7 @@ static int mg_append(void *ctx, struct store_append *items, size_t n, char *err,
   if (!n) return STORE_OK;
   for (size_t i = 0; i < n; i++) {
     if (!valid_item(&items[i].msg)) {
-      seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
+      store_seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
       return STORE_EINVAL;
     }
   }
@@ -531,7 +523,7 @@ static int mg_append(void *ctx, struct store_append *items, size_t n, char *err,
       ret = append_once(g, items, n, out, heads, docs, &collided, &e);
   }
   if (ret) {
-    seterr(err, errlen, "MongoDB at %s: %s", g->uri_shown, e.message);
+    store_seterr(err, errlen, "MongoDB at %s: %s", g->uri_shown, e.message);
   } else {
     for (size_t i = 0; i < n; i++)
       store_append_settle(&items[i], out[i].dup, out[i].seq, &out[i].room, &out[i].mid, out[i].ts);
@@ -775,11 +767,9 @@ static int mg_read_set(void *ctx, const char *user_id, const char *room, uint64_
 static int mg_forget_user(void *ctx, const char *user_id, bool prefix) {
   struct mg *g = ctx;
   if (!user_id || !user_id[0]) return STORE_EINVAL;
-  size_t len = strlen(user_id);
-  if (prefix && (unsigned char)user_id[len - 1] == 0xFF) return STORE_EINVAL;
-  char *upper = prefix ? strdup(user_id) : NULL; /* prefix: ids in [user_id, upper) */
-  if (prefix && !upper) return STORE_ENOMEM;
-  if (upper) upper[len - 1] = (char)((unsigned char)upper[len - 1] + 1);
+  char *upper = NULL; /* prefix: ids in [user_id, upper) */
+  int rc = prefix ? store_prefix_end(user_id, &upper) : STORE_OK;
+  if (rc) return rc;
   bson_error_t e;
   bson_t *sel = prefix ? BCON_NEW("user_id", "{", "$gte", BCON_UTF8(user_id), "$lt", BCON_UTF8(upper), "}")
                        : BCON_NEW("user_id", BCON_UTF8(user_id));

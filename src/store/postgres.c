@@ -177,14 +177,6 @@ struct pg {
   uint64_t batch;
 };
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* libpq messages end in a newline and may have several lines: the first, without it. */
 static const char *first_line(const char *msg, char *buf, size_t len) {
   if (!msg || !*msg) return "unknown error";
@@ -263,8 +255,8 @@ static bool exec_simple(struct pg *p, const char *sql, char *err, size_t errlen,
   bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
   if (!ok) {
     char buf[256];
-    seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown,
-           first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf));
+    store_seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown,
+                 first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf));
     if (rc) *rc = map_result(res, p->conn);
   }
   PQclear(res);
@@ -280,12 +272,12 @@ static int pg_connect(struct pg *p, char *err, size_t errlen) {
   p->conn = PQconnectdbParams(keys, vals, 1);
   char buf[256];
   if (!p->conn) {
-    seterr(err, errlen, "out of memory");
+    store_seterr(err, errlen, "out of memory");
     return STORE_ENOMEM;
   }
   if (PQstatus(p->conn) != CONNECTION_OK) {
-    seterr(err, errlen, "cannot reach PostgreSQL at %s: %s", p->uri_shown,
-           first_line(PQerrorMessage(p->conn), buf, sizeof buf));
+    store_seterr(err, errlen, "cannot reach PostgreSQL at %s: %s", p->uri_shown,
+                 first_line(PQerrorMessage(p->conn), buf, sizeof buf));
     return STORE_EUNAVAILABLE;
   }
   PQsetNoticeProcessor(p->conn, on_notice, NULL);
@@ -296,15 +288,15 @@ static int pg_connect(struct pg *p, char *err, size_t errlen) {
   if (p->schema[0]) {
     char *id = PQescapeIdentifier(p->conn, p->schema, strlen(p->schema));
     if (!id) {
-      seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown,
-             first_line(PQerrorMessage(p->conn), buf, sizeof buf));
+      store_seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown,
+                   first_line(PQerrorMessage(p->conn), buf, sizeof buf));
       return STORE_EINVAL;
     }
     size_t n = 2 * strlen(id) + 64;
     char *sql = malloc(n);
     if (!sql) {
       PQfreemem(id);
-      seterr(err, errlen, "out of memory");
+      store_seterr(err, errlen, "out of memory");
       return STORE_ENOMEM;
     }
     /* CREATE SCHEMA needs CREATE on the database even when the schema exists: only when it does not. */
@@ -330,8 +322,8 @@ static int prepare_all(struct pg *p, char *err, size_t errlen) {
     PGresult *res = PQprepare(p->conn, name, stmts[i].sql, stmts[i].nparams, NULL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
       int rc = map_result(res, p->conn);
-      seterr(err, errlen, "PostgreSQL at %s: preparing \"%s\": %s", p->uri_shown, stmts[i].sql,
-             first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf));
+      store_seterr(err, errlen, "PostgreSQL at %s: preparing \"%s\": %s", p->uri_shown, stmts[i].sql,
+                   first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf));
       PQclear(res);
       return rc;
     }
@@ -354,8 +346,8 @@ static int migrate(struct pg *p, char *err, size_t errlen) {
   int v = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 ? atoi(PQgetvalue(res, 0, 0)) : -2;
   if (v == -2) {
     rc = map_result(res, p->conn);
-    seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown,
-           first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf));
+    store_seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown,
+                 first_line(res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn), buf, sizeof buf));
     PQclear(res);
     goto rollback;
   }
@@ -363,8 +355,8 @@ static int migrate(struct pg *p, char *err, size_t errlen) {
   if (v == -1) {
     res = PQexec(p->conn, "SELECT version FROM parley_schema");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-      seterr(err, errlen, "PostgreSQL at %s: parley_schema must hold one row: %s", p->uri_shown,
-             first_line(PQresultErrorMessage(res), buf, sizeof buf));
+      store_seterr(err, errlen, "PostgreSQL at %s: parley_schema must hold one row: %s", p->uri_shown,
+                   first_line(PQresultErrorMessage(res), buf, sizeof buf));
       PQclear(res);
       rc = STORE_ECORRUPT;
       goto rollback;
@@ -378,10 +370,10 @@ static int migrate(struct pg *p, char *err, size_t errlen) {
     goto rollback;
   }
   if (v > SCHEMA_VERSION || v < 0) {
-    seterr(err, errlen,
-           "PostgreSQL at %s: schema version %d is not one this parleyd knows (latest %d); use a newer "
-           "parleyd",
-           p->uri_shown, v, SCHEMA_VERSION);
+    store_seterr(err, errlen,
+                 "PostgreSQL at %s: schema version %d is not one this parleyd knows (latest %d); use a newer "
+                 "parleyd",
+                 p->uri_shown, v, SCHEMA_VERSION);
     rc = STORE_ECORRUPT;
     goto rollback;
   }
@@ -391,7 +383,7 @@ static int migrate(struct pg *p, char *err, size_t errlen) {
     if (!exec_simple(p, migrations[v], err, errlen, &rc) || !exec_simple(p, set, err, errlen, &rc)) {
       char why[200];
       snprintf(why, sizeof why, "%s", err);
-      seterr(err, errlen, "schema migration to version %d failed: %s", v + 1, why);
+      store_seterr(err, errlen, "schema migration to version %d failed: %s", v + 1, why);
       if (rc == STORE_EINVAL) rc = STORE_ECORRUPT;
       goto rollback;
     }
@@ -421,20 +413,20 @@ static int pg_open(const struct config *cfg, void **ctx, char *err, size_t errle
   if (!p || !(p->uri = strdup(uri)) || !(p->uri_shown = mask_uri(uri)) ||
       !(p->schema = strdup(cfg->store_postgres_schema ? cfg->store_postgres_schema : ""))) {
     pg_close(p);
-    seterr(err, errlen, "out of memory");
+    store_seterr(err, errlen, "out of memory");
     return STORE_ENOMEM;
   }
   int rc;
   if (!uri[0]) {
-    seterr(err, errlen, "store.postgres.uri is empty");
+    store_seterr(err, errlen, "store.postgres.uri is empty");
     rc = STORE_EINVAL;
   } else {
     char *bad = NULL;
     PQconninfoOption *opts = PQconninfoParse(uri, &bad);
     if (!opts) {
       char buf[256];
-      seterr(err, errlen, "invalid PostgreSQL connection string %s: %s", p->uri_shown,
-             bad ? first_line(bad, buf, sizeof buf) : "out of memory");
+      store_seterr(err, errlen, "invalid PostgreSQL connection string %s: %s", p->uri_shown,
+                   bad ? first_line(bad, buf, sizeof buf) : "out of memory");
       PQfreemem(bad);
       rc = STORE_EINVAL;
     } else {
@@ -456,7 +448,7 @@ static int pg_open(const struct config *cfg, void **ctx, char *err, size_t errle
 static int ensure(struct pg *p, char *err, size_t errlen) {
   if (PQstatus(p->conn) == CONNECTION_OK) return STORE_OK;
   if (p->in_group) {
-    seterr(err, errlen, "PostgreSQL at %s: the connection broke during a transaction", p->uri_shown);
+    store_seterr(err, errlen, "PostgreSQL at %s: the connection broke during a transaction", p->uri_shown);
     return STORE_EUNAVAILABLE;
   }
   if (!p->lost) log_warn("store(postgres): the connection to %s broke; opening it again", p->uri_shown);
@@ -840,7 +832,7 @@ static int pg_append(void *ctx, struct store_append *items, size_t n, char *err,
   if (!n) return STORE_OK;
   for (size_t i = 0; i < n; i++) {
     if (!valid_item(&items[i].msg)) {
-      seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
+      store_seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
       return STORE_EINVAL;
     }
   }
@@ -882,9 +874,9 @@ static int pg_append(void *ctx, struct store_append *items, size_t n, char *err,
   int ret = at.rc;
   if (ret) {
     if (!strncmp(at.why, "cannot reach", 12)) /* names the server already */
-      seterr(err, errlen, "%s", at.why);
+      store_seterr(err, errlen, "%s", at.why);
     else
-      seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown, at.why);
+      store_seterr(err, errlen, "PostgreSQL at %s: %s", p->uri_shown, at.why);
     p->failing = true;
   } else {
     for (size_t i = 0; i < n; i++)
@@ -1002,15 +994,10 @@ static int pg_member_set(void *ctx, const char *user_id, const char *room, bool 
 static int pg_forget_user(void *ctx, const char *user_id, bool prefix) {
   struct pg *p = ctx;
   if (!user_id || !user_id[0]) return STORE_EINVAL;
-  size_t len = strlen(user_id);
   char *upper = NULL; /* prefix: the first id after every id that starts with it */
-  if (prefix) {
-    if ((unsigned char)user_id[len - 1] == 0xFF) return STORE_EINVAL;
-    if (!(upper = strdup(user_id))) return STORE_ENOMEM;
-    upper[len - 1] = (char)((unsigned char)upper[len - 1] + 1);
-  }
+  int rc = prefix ? store_prefix_end(user_id, &upper) : STORE_OK;
+  if (rc) return rc;
   const char *v[2] = {user_id, upper};
-  int rc;
   PGresult *res = run(p, prefix ? S_FORGET_RANGE : S_FORGET, v, PGRES_COMMAND_OK, "forget_user", &rc);
   free(upper);
   if (!res) return rc;

@@ -260,14 +260,6 @@ static int on_wal_commit(void *ctx, sqlite3 *db, const char *name, int pages) {
   return SQLITE_OK;
 }
 
-__attribute__((format(printf, 3, 4))) static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* An SQLite result code as a store error: out of memory and a damaged file are told apart; everything
  * else (locked, busy, I/O error, disk full, read-only) is "cannot write now, retry later". */
 static int map_rc(int rc) {
@@ -364,7 +356,7 @@ static char *db_path(const struct config *cfg, char *err, size_t errlen) {
     *slash = '\0';
     int rc = mkdirs(path);
     if (rc) {
-      seterr(err, errlen, "cannot create the SQLite directory %s: %s", path, strerror(-rc));
+      store_seterr(err, errlen, "cannot create the SQLite directory %s: %s", path, strerror(-rc));
       free(path);
       return NULL;
     }
@@ -372,7 +364,7 @@ static char *db_path(const struct config *cfg, char *err, size_t errlen) {
   }
   return path;
 oom:
-  seterr(err, errlen, "out of memory");
+  store_seterr(err, errlen, "out of memory");
   return NULL;
 }
 
@@ -398,9 +390,9 @@ static int migrate(struct sq *q, char *err, size_t errlen) {
   if ((rc = user_version(q->db, &v))) goto rollback; /* another connection may have migrated meanwhile */
   if (v > SCHEMA_VERSION || v < 0) {
     sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-    seterr(err, errlen,
-           "%s: schema version %d is not one this parleyd knows (latest %d); use a newer parleyd", q->path, v,
-           SCHEMA_VERSION);
+    store_seterr(err, errlen,
+                 "%s: schema version %d is not one this parleyd knows (latest %d); use a newer parleyd",
+                 q->path, v, SCHEMA_VERSION);
     return STORE_ECORRUPT;
   }
   for (; v < SCHEMA_VERSION; v++) {
@@ -412,11 +404,12 @@ static int migrate(struct sq *q, char *err, size_t errlen) {
   if ((rc = sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL))) goto rollback;
   return STORE_OK;
 rollback:
-  seterr(err, errlen, "%s: schema migration to version %d failed: %s", q->path, v + 1, sqlite3_errmsg(q->db));
+  store_seterr(err, errlen, "%s: schema migration to version %d failed: %s", q->path, v + 1,
+               sqlite3_errmsg(q->db));
   sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
   return rc == SQLITE_ERROR ? STORE_ECORRUPT : map_rc(rc);
 fail:
-  seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+  store_seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
   return map_rc(rc);
 }
 
@@ -500,7 +493,7 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   *ctx = NULL;
   struct sq *q = calloc(1, sizeof *q);
   if (!q) {
-    seterr(err, errlen, "out of memory");
+    store_seterr(err, errlen, "out of memory");
     return STORE_ENOMEM;
   }
   int ret = STORE_EUNAVAILABLE, rc;
@@ -508,8 +501,8 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   rc = sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                        NULL);
   if (rc) {
-    seterr(err, errlen, "cannot open SQLite database %s: %s", q->path,
-           q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
+    store_seterr(err, errlen, "cannot open SQLite database %s: %s", q->path,
+                 q->db ? sqlite3_errmsg(q->db) : sqlite3_errstr(rc));
     ret = map_rc(rc);
     goto fail;
   }
@@ -527,18 +520,18 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   }
   sqlite3_finalize(s);
   if (rc) {
-    seterr(err, errlen, "cannot open SQLite database %s: %s", q->path, sqlite3_errmsg(q->db));
+    store_seterr(err, errlen, "cannot open SQLite database %s: %s", q->path, sqlite3_errmsg(q->db));
     ret = map_rc(rc);
     goto fail;
   }
   if (strcmp(mode, "wal")) {
-    seterr(err, errlen, "%s: cannot switch to WAL mode (journal_mode is %s)", q->path, mode);
+    store_seterr(err, errlen, "%s: cannot switch to WAL mode (journal_mode is %s)", q->path, mode);
     goto fail;
   }
   const char *sync =
       cfg->store_sqlite_synchronous ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL";
   if ((rc = sqlite3_exec(q->db, sync, NULL, NULL, NULL))) {
-    seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+    store_seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
     ret = map_rc(rc);
     goto fail;
   }
@@ -546,7 +539,7 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   snprintf(cache, sizeof cache, "PRAGMA cache_size = -%lld",
            (long long)(cfg->store_sqlite_cache_size / 1024));
   if ((rc = sqlite3_exec(q->db, cache, NULL, NULL, NULL))) {
-    seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+    store_seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
     ret = map_rc(rc);
     goto fail;
   }
@@ -558,7 +551,7 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   if ((ret = migrate(q, err, errlen))) goto fail;
   for (int i = 0; i < S_COUNT; i++) {
     if ((rc = sqlite3_prepare_v3(q->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &q->st[i], NULL))) {
-      seterr(err, errlen, "%s: preparing \"%s\": %s", q->path, sql[i], sqlite3_errmsg(q->db));
+      store_seterr(err, errlen, "%s: preparing \"%s\": %s", q->path, sql[i], sqlite3_errmsg(q->db));
       ret = rc == SQLITE_ERROR ? STORE_ECORRUPT : map_rc(rc);
       goto fail;
     }
@@ -566,7 +559,7 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   /* Rows a stopped or crashed parleyd left in the inbox move now; they were acknowledged and stay readable
    * either way, this only keeps the inbox small. */
   if ((rc = data_version(q, &q->data_version))) {
-    seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
+    store_seterr(err, errlen, "%s: %s", q->path, sqlite3_errmsg(q->db));
     ret = map_rc(rc);
     goto fail;
   }
@@ -577,8 +570,8 @@ static int sq_open(const struct config *cfg, void **ctx, char *err, size_t errle
   done(cnt);
   if (!rc && leftovers) rc = merge_all(q);
   if (rc) {
-    seterr(err, errlen, "%s: moving the inbox into messages: %s", q->path,
-           q->lasterr[0] ? q->lasterr : sqlite3_errmsg(q->db));
+    store_seterr(err, errlen, "%s: moving the inbox into messages: %s", q->path,
+                 q->lasterr[0] ? q->lasterr : sqlite3_errmsg(q->db));
     ret = map_rc(rc);
     goto fail;
   }
@@ -691,7 +684,7 @@ static int sq_append(void *ctx, struct store_append *items, size_t n, char *err,
   if (!n) return STORE_OK;
   for (size_t i = 0; i < n; i++) {
     if (!valid_item(&items[i].msg)) {
-      seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
+      store_seterr(err, errlen, "append: item %zu lacks room, mid, user_id, cmid or body", i);
       return STORE_EINVAL;
     }
   }
@@ -704,7 +697,7 @@ static int sq_append(void *ctx, struct store_append *items, size_t n, char *err,
   int rc = SQLITE_OK, ret = STORE_OK;
   if (!out || !touched || !added) {
     ret = STORE_ENOMEM;
-    seterr(err, errlen, "out of memory");
+    store_seterr(err, errlen, "out of memory");
     goto out;
   }
   rc = sqlite3_step(q->st[S_BEGIN]);
@@ -798,7 +791,7 @@ static int sq_append(void *ctx, struct store_append *items, size_t n, char *err,
   goto out;
 
 fail:
-  seterr(err, errlen, "SQLite %s: %s", q->path, sqlite3_errmsg(q->db));
+  store_seterr(err, errlen, "SQLite %s: %s", q->path, sqlite3_errmsg(q->db));
   ret = map_rc(rc);
   if (sqlite3_get_autocommit(q->db) == 0) { /* still in the transaction (SQLite may have rolled back) */
     sqlite3_step(q->st[S_ROLLBACK]);
@@ -811,7 +804,7 @@ fail:
   }
   goto out;
 fail_notx:
-  seterr(err, errlen, "SQLite %s: %s", q->path, sqlite3_errmsg(q->db));
+  store_seterr(err, errlen, "SQLite %s: %s", q->path, sqlite3_errmsg(q->db));
   ret = map_rc(rc);
 out:
   if (out)
@@ -1087,13 +1080,9 @@ static int sq_member_set(void *ctx, const char *user_id, const char *room, bool 
 static int sq_forget_user(void *ctx, const char *user_id, bool prefix) {
   struct sq *q = ctx;
   if (!user_id || !user_id[0]) return STORE_EINVAL;
-  size_t len = strlen(user_id);
   char *upper = NULL; /* prefix: the first id after every id that starts with it */
-  if (prefix) {
-    if ((unsigned char)user_id[len - 1] == 0xFF) return STORE_EINVAL;
-    if (!(upper = strdup(user_id))) return STORE_ENOMEM;
-    upper[len - 1] = (char)((unsigned char)upper[len - 1] + 1);
-  }
+  int rc = prefix ? store_prefix_end(user_id, &upper) : STORE_OK;
+  if (rc) return rc;
   bool own = sqlite3_get_autocommit(q->db) != 0;
   int ret;
   if (own)
